@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/wneessen/go-mail"
+
+	"newsletter/internal/pgdb"
+	"newsletter/migrations"
+	"newsletter/templates"
+)
+
+// App holds what the commands share once opened: settings, database, templates, metrics.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+
+	db       *sqlx.DB
+	secret   []byte
+	catalog  *templates.Catalog
+	pages    *templates.Pages
+	registry *prometheus.Registry
+
+	// ready, when set (tests), receives the web server's address once it listens.
+	ready chan string
+}
+
+// open connects to the database (creating it if missing), applies migrations, loads the signing
+// secret and parses the templates. Every command but help starts here.
+func (a *App) open(ctx context.Context) error {
+	if a.db != nil {
+		return nil
+	}
+	db, err := pgdb.Open(ctx, a.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	a.db = db
+	if err := migrations.Apply(ctx, db.DB, a.log); err != nil {
+		return err
+	}
+	if a.secret, err = loadSecret(ctx, db, a.cfg.Secret); err != nil {
+		return err
+	}
+	fsys := templates.FS(a.cfg.TemplatesDir)
+	if a.catalog, err = templates.LoadCatalog(fsys); err != nil {
+		return err
+	}
+	if a.pages, err = templates.ParsePages(fsys, a.catalog); err != nil {
+		return err
+	}
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return nil
+}
+
+// Close releases the database.
+func (a *App) Close() {
+	if a.db != nil {
+		a.db.Close()
+	}
+}
+
+// loadSecret returns the configured secret, else the one kept in the database, generating and
+// storing it on first use (ON CONFLICT makes concurrent first starts agree on one).
+func loadSecret(ctx context.Context, db *sqlx.DB, configured string) ([]byte, error) {
+	if configured != "" {
+		if len(configured) < 16 {
+			return nil, errors.New("NEWSLETTER_SECRET: use at least 16 characters")
+		}
+		return []byte(configured), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING`, hex.EncodeToString(b)); err != nil {
+		return nil, fmt.Errorf("store secret: %w", err)
+	}
+	var v string
+	if err := db.GetContext(ctx, &v, `SELECT value FROM settings WHERE key = 'secret'`); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errors.New("secret missing from settings")
+		}
+		return nil, fmt.Errorf("load secret: %w", err)
+	}
+	return hex.DecodeString(v)
+}
+
+// mailClient builds the go-mail client for NEWSLETTER_SMTP_URL.
+func (a *App) mailClient() (*mail.Client, error) {
+	u, err := url.Parse(a.cfg.SMTPURL)
+	if err != nil {
+		return nil, errors.New("NEWSLETTER_SMTP_URL: not a URL")
+	}
+	opts := []mail.Option{mail.WithTimeout(30 * time.Second), mail.WithTLSPolicy(mail.TLSOpportunistic)}
+	port := 25
+	if u.Scheme == "smtps" {
+		port = 465
+		opts = append(opts, mail.WithSSL())
+	}
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, errors.New("NEWSLETTER_SMTP_URL: bad port")
+		}
+	}
+	opts = append(opts, mail.WithPort(port))
+	if u.Query().Get("tls") == "required" {
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	}
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain), mail.WithUsername(u.User.Username()), mail.WithPassword(pass))
+	}
+	c, err := mail.NewClient(u.Hostname(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NEWSLETTER_SMTP_URL: %v", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Config is every setting of the service. Defaults work on a laptop with a local PostgreSQL and a
+// local mail catcher; only this file reads the environment.
+type Config struct {
+	DatabaseURL   string
+	SMTPURL       string
+	HTTPAddr      string
+	BaseURL       string
+	Secret        string // empty: generated once and kept in the database
+	AdminPassword string
+	From          string
+	Publication   string
+	SiteURL       string
+	Languages     []string
+	Feeds         []Feed
+	CORSOrigins   []string
+	PostalAddress string
+	TemplatesDir  string
+
+	FeedSchedule      string
+	DigestSchedule    string
+	DigestMaxArticles int
+	RequireApproval   bool
+	MaxLateness       time.Duration
+
+	SendConcurrency int
+	SendRate        float64
+	SendMaxAttempts int
+
+	DKIMDomain   string
+	DKIMSelector string
+	DKIMKeyFile  string
+
+	// SubscribeRateLimit is how many subscribe requests one client may make a minute; 0 turns the
+	// limit off (load tests).
+	SubscribeRateLimit int
+	// Demo seeds demonstration articles when the database has none and no feed is configured.
+	Demo     bool
+	LogLevel string
+}
+
+// Feed is one configured feed and the language of its articles.
+type Feed struct {
+	Lang string
+	URL  string
+}
+
+// setting describes one environment variable: its name, default and where it goes.
+type setting struct {
+	name, def, help string
+	set             func(c *Config, v string) error
+}
+
+func str(p func(c *Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func positiveInt(p func(c *Config) *int, allowZero bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || (n == 0 && !allowZero) {
+			return errors.New("want a positive whole number")
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
+var settings = []setting{
+	{"NEWSLETTER_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter?sslmode=disable", "PostgreSQL URL; the database is created if missing",
+		str(func(c *Config) *string { return &c.DatabaseURL })},
+	{"NEWSLETTER_SMTP_URL", "smtp://127.0.0.1:1025", "SMTP relay: smtp://[user:pass@]host:port (STARTTLS when offered; ?tls=required insists), smtps:// for implicit TLS",
+		str(func(c *Config) *string { return &c.SMTPURL })},
+	{"NEWSLETTER_HTTP_ADDR", "127.0.0.1:8080", "where the web server listens",
+		str(func(c *Config) *string { return &c.HTTPAddr })},
+	{"NEWSLETTER_BASE_URL", "http://localhost:8080", "public root used in every link in every email",
+		func(c *Config, v string) error { c.BaseURL = strings.TrimRight(v, "/"); return nil }},
+	{"NEWSLETTER_SECRET", "", "key that signs confirm, unsubscribe and manage links (default: generated once and kept in the database)",
+		str(func(c *Config) *string { return &c.Secret })},
+	{"NEWSLETTER_ADMIN_PASSWORD", "", "the editors' password (none: the editor pages refuse every login)",
+		str(func(c *Config) *string { return &c.AdminPassword })},
+	{"NEWSLETTER_FROM", "Weekly Digest <digest@localhost>", "From of every email; its domain also ends every Message-ID",
+		str(func(c *Config) *string { return &c.From })},
+	{"NEWSLETTER_PUBLICATION_NAME", "The Weekly Digest", "the publication's name, on every page and email",
+		str(func(c *Config) *string { return &c.Publication })},
+	{"NEWSLETTER_SITE_URL", "", "the publication's own site, linked from the digest (\"and N more this week\"); default: NEWSLETTER_BASE_URL",
+		func(c *Config, v string) error { c.SiteURL = strings.TrimRight(v, "/"); return nil }},
+	{"NEWSLETTER_LANGUAGES", "en,ru", "languages readers can choose (comma-separated)",
+		func(c *Config, v string) error { c.Languages = list(v); return nil }},
+	{"NEWSLETTER_FEEDS", "", "lang=url pairs, comma-separated",
+		func(c *Config, v string) error {
+			c.Feeds = nil
+			for _, pair := range list(v) {
+				lang, u, ok := strings.Cut(pair, "=")
+				if !ok || lang == "" || u == "" {
+					return fmt.Errorf("%q is not lang=url", pair)
+				}
+				c.Feeds = append(c.Feeds, Feed{Lang: strings.TrimSpace(lang), URL: strings.TrimSpace(u)})
+			}
+			return nil
+		}},
+	{"NEWSLETTER_CORS_ORIGINS", "", "origins (comma-separated) whose pages may POST /subscribe from the browser",
+		func(c *Config, v string) error { c.CORSOrigins = list(v); return nil }},
+	{"NEWSLETTER_POSTAL_ADDRESS", "", "the publisher's postal address, printed in every digest footer",
+		str(func(c *Config) *string { return &c.PostalAddress })},
+	{"NEWSLETTER_TEMPLATES_DIR", "", "directory whose files replace the embedded templates of the same path",
+		str(func(c *Config) *string { return &c.TemplatesDir })},
+	{"NEWSLETTER_FEED_SCHEDULE", "@every 15m", "when serve polls the feeds (robfig/cron syntax)",
+		str(func(c *Config) *string { return &c.FeedSchedule })},
+	{"NEWSLETTER_DIGEST_SCHEDULE", "CRON_TZ=UTC 0 8 * * MON", "when the weekly digest goes out (robfig/cron syntax)",
+		str(func(c *Config) *string { return &c.DigestSchedule })},
+	{"NEWSLETTER_DIGEST_MAX_ARTICLES", "12", "most articles in one digest",
+		positiveInt(func(c *Config) *int { return &c.DigestMaxArticles }, false)},
+	{"NEWSLETTER_REQUIRE_APPROVAL", "false", "a scheduled send waits for an editor's approval",
+		func(c *Config, v string) (err error) { c.RequireApproval, err = strconv.ParseBool(v); return err }},
+	{"NEWSLETTER_MAX_LATENESS", "6h", "a scheduled run later than this waits for an editor instead of sending",
+		func(c *Config, v string) (err error) { c.MaxLateness, err = time.ParseDuration(v); return err }},
+	{"NEWSLETTER_SEND_CONCURRENCY", "", "SMTP connections used by one sending process (default: chosen for speed)",
+		func(c *Config, v string) error {
+			if v == "" {
+				c.SendConcurrency = max(4, 2*runtime.NumCPU())
+				return nil
+			}
+			return positiveInt(func(c *Config) *int { return &c.SendConcurrency }, false)(c, v)
+		}},
+	{"NEWSLETTER_SEND_RATE", "0", "most messages per second, across the process (0: no cap)",
+		func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 {
+				return errors.New("want a number, 0 or more")
+			}
+			c.SendRate = f
+			return nil
+		}},
+	{"NEWSLETTER_SEND_MAX_ATTEMPTS", "5", "tries per reader before a temporary failure becomes final",
+		positiveInt(func(c *Config) *int { return &c.SendMaxAttempts }, false)},
+	{"NEWSLETTER_DKIM_DOMAIN", "", "sign every digest with DKIM for this domain (with _SELECTOR and _KEY_FILE)",
+		str(func(c *Config) *string { return &c.DKIMDomain })},
+	{"NEWSLETTER_DKIM_SELECTOR", "", "DKIM selector",
+		str(func(c *Config) *string { return &c.DKIMSelector })},
+	{"NEWSLETTER_DKIM_KEY_FILE", "", "PEM file with the DKIM private key (RSA or Ed25519)",
+		str(func(c *Config) *string { return &c.DKIMKeyFile })},
+	{"NEWSLETTER_SUBSCRIBE_RATE_LIMIT", "5", "subscribe requests one client may make per minute (0: no limit)",
+		positiveInt(func(c *Config) *int { return &c.SubscribeRateLimit }, true)},
+	{"NEWSLETTER_DEMO", "false", "seed demonstration articles when there are none and no feed is set",
+		func(c *Config, v string) (err error) { c.Demo, err = strconv.ParseBool(v); return err }},
+	{"NEWSLETTER_LOG_LEVEL", "info", "debug, info, warn or error",
+		str(func(c *Config) *string { return &c.LogLevel })},
+}
+
+// LoadConfig reads every setting from getenv, applying defaults, then validates the whole.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	var c Config
+	var errs []error
+	for _, s := range settings {
+		v := strings.TrimSpace(getenv(s.name))
+		if v == "" {
+			v = s.def
+		}
+		if err := s.set(&c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", s.name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	if c.SiteURL == "" {
+		c.SiteURL = c.BaseURL
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the rules that span settings.
+func (c Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, errors.New("NEWSLETTER_BASE_URL: want an http:// or https:// URL"))
+	}
+	if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+		errs = append(errs, errors.New("NEWSLETTER_SMTP_URL: want smtp://host:port or smtps://host:port"))
+	}
+	if _, err := mail.ParseAddress(c.From); err != nil {
+		errs = append(errs, errors.New("NEWSLETTER_FROM: want an address such as Weekly Digest <digest@example.org>"))
+	}
+	if len(c.Languages) == 0 {
+		errs = append(errs, errors.New("NEWSLETTER_LANGUAGES: name at least one language"))
+	}
+	for _, f := range c.Feeds {
+		if !c.HasLanguage(f.Lang) {
+			errs = append(errs, fmt.Errorf("NEWSLETTER_FEEDS: language %q is not in NEWSLETTER_LANGUAGES", f.Lang))
+		}
+		if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			errs = append(errs, fmt.Errorf("NEWSLETTER_FEEDS: %q is not an http(s) URL", f.URL))
+		}
+	}
+	p := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	for name, spec := range map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": c.DigestSchedule, "NEWSLETTER_FEED_SCHEDULE": c.FeedSchedule} {
+		if _, err := p.Parse(spec); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", name, err))
+		}
+	}
+	if (c.DKIMDomain != "" || c.DKIMSelector != "" || c.DKIMKeyFile != "") && (c.DKIMDomain == "" || c.DKIMSelector == "" || c.DKIMKeyFile == "") {
+		errs = append(errs, errors.New("NEWSLETTER_DKIM_DOMAIN, _SELECTOR and _KEY_FILE go together"))
+	}
+	return errors.Join(errs...)
+}
+
+// HasLanguage reports whether readers may choose lang.
+func (c Config) HasLanguage(lang string) bool {
+	for _, l := range c.Languages {
+		if l == lang {
+			return true
+		}
+	}
+	return false
+}

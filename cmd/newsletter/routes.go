@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"newsletter/templates"
+)
+
+// build constructs every store, handler and worker of serve and returns the route table.
+func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
+	var workers []worker
+	mux := http.NewServeMux()
+
+	// --- service ---
+	static, _ := fs.Sub(templates.FS(a.cfg.TemplatesDir), "page/static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+
+	// --- subscribers ---
+
+	// --- digest ---
+
+	return a.middleware(mux), workers, nil
+}
+
+func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := a.db.PingContext(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("database unavailable\n"))
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// middleware wraps every route: a panic becomes a plain 500 (logged, never shown), and each request
+// is logged without its query string, which may carry a signed token.
+func (a *App) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				a.log.Error("panic", "method", r.Method, "path", routeLabel(r), "panic", v, "stack", string(debug.Stack()))
+				http.Error(rec, "Internal error.", http.StatusInternalServerError)
+			}
+			a.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("method", r.Method), slog.String("route", routeLabel(r)),
+				slog.Int("status", rec.status), slog.Duration("took", time.Since(start)))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// routeLabel names the matched route pattern rather than the raw path, so signed tokens in paths
+// never reach a log line.
+func routeLabel(r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return "(unmatched)"
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int)        { s.status = code; s.ResponseWriter.WriteHeader(code) }
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,83 @@
+package templates
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+)
+
+// Pages is the set of web pages, each parsed once together with page/layout.html.
+type Pages struct {
+	sets map[string]*template.Template
+}
+
+// View is what every page template receives: the page's language, its title and its own data.
+type View struct {
+	Lang        string
+	Title       string
+	Publication string // the publication's name, shown in every page's header
+	Data        any
+}
+
+// Funcs are the helpers every template may call. They take the language explicitly, so nothing is
+// bound per request and one parsed set serves every request at once.
+func Funcs(c *Catalog) template.FuncMap {
+	return template.FuncMap{
+		"t": c.T,
+		"n": c.N,
+	}
+}
+
+// ParsePages parses page/layout.html with each other page/*.html; a page named "x.html" renders as "x".
+func ParsePages(fsys fs.FS, c *Catalog) (*Pages, error) {
+	layout, err := fs.ReadFile(fsys, "page/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	names, err := fs.Glob(fsys, "page/*.html")
+	if err != nil {
+		return nil, err
+	}
+	p := &Pages{sets: map[string]*template.Template{}}
+	for _, name := range names {
+		base := strings.TrimSuffix(path.Base(name), ".html")
+		if base == "layout" {
+			continue
+		}
+		body, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		t, err := template.New("layout").Funcs(Funcs(c)).Parse(string(layout))
+		if err == nil {
+			_, err = t.New(base).Parse(string(body))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("templates: %s: %w", name, err)
+		}
+		p.sets[base] = t
+	}
+	return p, nil
+}
+
+// Render writes page name into w. It renders into a buffer first, so a template error never leaves
+// half a page on the wire.
+func (p *Pages) Render(w io.Writer, name string, v View) error {
+	t, ok := p.sets[name]
+	if !ok {
+		return fmt.Errorf("templates: no page %q", name)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+		return fmt.Errorf("templates: page %s: %w", name, err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// Has reports whether a page named name exists.
+func (p *Pages) Has(name string) bool { _, ok := p.sets[name]; return ok }

@@ -1,0 +1,97 @@
+// Package digest turns the publication's articles into one weekly issue per language: it ingests
+// the feeds, assembles the week, renders HTML and text, serves the editor pages and the archive,
+// and sends each issue to every confirmed reader.
+package digest
+
+import (
+	"errors"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Errors of this package; handlers turn them into HTTP statuses in one place.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrInvalid    = errors.New("invalid")
+	ErrNoArticles = errors.New("no new articles")
+	ErrConflict   = errors.New("conflict")
+)
+
+// Article is one story from a feed or an editor.
+type Article struct {
+	ID          int64     `db:"id"`
+	Lang        string    `db:"lang"`
+	GUID        string    `db:"guid"`
+	Source      string    `db:"source"` // feed or editor
+	FeedURL     string    `db:"feed_url"`
+	Title       string    `db:"title"`
+	Link        string    `db:"link"`
+	Summary     string    `db:"summary"` // plain text
+	Author      string    `db:"author"`
+	Section     string    `db:"section"`
+	ImageURL    string    `db:"image_url"`
+	ImageAlt    string    `db:"image_alt"`
+	PublishedAt time.Time `db:"published_at"`
+	FirstSeenAt time.Time `db:"first_seen_at"`
+	UpdatedAt   time.Time `db:"updated_at"`
+	Pinned      bool      `db:"pinned"`
+	Hidden      bool      `db:"hidden"`
+	Position    *int      `db:"position"`
+}
+
+// Issue statuses: draft -> approved -> sending <-> paused -> sent; or cancelled / skipped.
+const (
+	StatusDraft     = "draft"
+	StatusApproved  = "approved"
+	StatusSending   = "sending"
+	StatusPaused    = "paused"
+	StatusSent      = "sent"
+	StatusCancelled = "cancelled"
+	StatusSkipped   = "skipped"
+)
+
+// Issue is one digest for one language and one window of time.
+type Issue struct {
+	ID          int64      `db:"id"`
+	Lang        string     `db:"lang"`
+	WindowStart time.Time  `db:"window_start"`
+	WindowEnd   time.Time  `db:"window_end"`
+	Status      string     `db:"status"`
+	Subject     string     `db:"subject"`
+	Preheader   string     `db:"preheader"`
+	Note        string     `db:"note"`
+	CreatedAt   time.Time  `db:"created_at"`
+	ApprovedAt  *time.Time `db:"approved_at"`
+	StartedAt   *time.Time `db:"started_at"`
+	FinishedAt  *time.Time `db:"finished_at"`
+	PauseReason string     `db:"pause_reason"`
+	ArchiveHTML string     `db:"archive_html"`
+	ArchiveText string     `db:"archive_text"`
+}
+
+// FeedStatus is what the editor pages show of one feed.
+type FeedStatus struct {
+	URL           string     `db:"url"`
+	Lang          string     `db:"lang"`
+	ETag          string     `db:"etag"`
+	LastModified  string     `db:"last_modified"`
+	LastFetchedAt *time.Time `db:"last_fetched_at"`
+	LastOKAt      *time.Time `db:"last_ok_at"`
+	LastError     string     `db:"last_error"`
+}
+
+// Store reads and writes the digest tables: feeds, articles, issues and the deliveries ledger.
+// Its methods live beside the feature that uses them (feeds.go, assemble.go, send.go, ...).
+type Store struct {
+	db  *sqlx.DB
+	now func() time.Time
+}
+
+// NewStore returns a Store; now is the clock (time.Now in production, fixed in tests).
+func NewStore(db *sqlx.DB, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, now: now}
+}

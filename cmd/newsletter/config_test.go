@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := LoadConfig(envMap(nil))
+	if err != nil {
+		t.Fatalf("defaults must be valid: %v", err)
+	}
+	if c.DatabaseURL != "postgres://postgres@127.0.0.1:5432/newsletter?sslmode=disable" || c.SMTPURL != "smtp://127.0.0.1:1025" ||
+		c.HTTPAddr != "127.0.0.1:8080" || c.BaseURL != "http://localhost:8080" || c.DigestMaxArticles != 12 ||
+		c.SendMaxAttempts != 5 || c.SendConcurrency < 1 || strings.Join(c.Languages, ",") != "en,ru" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"BadBaseURL", map[string]string{"NEWSLETTER_BASE_URL": "ftp://x"}, "NEWSLETTER_BASE_URL"},
+		{"BadSMTPURL", map[string]string{"NEWSLETTER_SMTP_URL": "http://x"}, "NEWSLETTER_SMTP_URL"},
+		{"BadFrom", map[string]string{"NEWSLETTER_FROM": "not an address"}, "NEWSLETTER_FROM"},
+		{"FeedNotPair", map[string]string{"NEWSLETTER_FEEDS": "https://example.org/feed"}, "NEWSLETTER_FEEDS"},
+		{"FeedUnknownLang", map[string]string{"NEWSLETTER_FEEDS": "de=https://example.org/feed"}, "NEWSLETTER_FEEDS"},
+		{"BadSchedule", map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": "every monday"}, "NEWSLETTER_DIGEST_SCHEDULE"},
+		{"BadMax", map[string]string{"NEWSLETTER_DIGEST_MAX_ARTICLES": "0"}, "NEWSLETTER_DIGEST_MAX_ARTICLES"},
+		{"DKIMPartial", map[string]string{"NEWSLETTER_DKIM_DOMAIN": "example.org"}, "DKIM"},
+		{"BadLateness", map[string]string{"NEWSLETTER_MAX_LATENESS": "soon"}, "NEWSLETTER_MAX_LATENESS"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig(envMap(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// The README documents every setting; this keeps the two in step.
+func TestReadmeListsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		if !strings.Contains(string(b), "`"+s.name+"`") {
+			t.Errorf("README.md does not list %s", s.name)
+		}
+	}
+}

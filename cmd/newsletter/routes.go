@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"newsletter/subscribers"
 	"newsletter/templates"
 )
 
@@ -26,6 +27,27 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 
 	// --- subscribers ---
+	subStore := subscribers.NewStore(a.db, a.secret)
+	signer := subscribers.NewSigner(a.secret)
+	// confirmation mailer
+	// TODO(mailer): build the confirmation mailer here, add its worker, and set wake to it, so an
+	// accepted subscription is mailed at once rather than at the mailer's next poll.
+	var wake interface{ Wake() }
+	subs := subscribers.NewHandler(subStore, signer, a.pages, a.catalog, wake, subscribers.HandlerOptions{
+		Publication: a.cfg.Publication, Languages: a.cfg.Languages, Schedule: a.cfg.DigestSchedule,
+		CORSOrigins: a.cfg.CORSOrigins, RateLimit: a.cfg.SubscribeRateLimit,
+	}, a.log, a.registry)
+	mux.HandleFunc("GET /{$}", subs.SubscribePage)
+	mux.HandleFunc("POST /subscribe", subs.Subscribe)
+	mux.HandleFunc("OPTIONS /subscribe", subs.Preflight)
+	mux.HandleFunc("GET /confirm/{token}", subs.ConfirmPage)
+	mux.HandleFunc("POST /confirm/{token}", subs.Confirm)
+	mux.HandleFunc("GET /unsubscribe/{token}", subs.UnsubscribePage)
+	mux.HandleFunc("POST /unsubscribe/{token}", subs.Unsubscribe)
+	mux.HandleFunc("GET /manage/{token}", subs.ManagePage)
+	mux.HandleFunc("POST /manage/{token}", subs.Manage)
+	mux.HandleFunc("GET /manage/{token}/data.json", subs.Data)
+	mux.HandleFunc("POST /manage/{token}/erase", subs.Erase)
 
 	// --- digest ---
 

@@ -22,6 +22,8 @@ CREATE TABLE subscribers (
     unsubscribed_at  timestamptz,
     bounced_at       timestamptz,
     complained_at    timestamptz,
+    -- The last hard bounce's diagnostic, as the sender recorded it.
+    bounce_reason    text NOT NULL DEFAULT '',
     -- When a confirmation email was last queued: at most one per address per 10 minutes.
     confirmation_sent_at timestamptz,
     CHECK (status <> 'confirmed' OR confirmed_at IS NOT NULL)
@@ -59,6 +61,10 @@ CREATE TABLE outbox (
     attempts        int NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz,
+    -- Set instead of sent_at when the email was no longer wanted (the reader left or confirmed).
+    skipped_at      timestamptz,
     last_error      text NOT NULL DEFAULT ''
 );
-CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE sent_at IS NULL;
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE sent_at IS NULL AND skipped_at IS NULL;
+-- Deleting a reader cascades here; Subscribe looks for the reader's unsent confirmation.
+CREATE INDEX outbox_subscriber ON outbox (subscriber_id);

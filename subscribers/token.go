@@ -1,7 +1,13 @@
 package subscribers
 
 import (
-	"errors"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -15,6 +21,23 @@ const (
 	PurposeManage      Purpose = "manage"
 )
 
+// ConfirmTTL is how long a confirm link works.
+const ConfirmTTL = 7 * 24 * time.Hour
+
+// clockSkew is how far in the future an issued time may be (several processes, several clocks).
+const clockSkew = 5 * time.Minute
+
+// A token is base64url (no padding) of: version (1 byte) | uuid (16) | issued, Unix microseconds
+// (8, big endian) | HMAC-SHA256 over purpose, a zero byte and those 25 bytes (32). Microseconds
+// because Confirm compares the issued time with the reader's subscribed_at, kept to the microsecond.
+const (
+	tokenVersion = 1
+	tokenBody    = 1 + 16 + 8
+	tokenLen     = tokenBody + sha256.Size
+)
+
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
 // Signer makes and verifies the HMAC-signed tokens of confirm, unsubscribe and manage links.
 type Signer struct {
 	secret []byte
@@ -25,27 +48,84 @@ func NewSigner(secret []byte) *Signer {
 	return &Signer{secret: append([]byte(nil), secret...)}
 }
 
-// Token signs (p, uuid, issued) into a URL-safe string.
+// Token signs (p, uuid, issued) into a URL-safe string. A uuid that is not a UUID yields "", which
+// never verifies.
 func (s *Signer) Token(p Purpose, uuid string, issued time.Time) string {
-	return ""
+	id, ok := parseUUID(uuid)
+	if !ok {
+		return ""
+	}
+	b := make([]byte, tokenBody, tokenLen)
+	b[0] = tokenVersion
+	copy(b[1:17], id[:])
+	binary.BigEndian.PutUint64(b[17:25], uint64(issued.UnixMicro()))
+	b = append(b, s.mac(p, b)...)
+	return tokenEncoding.EncodeToString(b)
 }
 
 // Verify checks token for purpose p and returns the reader's uuid and when the token was issued.
+// ErrInvalid: not a token of ours for p. ErrExpired: a confirm token older than ConfirmTTL.
+// Unsubscribe and manage tokens never expire.
 func (s *Signer) Verify(p Purpose, token string, now time.Time) (uuid string, issued time.Time, err error) {
-	return "", time.Time{}, errors.New("todo")
+	if len(token) != tokenEncoding.EncodedLen(tokenLen) {
+		return "", time.Time{}, fmt.Errorf("token: %w", ErrInvalid)
+	}
+	b, err := tokenEncoding.DecodeString(token)
+	if err != nil || len(b) != tokenLen || b[0] != tokenVersion {
+		return "", time.Time{}, fmt.Errorf("token: %w", ErrInvalid)
+	}
+	if !hmac.Equal(b[tokenBody:], s.mac(p, b[:tokenBody])) {
+		return "", time.Time{}, fmt.Errorf("token: %w", ErrInvalid)
+	}
+	issued = time.UnixMicro(int64(binary.BigEndian.Uint64(b[17:25])))
+	if p == PurposeConfirm {
+		if issued.After(now.Add(clockSkew)) {
+			return "", time.Time{}, fmt.Errorf("token: %w", ErrInvalid)
+		}
+		if now.Sub(issued) > ConfirmTTL {
+			return "", time.Time{}, fmt.Errorf("token: %w", ErrExpired)
+		}
+	}
+	return formatUUID(b[1:17]), issued, nil
+}
+
+func (s *Signer) mac(p Purpose, body []byte) []byte {
+	h := hmac.New(sha256.New, s.secret)
+	h.Write([]byte(p))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
 }
 
 // ConfirmURL is baseURL + "/confirm/" + a confirm token issued now.
 func (s *Signer) ConfirmURL(baseURL, uuid string, now time.Time) string {
-	return ""
+	return strings.TrimRight(baseURL, "/") + "/confirm/" + s.Token(PurposeConfirm, uuid, now)
 }
 
-// UnsubscribeURL is baseURL + "/unsubscribe/" + a token that never expires.
+// UnsubscribeURL is baseURL + "/unsubscribe/" + a token that never expires. The issued time is
+// fixed, so a reader's link is the same in every email.
 func (s *Signer) UnsubscribeURL(baseURL, uuid string) string {
-	return ""
+	return strings.TrimRight(baseURL, "/") + "/unsubscribe/" + s.Token(PurposeUnsubscribe, uuid, time.UnixMicro(0))
 }
 
-// ManageURL is baseURL + "/manage/" + a token that never expires.
+// ManageURL is baseURL + "/manage/" + a token that never expires (fixed issued time, as above).
 func (s *Signer) ManageURL(baseURL, uuid string) string {
-	return ""
+	return strings.TrimRight(baseURL, "/") + "/manage/" + s.Token(PurposeManage, uuid, time.UnixMicro(0))
+}
+
+// parseUUID reads the canonical 8-4-4-4-12 hex form, any case.
+func parseUUID(s string) (id [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return id, false
+	}
+	h := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
+		return id, false
+	}
+	return id, true
+}
+
+func formatUUID(b []byte) string {
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

@@ -180,6 +180,11 @@ func csrfValid(sessionID, got string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
+// csrfEqual compares the login form's token with its cookie, in constant time.
+func csrfEqual(cookie, form string) bool {
+	return cookie != "" && subtle.ConstantTimeCompare([]byte(cookie), []byte(form)) == 1
+}
+
 // clientKey names the client for the login throttle: its IP address, or its /64 for IPv6, where
 // one host usually holds a whole prefix. Behind a reverse proxy every client shares the proxy's
 // address, so the per-client limit then acts as a second global one.

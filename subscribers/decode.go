@@ -86,10 +86,13 @@ func decodeForm(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var err error
-	if mt == "multipart/form-data" {
+	switch mt {
+	case "multipart/form-data":
 		err = r.ParseMultipartForm(maxBody)
-	} else {
+	case "application/x-www-form-urlencoded":
 		err = r.ParseForm()
+	default:
+		return errMediaType
 	}
 	if err != nil {
 		return bodyError(err)

@@ -461,9 +461,12 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	in := subscribeInput{Email: s.Email, Name: r.PostFormValue("name"), Lang: r.PostFormValue("lang")}
-	if in.Lang == "" {
-		in.Lang = s.Lang
+	in := subscribeInput{Email: s.Email, Name: s.Name, Lang: s.Lang}
+	if r.PostForm.Has("name") {
+		in.Name = r.PostFormValue("name")
+	}
+	if r.PostForm.Has("lang") {
+		in.Lang = r.PostFormValue("lang")
 	}
 	_, name, lang, err := h.validate(in, s.Lang)
 	if err == nil {
@@ -572,8 +575,11 @@ func (h *Handler) linkError(w http.ResponseWriter, lang string, status int, kind
 func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 	lang := h.pageLang("", r)
 	status, key := http.StatusBadRequest, "subscribers.error.malformed"
-	if errors.Is(err, errTooLarge) {
+	switch {
+	case errors.Is(err, errTooLarge):
 		status, key = http.StatusRequestEntityTooLarge, "subscribers.error.too_large"
+	case errors.Is(err, errMediaType):
+		status, key = http.StatusUnsupportedMediaType, "subscribers.error.media_type"
 	}
 	h.requestError(w, r, false, lang, status, key)
 }
@@ -746,7 +752,11 @@ func describeSchedule(spec string) schedule {
 	if err != nil || spec == "" {
 		return schedule{}
 	}
-	t := sch.Next(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	if ss, ok := sch.(*cron.SpecSchedule); ok {
+		start = start.In(ss.Location) // describe the times in the schedule's own zone
+	}
+	t := sch.Next(start)
 	runs := []time.Time{t}
 	for range 4 {
 		t = sch.Next(t)

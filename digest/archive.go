@@ -1,0 +1,255 @@
+package digest
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"newsletter/templates"
+)
+
+// archiveCSP is the policy of an archived email served as its own document: nothing runs, nothing
+// loads but images, and only the inlined styles the email needs.
+const archiveCSP = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+
+// HandlerOptions are the plain settings of the digest's web pages.
+type HandlerOptions struct {
+	BaseURL         string
+	Publication     string
+	Languages       []string // the first is the pages' default language
+	MaxArticles     int
+	AdminPassword   string
+	SecureCookies   bool // editor cookies get Secure (the service runs behind https)
+	RequireApproval bool
+	// TestSend sends issue issueID once to the address to ("send a test" on the editor pages).
+	TestSend func(ctx context.Context, issueID int64, to string) error
+}
+
+// Handler serves the digest's web pages: the public archive here, the editor pages in admin.go.
+type Handler struct {
+	store    *Store
+	renderer *Renderer
+	pages    *templates.Pages
+	catalog  *templates.Catalog
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	opts     HandlerOptions
+}
+
+// NewHandler returns the digest's Handler; its methods are the endpoints listed in routes.go.
+func NewHandler(store *Store, renderer *Renderer, pages *templates.Pages, cat *templates.Catalog, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
+	if len(opts.Languages) == 0 {
+		opts.Languages = []string{"en"}
+	}
+	if opts.MaxArticles <= 0 {
+		opts.MaxArticles = DefaultMaxArticles
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{store: store, renderer: renderer, pages: pages, catalog: cat, log: log, reg: reg, opts: opts}
+}
+
+// pageLang is the language the request asks for with ?lang=, else the default one.
+func (h *Handler) pageLang(r *http.Request) string {
+	if l := r.URL.Query().Get("lang"); slices.Contains(h.opts.Languages, l) {
+		return l
+	}
+	return h.opts.Languages[0]
+}
+
+type archiveEntry struct {
+	ID      int64
+	Date    string
+	Subject string
+}
+
+type archiveLang struct {
+	Lang    string
+	Heading string
+	Issues  []archiveEntry
+}
+
+type archivePage struct {
+	Langs        []archiveLang
+	Empty        bool
+	SubscribeURL string
+}
+
+// Archive lists the sent issues of every language: GET /archive.
+func (h *Handler) Archive(w http.ResponseWriter, r *http.Request) {
+	lang := h.pageLang(r)
+	issues, err := h.store.SentIssues(r.Context(), "")
+	if err != nil {
+		h.archiveError(w, r, err)
+		return
+	}
+	page := archivePage{Empty: len(issues) == 0, SubscribeURL: "/"}
+	// The reader's language first, then the others in configured order.
+	order := append([]string{lang}, slices.DeleteFunc(slices.Clone(h.opts.Languages), func(l string) bool { return l == lang })...)
+	for _, l := range order {
+		al := archiveLang{Lang: l, Heading: h.catalog.T(lang, "archive.lang."+l)}
+		for _, iss := range issues {
+			if iss.Lang == l {
+				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})
+			}
+		}
+		if len(al.Issues) > 0 {
+			page.Langs = append(page.Langs, al)
+		}
+	}
+	h.archiveRender(w, r, http.StatusOK, "archive", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"), Publication: h.opts.Publication, Data: page})
+}
+
+// ArchiveIssue shows one issue as it went out, without any reader's data: GET /archive/{id}.
+// The stored copy is served as its own document under a policy that lets nothing run.
+func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		h.archiveNotFound(w, r)
+		return
+	}
+	iss, err := h.store.IssueByID(r.Context(), id)
+	if errors.Is(err, ErrNotFound) || err == nil && !archived(iss) {
+		h.archiveNotFound(w, r)
+		return
+	}
+	if err != nil {
+		h.archiveError(w, r, err)
+		return
+	}
+	body := iss.ArchiveHTML
+	if body == "" {
+		// Sent before copies were kept: render it now, the same way, for nobody.
+		c, err := h.store.Content(r.Context(), id, h.opts.MaxArticles)
+		if errors.Is(err, ErrNoArticles) {
+			h.archiveNotFound(w, r)
+			return
+		}
+		if err != nil {
+			h.archiveError(w, r, err)
+			return
+		}
+		out, err := h.renderer.Render(c, Recipient{})
+		if err != nil {
+			h.archiveError(w, r, err)
+			return
+		}
+		body = out.HTML
+	}
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", archiveCSP)
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "public, max-age=300")
+	w.Write([]byte(body))
+}
+
+// archived reports whether an issue has gone out to anyone, so its copy is public. An issue
+// still sending counts: its readers already hold a "view in browser" link.
+func archived(iss Issue) bool {
+	return iss.Status == StatusSent || iss.StartedAt != nil && iss.Status != StatusDraft && iss.Status != StatusApproved
+}
+
+type archiveRSS struct {
+	XMLName xml.Name   `xml:"rss"`
+	Version string     `xml:"version,attr"`
+	Channel rssChannel `xml:"channel"`
+}
+
+type rssChannel struct {
+	Title       string    `xml:"title"`
+	Link        string    `xml:"link"`
+	Description string    `xml:"description"`
+	Language    string    `xml:"language,omitempty"`
+	Items       []rssItem `xml:"item"`
+}
+
+type rssItem struct {
+	Title       string  `xml:"title"`
+	Link        string  `xml:"link"`
+	GUID        rssGUID `xml:"guid"`
+	PubDate     string  `xml:"pubDate"`
+	Description string  `xml:"description,omitempty"`
+	Category    string  `xml:"category,omitempty"`
+}
+
+type rssGUID struct {
+	IsPermaLink string `xml:"isPermaLink,attr"`
+	Value       string `xml:",chardata"`
+}
+
+// ArchiveFeed is the RSS 2.0 feed of sent issues: GET /archive.xml (?lang=L for one language).
+func (h *Handler) ArchiveFeed(w http.ResponseWriter, r *http.Request) {
+	only := r.URL.Query().Get("lang")
+	if only != "" && !slices.Contains(h.opts.Languages, only) {
+		only = ""
+	}
+	issues, err := h.store.SentIssues(r.Context(), only)
+	if err != nil {
+		h.archiveError(w, r, err)
+		return
+	}
+	lang := h.pageLang(r)
+	feed := archiveRSS{Version: "2.0", Channel: rssChannel{
+		Title:       h.opts.Publication + " — " + h.catalog.T(lang, "digest.weekly"),
+		Link:        h.opts.BaseURL + "/archive",
+		Description: h.catalog.T(lang, "archive.rss_description", h.opts.Publication),
+		Language:    only,
+	}}
+	for _, iss := range issues {
+		link := h.opts.BaseURL + "/archive/" + strconv.FormatInt(iss.ID, 10)
+		when := iss.WindowEnd
+		if iss.FinishedAt != nil {
+			when = *iss.FinishedAt
+		}
+		feed.Channel.Items = append(feed.Channel.Items, rssItem{
+			Title:       iss.Subject,
+			Link:        link,
+			GUID:        rssGUID{IsPermaLink: "true", Value: link},
+			PubDate:     when.UTC().Format(time.RFC1123Z),
+			Description: iss.Preheader,
+			Category:    iss.Lang,
+		})
+	}
+	out, err := xml.MarshalIndent(feed, "", "  ")
+	if err != nil {
+		h.archiveError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/rss+xml; charset=utf-8")
+	w.Write([]byte(xml.Header))
+	w.Write(out)
+	w.Write([]byte("\n"))
+}
+
+func (h *Handler) archiveNotFound(w http.ResponseWriter, r *http.Request) {
+	lang := h.pageLang(r)
+	h.archiveRender(w, r, http.StatusNotFound, "archive_missing", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"),
+		Publication: h.opts.Publication, Data: archivePage{SubscribeURL: "/"}})
+}
+
+// archiveError logs err and answers a plain 500 with no detail.
+func (h *Handler) archiveError(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.Error("digest page", "route", r.Pattern, "err", err)
+	http.Error(w, "Internal error.", http.StatusInternalServerError)
+}
+
+// archiveRender writes a page with status; Pages.Render buffers, so a template error is a clean 500.
+func (h *Handler) archiveRender(w http.ResponseWriter, r *http.Request, status int, name string, v templates.View) {
+	var buf bytes.Buffer
+	if err := h.pages.Render(&buf, name, v); err != nil {
+		h.archiveError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}

@@ -54,6 +54,13 @@ Settings come from NEWSLETTER_* environment variables; see the README.
 // run is the whole program; it returns the exit status. Nothing in it reads globals: the
 // environment comes through getenv, so tests run it side by side.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runApp(ctx, &App{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}, args)
+}
+
+// runApp is run on an App whose environment and streams are set; end-to-end tests also set its
+// ready channel to learn the server's address.
+func runApp(ctx context.Context, app *App, args []string) int {
+	stderr := app.stderr
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -61,13 +68,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		return exitOK
 	}
-	cfg, err := LoadConfig(getenv)
+	cfg, err := LoadConfig(app.getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "newsletter: settings: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return exitFailure
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	app := &App{cfg: cfg, log: log, stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	app.cfg, app.log = cfg, newLogger(stderr, cfg.LogLevel)
 	defer app.Close()
 
 	err = app.dispatch(ctx, args)

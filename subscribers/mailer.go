@@ -1,13 +1,21 @@
 package subscribers
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io"
 	"io/fs"
 	"log/slog"
+	netmail "net/mail"
+	"strings"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wneessen/go-mail"
 
@@ -22,13 +30,16 @@ type mailClient interface {
 // MailerOptions configures the confirmation mailer.
 type MailerOptions struct {
 	BaseURL     string        // public root of the confirm links
-	From        string        // From header
-	Publication string        // name shown in the email
-	Poll        time.Duration // how often to look for due rows without a Wake; default 2s
-	MaxBackoff  time.Duration // longest wait between retries; default 5 minutes
+	From        string        // From header, e.g. "Weekly Digest <digest@example.com>"
+	Publication string        // the publication's name, in the subject and the text
+	Poll        time.Duration // how often to look for due emails without a Wake; default 2s
+	MinBackoff  time.Duration // wait after the first failure, doubled after each; default 5s
+	MaxBackoff  time.Duration // longest wait between attempts; default 5 minutes
+	SendTimeout time.Duration // one SMTP conversation; default 30s
 }
 
-// Mailer is the outbox worker that sends confirmation emails.
+// Mailer is the outbox worker that sends confirmation emails. Several may run (several serve
+// processes): rows are claimed with FOR UPDATE SKIP LOCKED and leased while they are sent.
 type Mailer struct {
 	db     *sqlx.DB
 	client mailClient
@@ -36,25 +47,282 @@ type Mailer struct {
 	cat    *templates.Catalog
 	opts   MailerOptions
 	log    *slog.Logger
+	html   *htmltemplate.Template
+	text   *texttemplate.Template
+	domain string // of From, for Message-IDs
 	wake   chan struct{}
+
+	sent, failed prometheus.Counter
 }
 
-// NewMailer parses the confirmation templates and registers the mailer's metrics.
+// batchSize is how many due emails one claim takes.
+const batchSize = 20
+
+// NewMailer parses the confirmation templates (email/confirm.html and email/confirm.txt of fsys)
+// and registers the mailer's metrics with reg (nil: not registered).
 func NewMailer(db *sqlx.DB, client interface {
 	DialAndSendWithContext(context.Context, ...*mail.Msg) error
 }, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
-	return &Mailer{db: db, client: client, signer: signer, cat: cat, opts: opts, log: log, wake: make(chan struct{}, 1)}, nil
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Second
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 5 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = opts.MinBackoff
+	}
+	if opts.SendTimeout <= 0 {
+		opts.SendTimeout = 30 * time.Second
+	}
+	from, err := netmail.ParseAddress(opts.From)
+	if err != nil {
+		return nil, fmt.Errorf("mailer: From %q: %w", opts.From, err)
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m := &Mailer{db: db, client: client, signer: signer, cat: cat, opts: opts, log: log,
+		domain: from.Address[strings.LastIndexByte(from.Address, '@')+1:], wake: make(chan struct{}, 1)}
+	funcs := templates.Funcs(cat)
+	src, err := fs.ReadFile(fsys, "email/confirm.html")
+	if err == nil {
+		m.html, err = htmltemplate.New("confirm.html").Funcs(funcs).Parse(string(src))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mailer: %w", err)
+	}
+	src, err = fs.ReadFile(fsys, "email/confirm.txt")
+	if err == nil {
+		m.text, err = texttemplate.New("confirm.txt").Funcs(texttemplate.FuncMap(funcs)).Parse(string(src))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mailer: %w", err)
+	}
+	m.sent = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_sent_total",
+		Help: "Confirmation emails handed to the SMTP server."})
+	m.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_failed_total",
+		Help: "Attempts to send a confirmation email that failed (each is retried)."})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.sent, m.failed} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("mailer: metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
 }
 
-// Run sends due confirmations until ctx ends, retrying while SMTP is down.
-func (m *Mailer) Run(ctx context.Context) error {
-	return errors.New("todo")
-}
-
-// Wake makes Run look for due rows now rather than at the next poll.
+// Wake makes Run look for due emails now rather than at the next poll.
 func (m *Mailer) Wake() {
 	select {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Run sends due confirmations until ctx ends, then returns nil. While SMTP is down each email is
+// retried with exponential backoff, forever: an accepted subscription never loses its email.
+func (m *Mailer) Run(ctx context.Context) error {
+	tick := time.NewTicker(m.opts.Poll)
+	defer tick.Stop()
+	for {
+		m.drain(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-m.wake:
+		}
+	}
+}
+
+// drain sends batches until none is due.
+func (m *Mailer) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		jobs, err := m.claim(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("confirmation outbox: claim failed", "error", err)
+			}
+			return
+		}
+		if len(jobs) == 0 {
+			return
+		}
+		for _, j := range jobs {
+			m.send(ctx, j)
+		}
+	}
+}
+
+// job is one claimed confirmation email.
+type job struct {
+	ID           int64     `db:"id"`
+	Attempts     int       `db:"attempts"`
+	UUID         string    `db:"uuid"`
+	Email        string    `db:"email"`
+	Name         string    `db:"name"`
+	Lang         string    `db:"lang"`
+	Status       Status    `db:"status"`
+	SubscribedAt time.Time `db:"subscribed_at"`
+	Now          time.Time `db:"now"`
+}
+
+// claim takes up to batchSize due rows in one short transaction, leasing them (next_attempt_at
+// moves past the send timeout) so no other worker takes them meanwhile; a crash mid-send only
+// delays the email until the lease ends. Rows whose reader is no longer pending are marked skipped.
+func (m *Mailer) claim(ctx context.Context) ([]job, error) {
+	tx, err := m.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var all []job
+	lease := 2*m.opts.SendTimeout + time.Minute
+	err = tx.SelectContext(ctx, &all, `
+		WITH due AS (
+			SELECT id FROM outbox
+			WHERE kind = 'confirm' AND sent_at IS NULL AND skipped_at IS NULL AND next_attempt_at <= now()
+			ORDER BY next_attempt_at, id
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
+		FROM due, subscribers s
+		WHERE o.id = due.id AND s.id = o.subscriber_id
+		RETURNING o.id, o.attempts, s.uuid, s.email, s.name, s.lang, s.status, s.subscribed_at, now() AS now`,
+		batchSize, lease.Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	var jobs []job
+	var skipped []int64
+	for _, j := range all {
+		if j.Status == StatusPending {
+			jobs = append(jobs, j)
+		} else {
+			skipped = append(skipped, j.ID)
+		}
+	}
+	if len(skipped) > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET skipped_at = now() WHERE id = ANY($1)`, pq.Array(skipped)); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	for _, id := range skipped {
+		m.log.Info("confirmation skipped: reader no longer pending", "outbox_id", id)
+	}
+	return jobs, nil
+}
+
+// send renders and sends one email and records the outcome: sent, or due again after a backoff.
+func (m *Mailer) send(ctx context.Context, j job) {
+	err := m.deliver(ctx, j)
+	if ctx.Err() != nil && err != nil {
+		// Shutting down mid-send: leave the lease to run out; the next start sends it.
+		return
+	}
+	// The outcome is recorded even if ctx has just ended, so a sent email is not sent twice.
+	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err == nil {
+		m.sent.Inc()
+		if _, err := m.db.ExecContext(rec, `UPDATE outbox SET sent_at = now(), last_error = '' WHERE id = $1`, j.ID); err != nil {
+			m.log.Error("confirmation sent but not recorded", "outbox_id", j.ID, "error", err)
+			return
+		}
+		m.log.Info("confirmation sent", "outbox_id", j.ID, "attempt", j.Attempts)
+		return
+	}
+	m.failed.Inc()
+	wait := m.backoff(j.Attempts)
+	msg := redact(err.Error(), j.Email)
+	if _, dbErr := m.db.ExecContext(rec, `
+		UPDATE outbox SET next_attempt_at = now() + $2 * interval '1 millisecond', last_error = $3 WHERE id = $1`,
+		j.ID, wait.Milliseconds(), clipBytes(msg, 1000)); dbErr != nil {
+		m.log.Error("confirmation failed and its retry not recorded", "outbox_id", j.ID, "error", dbErr)
+	}
+	m.log.Warn("confirmation not sent, will retry", "outbox_id", j.ID, "attempt", j.Attempts, "retry_in", wait, "error", msg)
+}
+
+// backoff is the wait after the nth failed attempt: MinBackoff doubled each time, capped.
+func (m *Mailer) backoff(attempt int) time.Duration {
+	d := m.opts.MinBackoff
+	for i := 1; i < attempt && d < m.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, m.opts.MaxBackoff)
+}
+
+// redact keeps the reader's address out of logs and stored errors (SMTP replies often quote it).
+func redact(s, email string) string {
+	s = strings.ReplaceAll(s, email, "<recipient>")
+	return strings.ReplaceAll(s, strings.ToLower(email), "<recipient>")
+}
+
+// confirmData is what email/confirm.html and email/confirm.txt receive.
+type confirmData struct {
+	Lang        string
+	Publication string
+	Name        string
+	Email       string
+	ConfirmURL  string
+	Days        int
+}
+
+// deliver renders the email in the reader's language and hands it to the SMTP server.
+func (m *Mailer) deliver(ctx context.Context, j job) error {
+	issued := j.Now
+	if issued.Before(j.SubscribedAt) {
+		issued = j.SubscribedAt
+	}
+	d := confirmData{Lang: j.Lang, Publication: m.opts.Publication, Name: j.Name, Email: j.Email,
+		ConfirmURL: m.signer.ConfirmURL(m.opts.BaseURL, j.UUID, issued), Days: int(ConfirmTTL / (24 * time.Hour))}
+	msg, err := m.message(j, d)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, m.opts.SendTimeout)
+	defer cancel()
+	return m.client.DialAndSendWithContext(sctx, msg)
+}
+
+// message builds the multipart/alternative email: text/plain first, then text/html, UTF-8.
+func (m *Mailer) message(j job, d confirmData) (*mail.Msg, error) {
+	var html, text bytes.Buffer
+	if err := m.html.Execute(&html, d); err != nil {
+		return nil, fmt.Errorf("render confirm.html: %w", err)
+	}
+	if err := m.text.Execute(&text, d); err != nil {
+		return nil, fmt.Errorf("render confirm.txt: %w", err)
+	}
+	msg := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP))
+	if err := msg.From(m.opts.From); err != nil {
+		return nil, fmt.Errorf("from: %w", err)
+	}
+	var err error
+	if j.Name != "" {
+		err = msg.AddToFormat(j.Name, j.Email)
+	} else {
+		err = msg.To(j.Email)
+	}
+	if err != nil {
+		return nil, errors.New("recipient address refused by the mail library")
+	}
+	msg.Subject(m.cat.T(j.Lang, "email.confirm.subject", d.Publication))
+	msg.SetDate()
+	// The same id on every attempt, so a retry after an unclear failure is recognisably one message.
+	msg.SetMessageIDWithValue(fmt.Sprintf("confirm.%d@%s", j.ID, m.domain))
+	msg.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
+	msg.SetGenHeader(mail.HeaderXAutoResponseSuppress, "All")
+	msg.SetBodyString(mail.TypeTextPlain, text.String())
+	msg.AddAlternativeString(mail.TypeTextHTML, html.String())
+	return msg, nil
 }

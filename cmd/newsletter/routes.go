@@ -30,9 +30,18 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	subStore := subscribers.NewStore(a.db, a.secret)
 	signer := subscribers.NewSigner(a.secret)
 	// confirmation mailer
-	// TODO(mailer): build the confirmation mailer here, add its worker, and set wake to it, so an
-	// accepted subscription is mailed at once rather than at the mailer's next poll.
-	var wake interface{ Wake() }
+	confirmClient, err := a.mailClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	mailer, err := subscribers.NewMailer(a.db, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
+		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication,
+	}, a.log, a.registry)
+	if err != nil {
+		return nil, nil, err
+	}
+	workers = append(workers, worker{name: "confirmation mailer", run: mailer.Run})
+	var wake interface{ Wake() } = mailer
 	subs := subscribers.NewHandler(subStore, signer, a.pages, a.catalog, wake, subscribers.HandlerOptions{
 		Publication: a.cfg.Publication, Languages: a.cfg.Languages, Schedule: a.cfg.DigestSchedule,
 		CORSOrigins: a.cfg.CORSOrigins, RateLimit: a.cfg.SubscribeRateLimit,

@@ -1,0 +1,362 @@
+package subscribers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/wneessen/go-mail"
+
+	"newsletter/internal/smtptest"
+	"newsletter/internal/testdb"
+	"newsletter/templates"
+)
+
+const mailerBaseURL = "http://news.test"
+
+// mailerFixture is a Mailer on a real database, sending through a real SMTP client.
+type mailerFixture struct {
+	t      *testing.T
+	db     *sqlx.DB
+	store  *Store
+	signer *Signer
+	cat    *templates.Catalog
+	m      *Mailer
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func smtpClient(t *testing.T, port int) *mail.Client {
+	t.Helper()
+	c, err := mail.NewClient("127.0.0.1", mail.WithPort(port), mail.WithTLSPolicy(mail.NoTLS), mail.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newMailerFixture(t *testing.T, client mailClient, opts MailerOptions) *mailerFixture {
+	t.Helper()
+	db := testdb.New(t)
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &mailerFixture{t: t, db: db, store: NewStore(db, dataSecret), signer: NewSigner(dataSecret), cat: cat, logs: &syncBuffer{}}
+	opts.BaseURL = mailerBaseURL
+	opts.From = "Тестовый дайджест <digest@news.test>"
+	opts.Publication = "Вестник"
+	if opts.Poll == 0 {
+		opts.Poll = 20 * time.Millisecond
+	}
+	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.m, err = NewMailer(db, client, f.signer, fsys, cat, opts, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// run runs the mailer until the test ends.
+func (f *mailerFixture) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.m.Run(ctx); close(done) }()
+	f.t.Cleanup(func() { cancel(); <-done })
+}
+
+var confirmLink = regexp.MustCompile(regexp.QuoteMeta(mailerBaseURL) + `/confirm/[A-Za-z0-9_-]+`)
+
+// mimeParts checks the message is multipart/alternative with text/plain then text/html, both
+// UTF-8, and returns the decoded bodies.
+func mimeParts(t *testing.T, m smtptest.Message) (header map[string][]string, text, html string) {
+	t.Helper()
+	msg, err := m.Parsed()
+	if err != nil {
+		t.Fatalf("message does not parse: %v", err)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/alternative" {
+		t.Fatalf("Content-Type = %q (%v), want multipart/alternative", msg.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var types []string
+	var bodies []string
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("part: %v", err)
+		}
+		pt, pp, err := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		if err != nil {
+			t.Fatalf("part Content-Type: %v", err)
+		}
+		if !strings.EqualFold(pp["charset"], "utf-8") {
+			t.Errorf("part %s charset = %q, want UTF-8", pt, pp["charset"])
+		}
+		b, err := io.ReadAll(p) // multipart decodes quoted-printable itself
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, pt)
+		bodies = append(bodies, string(b))
+	}
+	if len(types) != 2 || types[0] != "text/plain" || types[1] != "text/html" {
+		t.Fatalf("parts = %v, want [text/plain text/html]", types)
+	}
+	return msg.Header, bodies[0], bodies[1]
+}
+
+func TestMailerDeliversConfirmation(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
+	ctx := context.Background()
+	if err := f.store.Subscribe(ctx, " Reader@Example.COM ", "Анна", "ru", Consent{Source: "form", TextVersion: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	f.run()
+	f.m.Wake()
+	msgs := srv.WaitFor(t, 1, 10*time.Second)
+	if len(msgs) != 1 || len(msgs[0].To) != 1 || msgs[0].To[0] != "Reader@example.com" {
+		t.Fatalf("got %d messages to %v, want one to Reader@example.com", len(msgs), msgs[0].To)
+	}
+	header, text, html := mimeParts(t, msgs[0])
+
+	rawSubject := header["Subject"][0]
+	if !strings.HasPrefix(rawSubject, "=?UTF-8?") && !strings.HasPrefix(rawSubject, "=?utf-8?") {
+		t.Errorf("Subject %q is not RFC 2047 encoded", rawSubject)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(rawSubject)
+	if want := f.cat.T("ru", "email.confirm.subject", "Вестник"); err != nil || subject != want {
+		t.Errorf("Subject = %q (%v), want %q", subject, err, want)
+	}
+	if !strings.Contains(subject, "Подтвердите") {
+		t.Errorf("Subject %q is not Russian", subject)
+	}
+	from, err := new(mime.WordDecoder).DecodeHeader(header["From"][0])
+	if err != nil || !strings.Contains(from, "<digest@news.test>") {
+		t.Errorf("From = %q", from)
+	}
+	for name, body := range map[string]string{"text": text, "html": html} {
+		if !strings.Contains(body, "Анна") || !strings.Contains(body, "«Вестник»") {
+			t.Errorf("%s part is not the Russian greeting of the reader:\n%s", name, body)
+		}
+		if !strings.Contains(body, "7 дней") {
+			t.Errorf("%s part lacks the expiry in Russian plural form", name)
+		}
+	}
+	link := confirmLink.FindString(text)
+	if link == "" || !strings.Contains(html, `href="`+link+`"`) {
+		t.Fatalf("confirm link %q missing from the text or the html part", link)
+	}
+	uuid, issued, err := f.signer.Verify(PurposeConfirm, strings.TrimPrefix(link, mailerBaseURL+"/confirm/"), time.Now())
+	if err != nil {
+		t.Fatalf("link does not verify: %v", err)
+	}
+	s, err := f.store.Confirm(ctx, uuid, issued)
+	if err != nil || s.Status != StatusConfirmed || s.Email != "Reader@example.com" {
+		t.Fatalf("Confirm through the emailed link = %+v, %v", s, err)
+	}
+	waitFor(t, "outbox row marked sent", func() bool {
+		var n int
+		f.db.Get(&n, `SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL`)
+		return n == 1
+	})
+	if got := testutil.ToFloat64(f.m.sent); got != 1 {
+		t.Errorf("sent counter = %v, want 1", got)
+	}
+	if logs := f.logs.String(); strings.Contains(strings.ToLower(logs), "reader@example.com") || strings.Contains(logs, "/confirm/") {
+		t.Errorf("logs carry the address or the link:\n%s", logs)
+	}
+}
+
+func TestMailerEnglishWithoutName(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
+	if err := f.store.Subscribe(context.Background(), "plain@example.com", "", "en", Consent{Source: "api", TextVersion: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	f.run()
+	f.m.Wake()
+	msgs := srv.WaitFor(t, 1, 10*time.Second)
+	header, text, _ := mimeParts(t, msgs[0])
+	subject, _ := new(mime.WordDecoder).DecodeHeader(header["Subject"][0])
+	if subject != "Confirm your subscription to Вестник" {
+		t.Errorf("Subject = %q", subject)
+	}
+	if !strings.HasPrefix(text, "Hello,\r\n") && !strings.HasPrefix(text, "Hello,\n") {
+		t.Errorf("text part starts %q, want the anonymous greeting", text[:min(40, len(text))])
+	}
+	if !strings.Contains(header["Message-Id"][0], "@news.test>") {
+		t.Errorf("Message-ID %q not on the From domain", header["Message-Id"][0])
+	}
+}
+
+// switchClient sends through whichever client is current, so a test can bring SMTP up later.
+type switchClient struct{ c atomic.Pointer[mail.Client] }
+
+func (s *switchClient) DialAndSendWithContext(ctx context.Context, m ...*mail.Msg) error {
+	return s.c.Load().DialAndSendWithContext(ctx, m...)
+}
+
+// deadPort returns a loopback port nobody listens on.
+func deadPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+func TestMailerRetriesUntilSMTPIsUp(t *testing.T) {
+	tests := []struct {
+		name string
+		down func(t *testing.T, srv *smtptest.Server, sw *switchClient) (up func())
+	}{
+		{"connection refused", func(t *testing.T, srv *smtptest.Server, sw *switchClient) func() {
+			sw.c.Store(smtpClient(t, deadPort(t)))
+			return func() { sw.c.Store(smtpClient(t, srv.Port)) }
+		}},
+		{"451 temporary failure", func(t *testing.T, srv *smtptest.Server, sw *switchClient) func() {
+			sw.c.Store(smtpClient(t, srv.Port))
+			var refuse atomic.Bool
+			refuse.Store(true)
+			srv.OnData(func(smtptest.Message) error {
+				if refuse.Load() {
+					return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later, Retry@example.com"}
+				}
+				return nil
+			})
+			return func() { refuse.Store(false) }
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.Start(t)
+			sw := &switchClient{}
+			up := tc.down(t, srv, sw)
+			f := newMailerFixture(t, sw, MailerOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond})
+			if err := f.store.Subscribe(context.Background(), "Retry@example.com", "", "en", Consent{Source: "form", TextVersion: "v1"}); err != nil {
+				t.Fatal(err)
+			}
+			f.run()
+			f.m.Wake()
+			waitFor(t, "three failed attempts", func() bool { return testutil.ToFloat64(f.m.failed) >= 3 })
+			if n := len(srv.Messages()); n != 0 {
+				t.Fatalf("%d messages arrived while SMTP was down", n)
+			}
+			var lastError string
+			f.db.Get(&lastError, `SELECT last_error FROM outbox`)
+			if lastError == "" || strings.Contains(strings.ToLower(lastError), "retry@example.com") {
+				t.Errorf("last_error = %q, want the failure without the address", lastError)
+			}
+			up()
+			msgs := srv.WaitFor(t, 1, 10*time.Second)
+			if msgs[0].To[0] != "Retry@example.com" {
+				t.Errorf("to %v", msgs[0].To)
+			}
+			_, text, _ := mimeParts(t, msgs[0])
+			if confirmLink.FindString(text) == "" {
+				t.Error("no confirm link in the retried email")
+			}
+			logs := f.logs.String()
+			if !strings.Contains(logs, "will retry") {
+				t.Errorf("no retry warning logged:\n%s", logs)
+			}
+			if strings.Contains(strings.ToLower(logs), "retry@example.com") || strings.Contains(logs, "/confirm/") {
+				t.Errorf("logs carry the address or the link:\n%s", logs)
+			}
+			waitFor(t, "outbox row marked sent", func() bool {
+				var n int
+				f.db.Get(&n, `SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL`)
+				return n == 1
+			})
+			if got := len(srv.Messages()); got != 1 {
+				t.Errorf("%d messages, want exactly 1", got)
+			}
+		})
+	}
+}
+
+func TestMailerSkipsReadersNoLongerPending(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
+	ctx := context.Background()
+	for _, email := range []string{"left@example.com", "stays@example.com"} {
+		if err := f.store.Subscribe(ctx, email, "", "en", Consent{Source: "form", TextVersion: "v1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var uuid string
+	f.db.Get(&uuid, `SELECT uuid FROM subscribers WHERE email = 'left@example.com'`)
+	if _, err := f.store.Unsubscribe(ctx, uuid); err != nil {
+		t.Fatal(err)
+	}
+	f.m.drain(ctx)
+	msgs := srv.Messages()
+	if len(msgs) != 1 || msgs[0].To[0] != "stays@example.com" {
+		t.Fatalf("messages %+v, want one to stays@example.com", msgs)
+	}
+	var skipped int
+	f.db.Get(&skipped, `SELECT count(*) FROM outbox o JOIN subscribers s ON s.id = o.subscriber_id
+		WHERE s.email = 'left@example.com' AND o.skipped_at IS NOT NULL AND o.sent_at IS NULL`)
+	if skipped != 1 {
+		t.Errorf("the unsubscribed reader's row is not marked skipped")
+	}
+}
+
+func TestMailerBackoff(t *testing.T) {
+	m := &Mailer{opts: MailerOptions{MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Minute}}
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{1, 5 * time.Second}, {2, 10 * time.Second}, {3, 20 * time.Second}, {6, 160 * time.Second},
+		{7, 5 * time.Minute}, {100, 5 * time.Minute},
+	}
+	for _, tc := range tests {
+		if got := m.backoff(tc.attempt); got != tc.want {
+			t.Errorf("backoff(%d) = %v, want %v", tc.attempt, got, tc.want)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

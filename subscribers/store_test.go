@@ -1,0 +1,3 @@
+package subscribers
+
+var dataSecret = []byte("data-test-secret-0123456789abcdef")

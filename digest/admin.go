@@ -793,7 +793,7 @@ func TestSender(store *Store, renderer *Renderer, client mailSender, from, baseU
 		}
 		m.Subject("[TEST] " + out.Subject)
 		m.SetDate()
-		m.SetMessageIDWithValue(randomHex(16) + ".test@" + domainOf(from))
+		m.SetMessageIDWithValue(randomHex(16) + ".test@" + testFromDomain(from))
 		m.SetBodyString(gomail.TypeTextPlain, out.Text)
 		m.AddAlternativeString(gomail.TypeTextHTML, out.HTML)
 		if err := client.DialAndSendWithContext(ctx, m); err != nil {
@@ -816,7 +816,9 @@ func testAddress(s string) (string, error) {
 	return s, nil
 }
 
-func domainOf(from string) string {
+// testFromDomain is the domain of the From setting (a "Name <addr>" string), for the test
+// message's Message-ID.
+func testFromDomain(from string) string {
 	if a, err := mail.ParseAddress(from); err == nil {
 		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
 			return a.Address[i+1:]

@@ -1,0 +1,133 @@
+package digest
+
+import (
+	"context"
+	"encoding/xml"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"newsletter/internal/testdb"
+	"newsletter/templates"
+)
+
+func TestArchive(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t)
+	s, ids := goldenIssues(t, db)
+	r := newTestRenderer(t)
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := templates.ParsePages(fsys, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(s, r, pages, cat, HandlerOptions{BaseURL: "https://digest.example.com", Publication: "The Example Times", Languages: []string{"en", "ru"}}, nil, nil)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /archive", h.Archive)
+	mux.HandleFunc("GET /archive/{id}", h.ArchiveIssue)
+	mux.HandleFunc("GET /archive.xml", h.ArchiveFeed)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	// en goes out with its archive copy stored; ru stays a draft.
+	c, err := s.Content(ctx, ids["en"], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyForNobody, err := r.Render(c, Recipient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveArchive(ctx, ids["en"], copyForNobody); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE issues SET status = 'sent', started_at = window_end, finished_at = window_end WHERE id = $1`, ids["en"]); err != nil {
+		t.Fatal(err)
+	}
+	en, ru := strconv.FormatInt(ids["en"], 10), strconv.FormatInt(ids["ru"], 10)
+
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+
+	tests := []struct {
+		name       string
+		path       string
+		status     int
+		contains   []string
+		excludes   []string
+		csp, ctype string
+	}{
+		{name: "List", path: "/archive", status: 200, ctype: "text/html",
+			contains: []string{`href="/archive/` + en + `"`, "Keep your terrorists close", "25 November 2026", `href="/archive.xml"`},
+			excludes: []string{"/archive/" + ru + `"`}},
+		{name: "ListRussian", path: "/archive?lang=ru", status: 200, contains: []string{"Архив дайджестов", "25 ноября 2026"}},
+		{name: "Issue", path: "/archive/" + en, status: 200, ctype: "text/html", csp: archiveCSP,
+			contains: []string{"Keep your terrorists close", "Subscribe to get it by email", `href="https://digest.example.com/"`},
+			excludes: []string{"slot.invalid", "Unsubscribe", "XNLSLOT", "<script"}},
+		{name: "ErrDraft", path: "/archive/" + ru, status: 404, contains: []string{"There is no such digest"}},
+		{name: "ErrUnknown", path: "/archive/999999", status: 404},
+		{name: "ErrNotANumber", path: "/archive/abc", status: 404},
+		{name: "ErrNegative", path: "/archive/-1", status: 404},
+		{name: "Feed", path: "/archive.xml", status: 200, ctype: "application/rss+xml",
+			contains: []string{"<rss version=\"2.0\">", "https://digest.example.com/archive/" + en, "Keep your terrorists close"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, body := get(tt.path)
+			if res.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", res.StatusCode, tt.status)
+			}
+			if tt.ctype != "" && !strings.HasPrefix(res.Header.Get("Content-Type"), tt.ctype) {
+				t.Errorf("Content-Type %q, want %s", res.Header.Get("Content-Type"), tt.ctype)
+			}
+			if tt.csp != "" && res.Header.Get("Content-Security-Policy") != tt.csp {
+				t.Errorf("Content-Security-Policy %q, want %q", res.Header.Get("Content-Security-Policy"), tt.csp)
+			}
+			for _, s := range tt.contains {
+				if !strings.Contains(body, s) {
+					t.Errorf("body lacks %q", s)
+				}
+			}
+			for _, s := range tt.excludes {
+				if strings.Contains(body, s) {
+					t.Errorf("body has %q", s)
+				}
+			}
+		})
+	}
+
+	// The feed is well-formed RSS with one item per sent issue.
+	_, body := get("/archive.xml")
+	var feed archiveRSS
+	if err := xml.Unmarshal([]byte(body), &feed); err != nil {
+		t.Fatalf("feed: %v", err)
+	}
+	if len(feed.Channel.Items) != 1 || feed.Channel.Items[0].Link != "https://digest.example.com/archive/"+en || feed.Channel.Items[0].PubDate == "" {
+		t.Errorf("feed items = %+v, want the one sent issue", feed.Channel.Items)
+	}
+
+	// An issue sent without a stored copy is rendered on the fly, still without reader data.
+	if _, err := db.Exec(`UPDATE issues SET archive_html = '' WHERE id = $1`, ids["en"]); err != nil {
+		t.Fatal(err)
+	}
+	res, body := get("/archive/" + en)
+	if res.StatusCode != 200 || !strings.Contains(body, "Subscribe to get it by email") || strings.Contains(body, "Unsubscribe") {
+		t.Errorf("copy rendered on demand: status %d", res.StatusCode)
+	}
+	checkInert(t, body)
+}

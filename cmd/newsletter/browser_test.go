@@ -137,8 +137,16 @@ func TestBrowserSubscribe(t *testing.T) {
 		{"subscribe-desktop-ru", 1280, 900, false, "/?lang=ru"},
 		{"subscribe-phone", 390, 844, true, "/"},
 		{"subscribe-phone-ru", 390, 844, true, "/?lang=ru"},
+		{"subscribe-phone-dark", 390, 844, true, "/"},
 	}
 	for _, v := range views {
+		scheme := "light"
+		if strings.HasSuffix(v.name, "-dark") {
+			scheme = "dark"
+		}
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+			t.Fatal(err)
+		}
 		emulate := chromedp.EmulateViewport(v.width, v.height)
 		if v.mobile {
 			emulate = chromedp.EmulateViewport(v.width, v.height, chromedp.EmulateScale(2), chromedp.EmulateMobile)
@@ -152,6 +160,29 @@ func TestBrowserSubscribe(t *testing.T) {
 			t.Errorf("%s: the honeypot field is on screen", v.name)
 		}
 		screenshot(t, ctx, v.name)
+	}
+
+	// A typo the browser would not catch reaches the server: the form comes back with the message
+	// beside the field and the values kept.
+	do(t, ctx, "bad address",
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("email")),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('form.card').noValidate = true`),
+		chromedp.SendKeys(chromedp.ID("email"), "reader@example"),
+		chromedp.SendKeys(chromedp.ID("name"), "Reader"),
+	)
+	if st := press(t, ctx, "form.card button[type=submit]"); st != 400 {
+		t.Fatalf("bad address answered %d, want 400", st)
+	}
+	if msg := eval(t, ctx, "field error", chromedp.Text(chromedp.ID("email-error"))); !strings.Contains(msg, "valid email address") {
+		t.Errorf("field error %q", msg)
+	}
+	if v := eval(t, ctx, "kept name", chromedp.Value(chromedp.ID("name"))); v != "Reader" {
+		t.Errorf("name field %q after the error, want it kept", v)
+	}
+	screenshot(t, ctx, "subscribe-error-phone-dark")
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "light"}}}); err != nil {
+		t.Fatal(err)
 	}
 
 	// A reader on a phone subscribes in Russian.

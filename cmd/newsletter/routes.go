@@ -48,6 +48,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 		CORSOrigins: a.cfg.CORSOrigins, RateLimit: a.cfg.SubscribeRateLimit,
 	}, a.log, a.registry)
 	mux.HandleFunc("GET /{$}", subs.SubscribePage)
+	mux.HandleFunc("GET /subscribe", subs.SubscribePage) // a reload or bookmark of the form's result
 	mux.HandleFunc("POST /subscribe", subs.Subscribe)
 	mux.HandleFunc("OPTIONS /subscribe", subs.Preflight)
 	mux.HandleFunc("GET /confirm/{token}", subs.ConfirmPage)

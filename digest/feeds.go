@@ -153,6 +153,11 @@ func (i *Ingester) Poll(ctx context.Context, f FeedConfig) FeedResult {
 		}
 	}
 	log := i.log.With("lang", f.Lang, "feed", RedactFeedURL(f.URL))
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: the feed did nothing wrong, so its status stays as it was.
+		res.Err = fmt.Errorf("stopped: %w", ctx.Err())
+		return res
+	}
 	if err != nil {
 		res.Err = err
 		i.fetches.WithLabelValues("error").Inc()

@@ -61,6 +61,21 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.HandleFunc("POST /manage/{token}/erase", subs.Erase)
 
 	// --- digest ---
+	// feeds
+	if len(a.cfg.Feeds) > 0 {
+		ingester := a.ingester()
+		workers = append(workers, worker{name: "feed poller", run: func(ctx context.Context) error {
+			return pollFeeds(ctx, ingester, a.cfg.FeedSchedule, a.log)
+		}})
+	} else if a.cfg.Demo {
+		n, err := digest.NewStore(a.db, nil).SeedDemo(ctx, a.cfg.Languages)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n > 0 {
+			a.log.Info("demo articles seeded: no feed is configured and there were no articles", "articles", n)
+		}
+	}
 	// archive
 	digestRenderer, err := a.digestRenderer()
 	if err != nil {

@@ -360,6 +360,7 @@ func (a *adminPages) RequireEditor(next http.Handler) http.Handler {
 type comingIssue struct {
 	Lang     string
 	Issue    *Issue
+	Subject  string
 	Articles int
 	Err      string
 }
@@ -403,12 +404,12 @@ func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 			if is.Lang == lang && (is.Status == StatusDraft || is.Status == StatusApproved) {
 				is := is
 				ci.Issue = &is
-				c, err := a.store.Content(ctx, is.ID, 0)
+				c, err := a.store.Content(ctx, is.ID, a.maxArticles)
 				if err != nil && !errors.Is(err, ErrNoArticles) {
 					a.failErr(w, r, err, "")
 					return
 				}
-				ci.Articles = c.Total
+				ci.Articles, ci.Subject = c.Total, a.renderer.Subject(c)
 				break
 			}
 		}
@@ -442,15 +443,17 @@ type articleRow struct {
 
 type adminDigestData struct {
 	adminCommon
-	Lang     string
-	Issue    *Issue
-	Editable bool
-	Subject  string
-	Text     string
-	Articles []articleRow
-	More     int
-	Hidden   []Article
-	TestTo   string
+	Lang        string
+	Issue       *Issue
+	Editable    bool
+	Subject     string // as it goes out
+	AutoSubject string // the generated one, when the editor sets none
+	Preheader   string
+	Text        string
+	Articles    []articleRow
+	More        int
+	Hidden      []Article
+	TestTo      string
 }
 
 func (a *adminPages) lang(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -502,7 +505,10 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 			a.failErr(w, r, err, "/admin/")
 			return
 		}
-		d.Subject, d.Text, d.More = out.Subject, out.Text, c.More
+		d.Subject, d.Preheader, d.Text, d.More = out.Subject, out.Preheader, out.Text, c.More
+		auto := c
+		auto.Issue.Subject = ""
+		d.AutoSubject = a.renderer.Subject(auto)
 		rows, err := a.rows(ctx, c)
 		if err != nil {
 			a.failErr(w, r, err, "/admin/")

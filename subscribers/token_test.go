@@ -1,0 +1,156 @@
+package subscribers
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const tokenUUID = "3f2b6c1e-9d4a-4e8b-a1c2-7f00aa55ee01"
+
+func TestTokenRoundTrip(t *testing.T) {
+	s := NewSigner([]byte("token-secret-0123456789"))
+	issued := time.Date(2026, 3, 1, 12, 30, 45, 123456789, time.UTC)
+	for _, p := range []Purpose{PurposeConfirm, PurposeUnsubscribe, PurposeManage} {
+		t.Run(string(p), func(t *testing.T) {
+			tok := s.Token(p, strings.ToUpper(tokenUUID), issued)
+			if tok == "" || strings.ContainsAny(tok, "+/=.%") {
+				t.Fatalf("token %q is not URL-safe", tok)
+			}
+			if strings.Contains(tok, "3f2b6c1e") {
+				t.Error("token shows the uuid in clear hex")
+			}
+			uuid, got, err := s.Verify(p, tok, issued.Add(time.Hour))
+			if err != nil || uuid != tokenUUID || !got.Equal(issued.Truncate(time.Microsecond)) {
+				t.Fatalf("Verify = %q, %v, %v", uuid, got, err)
+			}
+		})
+	}
+}
+
+func TestTokenRefused(t *testing.T) {
+	s := NewSigner([]byte("token-secret-0123456789"))
+	now := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	valid := s.Token(PurposeConfirm, tokenUUID, now.Add(-time.Hour))
+	tests := []struct {
+		name  string
+		p     Purpose
+		token string
+		want  error
+	}{
+		{"empty", PurposeConfirm, "", ErrInvalid},
+		{"garbage", PurposeConfirm, "hello", ErrInvalid},
+		{"another purpose", PurposeUnsubscribe, valid, ErrInvalid},
+		{"another secret", PurposeConfirm, NewSigner([]byte("other-secret-0123456789")).Token(PurposeConfirm, tokenUUID, now), ErrInvalid},
+		{"truncated", PurposeConfirm, valid[:len(valid)-1], ErrInvalid},
+		{"extended", PurposeConfirm, valid + "A", ErrInvalid},
+		{"padded", PurposeConfirm, valid + "=", ErrInvalid},
+		{"standard base64 alphabet", PurposeConfirm, strings.NewReplacer("-", "+", "_", "/").Replace(valid), ErrInvalid},
+		{"expired", PurposeConfirm, s.Token(PurposeConfirm, tokenUUID, now.Add(-ConfirmTTL-time.Second)), ErrExpired},
+		{"from the future", PurposeConfirm, s.Token(PurposeConfirm, tokenUUID, now.Add(time.Hour)), ErrInvalid},
+		{"other reader's uuid in a valid token's place", PurposeConfirm, swapUUID(valid, s.Token(PurposeConfirm, "00000000-0000-4000-8000-000000000000", now.Add(-time.Hour))), ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			uuid, _, err := s.Verify(tc.p, tc.token, now)
+			if !errors.Is(err, tc.want) || uuid != "" {
+				t.Fatalf("Verify = %q, %v; want %v", uuid, err, tc.want)
+			}
+		})
+	}
+	if _, _, err := s.Verify(PurposeConfirm, s.Token(PurposeConfirm, tokenUUID, now.Add(-ConfirmTTL)), now); err != nil {
+		t.Errorf("a token exactly 7 days old: %v", err)
+	}
+	if s.Token(PurposeConfirm, "not-a-uuid", now) != "" {
+		t.Error("a token for a malformed uuid")
+	}
+}
+
+// swapUUID puts the uuid bytes of b into a (what an attacker who knows both tokens could try).
+func swapUUID(a, b string) string {
+	ra, _ := tokenEncoding.DecodeString(a)
+	rb, _ := tokenEncoding.DecodeString(b)
+	copy(ra[1:17], rb[1:17])
+	return tokenEncoding.EncodeToString(ra)
+}
+
+func TestTokenEveryAlteredCharacterRefused(t *testing.T) {
+	s := NewSigner([]byte("token-secret-0123456789"))
+	now := time.Now()
+	tok := s.Token(PurposeManage, tokenUUID, now)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range tok {
+		for _, c := range []byte{alphabet[(strings.IndexByte(alphabet, tok[i])+1)%64], alphabet[(strings.IndexByte(alphabet, tok[i])+33)%64]} {
+			altered := tok[:i] + string(c) + tok[i+1:]
+			if _, _, err := s.Verify(PurposeManage, altered, now); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("altered at %d: %v", i, err)
+			}
+		}
+	}
+}
+
+func TestLinksNeverExpire(t *testing.T) {
+	s := NewSigner([]byte("token-secret-0123456789"))
+	far := time.Now().AddDate(30, 0, 0)
+	for _, tc := range []struct {
+		p    Purpose
+		url  string
+		path string
+	}{
+		{PurposeUnsubscribe, s.UnsubscribeURL("https://news.example/", tokenUUID), "https://news.example/unsubscribe/"},
+		{PurposeManage, s.ManageURL("https://news.example", tokenUUID), "https://news.example/manage/"},
+	} {
+		tok, ok := strings.CutPrefix(tc.url, tc.path)
+		if !ok {
+			t.Fatalf("%s URL %q", tc.p, tc.url)
+		}
+		if uuid, _, err := s.Verify(tc.p, tok, far); err != nil || uuid != tokenUUID {
+			t.Errorf("%s link 30 years on: %q, %v", tc.p, uuid, err)
+		}
+	}
+	if s.UnsubscribeURL("https://news.example", tokenUUID) != s.UnsubscribeURL("https://news.example", tokenUUID) {
+		t.Error("a reader's unsubscribe link changes between calls")
+	}
+	confirm := s.ConfirmURL("https://news.example", tokenUUID, time.Now())
+	tok, _ := strings.CutPrefix(confirm, "https://news.example/confirm/")
+	if _, _, err := s.Verify(PurposeConfirm, tok, time.Now().Add(ConfirmTTL+time.Minute)); !errors.Is(err, ErrExpired) {
+		t.Errorf("confirm link after 7 days: %v", err)
+	}
+}
+
+// FuzzVerifyToken: no input panics, and the only strings that verify are the exact tokens the
+// signer makes (no forged or altered variant is ever accepted).
+func FuzzVerifyToken(f *testing.F) {
+	s := NewSigner([]byte("fuzz-secret-0123456789"))
+	issued := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	for _, p := range []Purpose{PurposeConfirm, PurposeUnsubscribe, PurposeManage} {
+		tok := s.Token(p, tokenUUID, issued)
+		f.Add(string(p), tok)
+		f.Add(string(p), tok[:len(tok)-2]+"AA")
+		f.Add(string(p), strings.ToUpper(tok))
+	}
+	f.Add("confirm", "")
+	f.Add("confirm", "AQ")
+	f.Add("other", strings.Repeat("A", 76))
+	other := NewSigner([]byte("another-secret-0123456789"))
+	f.Fuzz(func(t *testing.T, purpose, token string) {
+		p := Purpose(purpose)
+		uuid, got, err := s.Verify(p, token, issued.Add(time.Hour))
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired) {
+				t.Fatalf("error %v is neither ErrInvalid nor ErrExpired", err)
+			}
+			if uuid != "" {
+				t.Fatalf("uuid %q returned with an error", uuid)
+			}
+			return
+		}
+		if again := s.Token(p, uuid, got); again != token {
+			t.Fatalf("accepted %q, which the signer would write as %q", token, again)
+		}
+		if _, _, err := other.Verify(p, token, issued.Add(time.Hour)); err == nil {
+			t.Fatalf("token %q verifies under another secret", token)
+		}
+	})
+}

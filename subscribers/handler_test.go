@@ -3,6 +3,7 @@ package subscribers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
@@ -576,22 +578,41 @@ func TestRussianPagesAreRussian(t *testing.T) {
 	if _, err := f.store.Update(context.Background(), s.UUID, "Аня", "ru"); err != nil {
 		t.Fatal(err)
 	}
-	pages := map[string]response{
-		"subscribe":   f.do("GET", "/?lang=ru", "", ""),
-		"confirm":     f.do("GET", "/confirm/"+f.token(PurposeConfirm, s), "", ""),
-		"unsubscribe": f.do("GET", "/unsubscribe/"+f.token(PurposeUnsubscribe, s), "", ""),
-		"manage":      f.do("GET", "/manage/"+f.token(PurposeManage, s), "", ""),
-		"invalid":     f.do("GET", "/confirm/nonsense", "", "", "Accept-Language", "ru"),
+	type page struct {
+		name string
+		r    response
 	}
+	var pages []page
+	visit := func(name, method, path, contentType, body string, header ...string) {
+		pages = append(pages, page{name, f.do(method, path, contentType, body, header...)})
+	}
+	visit("subscribe", "GET", "/?lang=ru", "", "")
+	visit("accepted", "POST", "/subscribe", formType, form("email", "new@example.org", "lang", "ru"))
+	visit("field error", "POST", "/subscribe", formType, form("email", "new@", "lang", "ru"))
+	visit("wrong type", "POST", "/subscribe", "text/plain", "x", "Accept-Language", "ru")
+	visit("invalid link", "GET", "/confirm/nonsense", "", "", "Accept-Language", "ru")
+	visit("expired link", "GET", "/confirm/"+f.signer.Token(PurposeConfirm, s.UUID, time.Now().Add(-8*24*time.Hour)), "", "", "Accept-Language", "ru")
+	visit("confirm", "GET", "/confirm/"+f.token(PurposeConfirm, s), "", "")
+	visit("confirmed", "POST", "/confirm/"+f.token(PurposeConfirm, s), formType, "")
+	visit("manage", "GET", "/manage/"+f.token(PurposeManage, s), "", "")
+	visit("manage saved", "POST", "/manage/"+f.token(PurposeManage, s), formType, form("name", "Аня", "lang", "ru"))
+	visit("erase unticked", "POST", "/manage/"+f.token(PurposeManage, s)+"/erase", formType, "")
+	visit("unsubscribe", "GET", "/unsubscribe/"+f.token(PurposeUnsubscribe, s), "", "")
+	visit("unsubscribed", "POST", "/unsubscribe/"+f.token(PurposeUnsubscribe, s), formType, "")
+	visit("erased", "POST", "/manage/"+f.token(PurposeManage, s)+"/erase", formType, form("confirm", "yes"))
+	visit("gone", "GET", "/manage/"+f.token(PurposeManage, s), "", "", "Accept-Language", "ru")
 	// Visible text of a page: tags, entities and the few names and codes that stay as they are.
 	tags := regexp.MustCompile(`(?s)<[^>]*>|&[a-z#0-9]+;`)
 	latin := regexp.MustCompile(`[A-Za-z]{3,}`)
 	allowed := map[string]bool{"The": true, "Test": true, "Gazette": true, "English": true, "UTC": true, "JSON": true, "name": true, "example": true, "com": true, "org": true}
-	for name, r := range pages {
-		text := tags.ReplaceAllString(r.body, " ")
+	for _, p := range pages {
+		if !strings.Contains(p.r.body, `<html lang="ru">`) {
+			t.Errorf("%s page (%d) is not in Russian", p.name, p.r.status)
+		}
+		text := tags.ReplaceAllString(p.r.body, " ")
 		for _, w := range latin.FindAllString(text, -1) {
 			if !allowed[w] {
-				t.Errorf("%s page in Russian shows the English word %q", name, w)
+				t.Errorf("%s page in Russian shows the English word %q", p.name, w)
 			}
 		}
 	}
@@ -878,4 +899,45 @@ func TestDescribeSchedule(t *testing.T) {
 			t.Errorf("%q in %s: %q, want %q", tt.spec, tt.lang, got, tt.want)
 		}
 	}
+}
+
+// FuzzSubscribeInput feeds arbitrary bodies through decoding and validation: nothing may panic, and
+// whatever passes carries no header-breaking character and fits the schema.
+func FuzzSubscribeInput(f *testing.F) {
+	for _, seed := range []struct{ ct, body string }{
+		{formType, form("email", "ann@example.org", "name", "Ann", "lang", "en")},
+		{formType, "email=a%0d%0aBcc:x@example.org"},
+		{"application/json", `{"email":"ann@example.org","name":"Аня","lang":"ru"}`},
+		{"application/json", `{"email":"a@b.c\u0000"}`},
+		{"application/json", `[1,2]`},
+		{"multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nann@example.org\r\n--X--\r\n"},
+		{"text/plain", "hello"},
+	} {
+		f.Add(seed.ct, seed.body)
+	}
+	h := &Handler{opts: HandlerOptions{Languages: []string{"en", "ru"}}}
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		r := httptest.NewRequest("POST", "/subscribe", strings.NewReader(body))
+		r.Header.Set("Content-Type", ct)
+		in, err := decodeSubscribe(httptest.NewRecorder(), r)
+		if err != nil {
+			return
+		}
+		email, name, lang, err := h.validate(in, "en")
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("validation error %v is not a FieldError", err)
+			}
+			return
+		}
+		for _, v := range []string{email, name, lang} {
+			if strings.ContainsAny(v, "\r\n\x00") || !utf8.ValidString(v) {
+				t.Fatalf("accepted %q", v)
+			}
+		}
+		if utf8.RuneCountInString(email) > 254 || utf8.RuneCountInString(name) > 100 || !h.hasLang(lang) {
+			t.Fatalf("accepted email %q name %q lang %q", email, name, lang)
+		}
+	})
 }

@@ -154,7 +154,7 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 	wantJSON := acceptsJSON(r) || isJSON(r)
 	lang := h.pageLang("", r)
 	ip := h.clientIP(r)
-	if ok, retry := h.limiter.allow(ip, h.opts.Now()); !ok {
+	if ok, retry := h.limiter.allow(limiterKey(ip), h.opts.Now()); !ok {
 		h.requests.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 		h.requestError(w, r, wantJSON, lang, http.StatusTooManyRequests, "subscribers.error.rate_limited")
@@ -684,6 +684,16 @@ func (h *Handler) clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// limiterKey groups IPv6 clients by /64, the block one subscriber line usually gets, so rotating
+// addresses inside it does not multiply the allowance.
+func limiterKey(ip string) string {
+	p := net.ParseIP(ip)
+	if p == nil || p.To4() != nil {
+		return ip
+	}
+	return p.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // acceptsJSON reports whether the Accept header prefers JSON to HTML.

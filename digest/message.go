@@ -1,0 +1,419 @@
+package digest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	netmail "net/mail"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/wneessen/go-mail"
+)
+
+// Marker values: the issue is rendered and MIME-encoded once with these in place of the reader's
+// data, and each reader's values are filled into the encoded bytes. The Renderer guarantees that
+// recipient strings appear verbatim in its output.
+const (
+	markName   = "XNLSLOTNAMEX"
+	markUnsub  = "http://slot.invalid/XNLSLOTUNSUBX"
+	markManage = "http://slot.invalid/XNLSLOTMANAGEX"
+	markRcpt   = "xnlslotrcpt@slot.invalid"
+	markMsgID  = "xnlslotmsgid@slot.invalid"
+)
+
+// slot is what goes between two static segments of an encoded message.
+type slot uint8
+
+const (
+	slotEnd         slot = iota // no slot: the last segment
+	slotTo                      // header: the reader's formatted address
+	slotMessageID               // header: the Message-ID between its angle brackets
+	slotUnsubHeader             // header: the unsubscribe URL
+	slotTextName                // quoted-printable text part
+	slotTextUnsub
+	slotTextManage
+	slotHTMLName // quoted-printable HTML part, HTML-escaped
+	slotHTMLUnsub
+	slotHTMLManage
+)
+
+// segment is static encoded bytes followed by a slot.
+type segment struct {
+	static []byte
+	slot   slot
+}
+
+// msgTemplate is one issue's message, encoded once, split at the reader's slots.
+type msgTemplate struct {
+	segs []segment
+	size int // static bytes, to size the per-reader buffer
+	// nameLines are the rune lengths, without the name, of the text-part lines that carry the
+	// name; nameFast is false when a name on them could change how the renderer wraps the text.
+	nameLines []int
+	nameFast  bool
+}
+
+// messageHeaders are the headers every reader's copy of an issue shares.
+type messageHeaders struct {
+	From    *netmail.Address
+	Subject string
+	ListID  string // the whole List-Id value, e.g. `"The Weekly Digest" <digest-en.example.org>`
+	Date    time.Time
+}
+
+// readerValues are what differs per reader.
+type readerValues struct {
+	Email, Name       string
+	MessageID         string // without angle brackets
+	Unsub, Manage     string
+	To                string // formatted address for the To header
+	hasName, fastName bool
+}
+
+// errTemplate reports a rendered issue the sender cannot turn into a template.
+var errTemplate = errors.New("message template")
+
+// buildTemplate builds the issue's message with go-mail, marker values in the reader's places, and
+// splits the encoded bytes at the markers. The text and HTML parts are quoted-printable: their
+// content is decoded, split at the markers, and each static piece re-encoded on its own and ended
+// with a soft line break, so a reader's value never lands inside an encoded line and no line
+// grows past 76 characters.
+func buildTemplate(r Rendered, h messageHeaders) (*msgTemplate, error) {
+	m := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP))
+	m.FromMailAddress(h.From)
+	if err := m.To(markRcpt); err != nil {
+		return nil, fmt.Errorf("%w: %v", errTemplate, err)
+	}
+	m.Subject(r.Subject)
+	m.SetDateWithValue(h.Date)
+	m.SetMessageIDWithValue(markMsgID)
+	m.SetListUnsubscribe(markUnsub)
+	m.SetListUnsubscribePost()
+	m.SetGenHeaderPreformatted("List-Id", h.ListID)
+	m.SetBulk()
+	m.SetBodyString(mail.TypeTextPlain, r.Text)
+	m.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+	var raw bytes.Buffer
+	if _, err := m.WriteTo(&raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", errTemplate, err)
+	}
+	return splitTemplate(raw.Bytes())
+}
+
+// splitTemplate turns go-mail's encoded message into segments.
+func splitTemplate(raw []byte) (*msgTemplate, error) {
+	hdrEnd := bytes.Index(raw, []byte("\r\n\r\n"))
+	if hdrEnd < 0 {
+		return nil, fmt.Errorf("%w: no end of headers", errTemplate)
+	}
+	header, body := raw[:hdrEnd+4], raw[hdrEnd+4:]
+	t := &msgTemplate{}
+	var cur []byte
+	emit := func(s slot) {
+		t.segs = append(t.segs, segment{static: cur, slot: s})
+		t.size += len(cur)
+		cur = nil
+	}
+
+	// Headers: the markers sit whole in them (go-mail folds only at spaces).
+	headerSlots := []struct {
+		mark string
+		slot slot
+	}{{"<" + markRcpt + ">", slotTo}, {markMsgID, slotMessageID}, {markUnsub, slotUnsubHeader}}
+	rest := header
+	for {
+		at, which := -1, -1
+		for i, hs := range headerSlots {
+			if j := bytes.Index(rest, []byte(hs.mark)); j >= 0 && (at < 0 || j < at) {
+				at, which = j, i
+			}
+		}
+		if at < 0 {
+			break
+		}
+		cur = append(cur, rest[:at]...)
+		emit(headerSlots[which].slot)
+		rest = rest[at+len(headerSlots[which].mark):]
+	}
+	cur = append(cur, rest...)
+
+	boundary := boundaryOf(header)
+	if boundary == "" {
+		return nil, fmt.Errorf("%w: not multipart", errTemplate)
+	}
+	delim := []byte("--" + boundary)
+	parts := bytes.Split(body, delim)
+	// parts[0] is the preamble (empty), the last one "--\r\n" after the closing delimiter.
+	cur = append(cur, parts[0]...)
+	for i, p := range parts[1:] {
+		cur = append(cur, delim...)
+		if i == len(parts)-2 {
+			cur = append(cur, p...)
+			break
+		}
+		ph := bytes.Index(p, []byte("\r\n\r\n"))
+		if ph < 0 || !bytes.HasSuffix(p, []byte("\r\n")) {
+			return nil, fmt.Errorf("%w: bad part", errTemplate)
+		}
+		partHeader, content := p[:ph+4], p[ph+4:len(p)-2]
+		cur = append(cur, partHeader...)
+		lower := strings.ToLower(string(partHeader))
+		if !strings.Contains(lower, "content-transfer-encoding: quoted-printable") {
+			return nil, fmt.Errorf("%w: part not quoted-printable", errTemplate)
+		}
+		decoded, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(content)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errTemplate, err)
+		}
+		isHTML := strings.Contains(lower, "text/html")
+		if !isHTML {
+			t.nameLines, t.nameFast = nameLines(string(decoded))
+		}
+		if err := t.splitPart(&cur, emit, decoded, isHTML); err != nil {
+			return nil, err
+		}
+		cur = append(cur, "\r\n"...)
+	}
+	emit(slotEnd)
+	return t, nil
+}
+
+// splitPart encodes one decoded part piece by piece, emitting a slot at each marker.
+func (t *msgTemplate) splitPart(cur *[]byte, emit func(slot), decoded []byte, isHTML bool) error {
+	marks := []struct {
+		mark       string
+		text, html slot
+	}{{markName, slotTextName, slotHTMLName}, {markUnsub, slotTextUnsub, slotHTMLUnsub}, {markManage, slotTextManage, slotHTMLManage}}
+	rest := decoded
+	for {
+		at, which := -1, -1
+		for i, m := range marks {
+			if j := bytes.Index(rest, []byte(m.mark)); j >= 0 && (at < 0 || j < at) {
+				at, which = j, i
+			}
+		}
+		piece := rest
+		if at >= 0 {
+			piece = rest[:at]
+		}
+		var enc bytes.Buffer
+		w := quotedprintable.NewWriter(&enc)
+		if _, err := w.Write(piece); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		*cur = append(*cur, enc.Bytes()...)
+		if at < 0 {
+			return nil
+		}
+		// A soft line break after every piece: the next one starts on a fresh line.
+		*cur = append(*cur, "=\r\n"...)
+		s := marks[which].text
+		if isHTML {
+			s = marks[which].html
+		}
+		emit(s)
+		rest = rest[at+len(marks[which].mark):]
+	}
+}
+
+// boundaryOf finds the top-level multipart boundary in a header block.
+func boundaryOf(header []byte) string {
+	unfolded := strings.ReplaceAll(string(header), "\r\n ", " ")
+	for _, line := range strings.Split(unfolded, "\r\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !strings.EqualFold(name, "Content-Type") {
+			continue
+		}
+		if _, params, err := mime.ParseMediaType(strings.TrimSpace(value)); err == nil {
+			return params["boundary"]
+		}
+	}
+	return ""
+}
+
+// textWidthLimit is the renderer's text wrap width; a line with a name longer than this would
+// have wrapped differently, so such readers get a message rendered for them alone.
+const textWidthLimit = textWidth
+
+// nameLines returns the length (runes, name excluded) of each text line carrying the name marker,
+// and whether the fast path is safe: each such line fits the width and ends its paragraph, so the
+// renderer did not wrap it and would not wrap a reader's name of fitting length either.
+func nameLines(text string) ([]int, bool) {
+	lines := strings.Split(text, "\n")
+	var out []int
+	fast := true
+	for i, l := range lines {
+		n := strings.Count(l, markName)
+		if n == 0 {
+			continue
+		}
+		if n > 1 {
+			fast = false
+		}
+		rest := utf8.RuneCountInString(strings.TrimRight(l, "\r")) - n*len(markName)
+		out = append(out, rest)
+		if rest+len(markName) > textWidthLimit || (i+1 < len(lines) && strings.TrimSpace(lines[i+1]) != "") {
+			fast = false
+		}
+	}
+	return out, fast
+}
+
+// nameFits reports whether name can be filled into t's slots byte for byte as the renderer would
+// have written it: a single-spaced name without control characters on lines that stay unwrapped.
+func (t *msgTemplate) nameFits(name string) bool {
+	if !t.nameFast || strings.Join(strings.Fields(name), " ") != name ||
+		strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) {
+		return false
+	}
+	n := utf8.RuneCountInString(name)
+	for _, l := range t.nameLines {
+		if l+n > textWidthLimit {
+			return false
+		}
+	}
+	return true
+}
+
+// fill appends the reader's message to dst.
+func (t *msgTemplate) fill(dst []byte, v *readerValues) []byte {
+	for _, s := range t.segs {
+		dst = append(dst, s.static...)
+		switch s.slot {
+		case slotTo:
+			dst = append(dst, v.To...)
+		case slotMessageID:
+			dst = append(dst, v.MessageID...)
+		case slotUnsubHeader:
+			dst = append(dst, v.Unsub...)
+		case slotTextName:
+			dst = appendQP(dst, v.Name, false)
+		case slotTextUnsub:
+			dst = appendQP(dst, v.Unsub, false)
+		case slotTextManage:
+			dst = appendQP(dst, v.Manage, false)
+		case slotHTMLName:
+			dst = appendQP(dst, v.Name, true)
+		case slotHTMLUnsub:
+			dst = appendQP(dst, v.Unsub, true)
+		case slotHTMLManage:
+			dst = appendQP(dst, v.Manage, true)
+		}
+	}
+	return dst
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// appendQP appends s quoted-printable encoded (HTML-escaped first when html), ending with a soft
+// line break so the following static piece starts a fresh line. Spaces and tabs are always
+// encoded, so no line ends in whitespace.
+func appendQP(dst []byte, s string, html bool) []byte {
+	col := 0
+	put := func(b []byte) {
+		if col+len(b) > 73 {
+			dst = append(dst, "=\r\n"...)
+			col = 0
+		}
+		dst = append(dst, b...)
+		col += len(b)
+	}
+	var one [1]byte
+	var enc [3]byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if html {
+			if e := htmlEntity(c); e != "" {
+				put([]byte(e))
+				continue
+			}
+		}
+		if c >= 33 && c <= 126 && c != '=' {
+			one[0] = c
+			put(one[:])
+			continue
+		}
+		enc = [3]byte{'=', upperHex[c>>4], upperHex[c&15]}
+		put(enc[:])
+	}
+	return append(dst, "=\r\n"...)
+}
+
+// htmlEntity is how golang.org/x/net/html (the CSS inliner's serializer, the last hand on the
+// renderer's HTML) escapes text and attribute values.
+func htmlEntity(c byte) string {
+	switch c {
+	case '&':
+		return "&amp;"
+	case '\'':
+		return "&#39;"
+	case '<':
+		return "&lt;"
+	case '>':
+		return "&gt;"
+	case '"':
+		return "&#34;"
+	case '\r':
+		return "&#13;"
+	}
+	return ""
+}
+
+// messageID is the reader's Message-ID for an issue, without angle brackets: the same every time
+// the message is tried, on the From domain, and carrying no guessable reader id.
+func messageID(key []byte, issueID int64, readerUUID, domain string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("digest-message-id\x00" + strconv.FormatInt(issueID, 10) + "\x00" + readerUUID))
+	return "issue-" + strconv.FormatInt(issueID, 10) + "." + hex.EncodeToString(mac.Sum(nil)[:12]) + "@" + domain
+}
+
+// domainOf returns the domain of an address.
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return "localhost"
+}
+
+// listID formats the List-Id header value for an issue language.
+func listID(publication, lang, domain string) string {
+	phrase := strings.Join(strings.Fields(publication), " ")
+	id := "digest-" + lang + "." + domain
+	if phrase == "" {
+		return "<" + id + ">"
+	}
+	if isASCIIPrintable(phrase) {
+		phrase = strconv.Quote(phrase)
+	} else {
+		phrase = mime.QEncoding.Encode("utf-8", phrase)
+	}
+	return phrase + " <" + id + ">"
+}
+
+func isASCIIPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 32 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// formatTo is the To header value for a reader, as go-mail writes one.
+func formatTo(name, email string) string {
+	a := netmail.Address{Name: name, Address: email}
+	return a.String()
+}

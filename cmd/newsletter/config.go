@@ -48,6 +48,8 @@ type Config struct {
 	// SubscribeRateLimit is how many subscribe requests one client may make a minute; 0 turns the
 	// limit off (load tests).
 	SubscribeRateLimit int
+	// TrustProxy takes the client's address from X-Forwarded-For (behind a reverse proxy).
+	TrustProxy bool
 	// Demo seeds demonstration articles when the database has none and no feed is configured.
 	Demo     bool
 	LogLevel string
@@ -166,6 +168,8 @@ var settings = []setting{
 		str(func(c *Config) *string { return &c.DKIMKeyFile })},
 	{"NEWSLETTER_SUBSCRIBE_RATE_LIMIT", "5", "subscribe requests one client may make per minute (0: no limit)",
 		positiveInt(func(c *Config) *int { return &c.SubscribeRateLimit }, true)},
+	{"NEWSLETTER_TRUST_PROXY", "false", "take the client address from X-Forwarded-For (set it only behind a reverse proxy that sets that header)",
+		func(c *Config, v string) (err error) { c.TrustProxy, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_DEMO", "false", "seed demonstration articles when there are none and no feed is set",
 		func(c *Config, v string) (err error) { c.Demo, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_LOG_LEVEL", "info", "debug, info, warn or error",

@@ -309,8 +309,9 @@ func (s *Store) importRows(ctx context.Context, rows []stagedRow, defaultLang, t
 				COALESCE(flang, clang, $1),
 				nstatus,
 				COALESCE(csubscribed, LEAST(fconfirmed, now())),
-				CASE WHEN nstatus = 'confirmed' AND cur IS DISTINCT FROM 'confirmed' THEN fconfirmed
-				     ELSE COALESCE(cconfirmed, fconfirmed) END,
+				CASE WHEN cur IS NULL THEN fconfirmed
+				     WHEN nstatus = 'confirmed' AND cur <> 'confirmed' THEN fconfirmed
+				     ELSE cconfirmed END,
 				CASE WHEN nstatus = 'unsubscribed' AND cur IS DISTINCT FROM 'unsubscribed' THEN COALESCE(funsubscribed, now())
 				     ELSE cunsubscribed END,
 				CASE WHEN nstatus = 'bounced' AND cur IS DISTINCT FROM 'bounced' THEN now() ELSE cbounced END,

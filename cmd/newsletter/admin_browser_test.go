@@ -102,6 +102,17 @@ func TestBrowserEditor(t *testing.T) {
 	do(t, ctx, "wait for the frame", chromedp.WaitVisible(chromedp.CSS(".preview iframe")), chromedp.Sleep(500*time.Millisecond))
 	screenshot(t, ctx, "admin-digest-en")
 
+	// An editor on a phone gets the same page in one column, nothing wider than the screen.
+	do(t, ctx, "phone view", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(".preview iframe")), chromedp.Sleep(time.Second))
+	if problems := eval(t, ctx, "check digest page on a phone", chromedp.Evaluate[[]string](adminChecks)); len(problems) > 0 {
+		t.Errorf("digest page on a phone: %s", strings.Join(problems, "; "))
+	}
+	// Chromium does not paint a cross-origin frame that is off screen: bring it into view first.
+	do(t, ctx, "show the frame", chromedp.Evaluate[chromedp.Void](`document.querySelector('.preview iframe').scrollIntoView()`), chromedp.Sleep(time.Second))
+	screenshot(t, ctx, "admin-digest-en-phone")
+	do(t, ctx, "desktop again", chromedp.EmulateViewport(1280, 900), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(".preview iframe")))
+
 	// Approve: the issue is then read-only, and the overview says so.
 	if st := press(t, ctx, "form[action$='/approve'] button"); st != 200 {
 		t.Fatalf("approve answered %d", st)

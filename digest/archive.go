@@ -155,7 +155,13 @@ func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
 // archived reports whether an issue has gone out to anyone, so its copy is public. An issue
 // still sending counts: its readers already hold a "view in browser" link.
 func archived(iss Issue) bool {
-	return iss.Status == StatusSent || iss.StartedAt != nil && iss.Status != StatusDraft && iss.Status != StatusApproved
+	switch iss.Status {
+	case StatusSent, StatusSending, StatusPaused:
+		return true
+	case StatusCancelled:
+		return iss.StartedAt != nil
+	}
+	return false
 }
 
 type archiveRSS struct {

@@ -130,4 +130,15 @@ func TestArchive(t *testing.T) {
 		t.Errorf("copy rendered on demand: status %d", res.StatusCode)
 	}
 	checkInert(t, body)
+
+	// An issue still sending is public already (its readers hold the link) but not yet listed.
+	if _, err := db.Exec(`UPDATE issues SET status = 'sending', started_at = window_end WHERE id = $1`, ids["ru"]); err != nil {
+		t.Fatal(err)
+	}
+	if res, body := get("/archive/" + ru); res.StatusCode != 200 || !strings.Contains(body, "Подписаться на рассылку") {
+		t.Errorf("issue being sent: status %d, want 200 with the Russian copy", res.StatusCode)
+	}
+	if _, body := get("/archive"); strings.Contains(body, `href="/archive/`+ru+`"`) {
+		t.Error("an issue still sending is listed")
+	}
 }

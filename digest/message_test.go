@@ -125,7 +125,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 
 	tests := []struct {
 		name, reader, email string
-		fast               bool
+		fast                bool
 	}{
 		{"no name", "", "plain@example.org", true},
 		{"ascii", "Anna", "anna@example.org", true},

@@ -22,6 +22,8 @@ func (a *App) digestCmd(ctx context.Context, args []string) error {
 		return a.digestPreview(ctx, args[1:])
 	case "send":
 		return a.digestSend(ctx, args[1:])
+	case "pause", "resume", "cancel":
+		return a.digestIssueAction(ctx, args[0], args[1:])
 	}
 	return usageError{fmt.Sprintf("digest: unknown subcommand %q", args[0])}
 }

@@ -1,0 +1,779 @@
+package digest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	netmail "net/mail"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wneessen/go-mail/smtp"
+	"golang.org/x/time/rate"
+
+	"newsletter/subscribers"
+)
+
+// ErrPaused reports an issue whose sending is paused (by an editor, or by the sender itself after
+// a configuration error or too many failures in a row); the issue's pause reason says which.
+var ErrPaused = errors.New("sending paused")
+
+// SenderOptions tune the sending engine; zero values take the defaults noted.
+type SenderOptions struct {
+	From        string // From of every digest; its domain ends every Message-ID
+	BaseURL     string // root of the unsubscribe and manage links
+	Publication string // the List-Id phrase
+	// Secret keys the Message-ID hash, so Message-IDs carry no guessable reader id.
+	Secret      []byte
+	MaxArticles int // articles shown per issue (0: DefaultMaxArticles)
+
+	Concurrency int           // SMTP connections (default 4)
+	Rate        float64       // messages per second across the process (0: no cap)
+	MaxAttempts int           // tries per reader before a temporary failure is final (default 5)
+	Timeout     time.Duration // per SMTP exchange (default 30s)
+	RetryBase   time.Duration // first retry delay, doubled each attempt, with jitter (default 1m)
+	RetryMax    time.Duration // longest retry delay (default 1h)
+	ConnBackoff time.Duration // first pause of a connection after a 421 or failed dial (default 2s)
+	Lease       time.Duration // how long a claimed row is reserved for this process (default 5m)
+	BatchSize   int           // rows per claim (default 100)
+	// FailureStreak pauses the issue after this many failures in a row (default 50).
+	FailureStreak int
+	// Poll is how often Run looks for issues to send when not woken (default 5s).
+	Poll time.Duration
+	DKIM *DKIMSigner // nil: messages are not signed
+}
+
+func (o *SenderOptions) defaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Minute
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = time.Hour
+	}
+	if o.ConnBackoff <= 0 {
+		o.ConnBackoff = 2 * time.Second
+	}
+	if o.Lease <= 0 {
+		o.Lease = 5 * time.Minute
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 100
+	}
+	if o.FailureStreak <= 0 {
+		o.FailureStreak = 50
+	}
+	if o.Poll <= 0 {
+		o.Poll = 5 * time.Second
+	}
+	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
+}
+
+// issueRenderer is what the sender needs of the Renderer.
+type issueRenderer interface {
+	Render(c IssueContent, rcpt Recipient) (Rendered, error)
+}
+
+// bounceMarker is what the sender needs of subscribers.Store.
+type bounceMarker interface {
+	MarkBounced(ctx context.Context, id int64, reason string) error
+}
+
+// smtpDialer opens one SMTP connection, greeted, with STARTTLS and AUTH done (*mail.Client).
+type smtpDialer interface {
+	DialToSMTPClientWithContext(ctx context.Context) (*smtp.Client, error)
+}
+
+// Sender sends issues to their readers from the ledger, over long-lived SMTP connections.
+type Sender struct {
+	store   *Store
+	render  issueRenderer
+	signer  *subscribers.Signer
+	bounces bounceMarker
+	dialer  smtpDialer
+	opts    SenderOptions
+	log     *slog.Logger
+	metrics senderMetrics
+	limiter *rate.Limiter
+	from    *netmail.Address
+	domain  string
+	wake    chan struct{}
+}
+
+// NewSender returns a Sender. renderer is the digest Renderer, bounces the subscribers Store,
+// dialer the go-mail client of the SMTP relay.
+func NewSender(store *Store, renderer issueRenderer, signer *subscribers.Signer, bounces bounceMarker, dialer smtpDialer,
+	opts SenderOptions, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
+	opts.defaults()
+	from, err := netmail.ParseAddress(opts.From)
+	if err != nil {
+		return nil, fmt.Errorf("sender: From %q: %w", opts.From, ErrInvalid)
+	}
+	if len(opts.Secret) == 0 {
+		return nil, fmt.Errorf("sender: no secret: %w", ErrInvalid)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sender{store: store, render: renderer, signer: signer, bounces: bounces, dialer: dialer, opts: opts,
+		log: log, metrics: newSenderMetrics(reg), from: from, domain: domainOf(from.Address), wake: make(chan struct{}, 1)}
+	if opts.Rate > 0 {
+		s.limiter = rate.NewLimiter(rate.Limit(opts.Rate), max(1, int(opts.Rate/20)))
+	}
+	return s, nil
+}
+
+// Wake tells Run an issue started sending, so it begins now rather than at its next poll.
+func (s *Sender) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start begins sending a draft or approved issue: it keeps the archive copy, fixes the recipients
+// in the ledger and wakes Run. It returns how many readers the issue goes to.
+func (s *Sender) Start(ctx context.Context, issueID int64) (int, error) {
+	c, err := s.store.Content(ctx, issueID, s.opts.MaxArticles)
+	if err != nil {
+		return 0, err
+	}
+	archive, err := s.render.Render(c, Recipient{})
+	if err != nil {
+		return 0, err
+	}
+	if err := s.store.SaveArchive(ctx, issueID, archive); err != nil {
+		return 0, err
+	}
+	n, err := s.store.StartSending(ctx, issueID)
+	if err != nil {
+		return 0, err
+	}
+	s.Wake()
+	return n, nil
+}
+
+// Run sends every issue in 'sending', including those a crashed process left, until ctx ends;
+// then it finishes the messages in flight and returns, leaving the rest queued.
+func (s *Sender) Run(ctx context.Context) error {
+	for {
+		ids, err := s.store.sendingIssues(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("digest sender: list issues", "err", err)
+		}
+		for _, id := range ids {
+			if ctx.Err() != nil {
+				break
+			}
+			if err := s.runIssue(ctx, id, nil); err != nil && ctx.Err() == nil {
+				s.log.Error("digest sender: issue", "issue", id, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-time.After(s.opts.Poll):
+		}
+	}
+}
+
+// SendIssue sends one issue in the foreground (starting it when it is a draft or approved) and
+// returns when every reader was sent, failed for good or skipped. progress, when set, is called
+// about twice a second and once at the end. ErrPaused when the issue is or becomes paused.
+func (s *Sender) SendIssue(ctx context.Context, issueID int64, progress func(Progress)) error {
+	status, reason, err := s.store.issueStatus(ctx, issueID)
+	if err != nil {
+		return err
+	}
+	switch status {
+	case StatusDraft, StatusApproved:
+		if _, err := s.Start(ctx, issueID); err != nil {
+			return err
+		}
+	case StatusSending:
+	case StatusPaused:
+		return fmt.Errorf("issue %d: %w: %s", issueID, ErrPaused, reason)
+	case StatusSent:
+	default:
+		return fmt.Errorf("issue %d is %s: %w", issueID, status, ErrConflict)
+	}
+	runErr := s.runIssue(ctx, issueID, progress)
+	p, err := s.store.Progress(context.WithoutCancel(ctx), issueID)
+	if err != nil {
+		return errors.Join(runErr, err)
+	}
+	if progress != nil {
+		progress(p)
+	}
+	switch {
+	case runErr != nil:
+		return runErr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case p.Status == StatusPaused:
+		return fmt.Errorf("issue %d: %w: %s", issueID, ErrPaused, p.PauseReason)
+	case p.Status != StatusSent:
+		return fmt.Errorf("issue %d is %s: %w", issueID, p.Status, ErrConflict)
+	}
+	return nil
+}
+
+// preparedIssue is an issue rendered and encoded once, ready for per-reader filling.
+type preparedIssue struct {
+	id      int64
+	content IssueContent
+	headers messageHeaders
+	named   *msgTemplate // with the greeting, for readers with a name
+	unnamed *msgTemplate
+}
+
+func (s *Sender) prepare(ctx context.Context, id int64) (*preparedIssue, error) {
+	c, err := s.store.Content(ctx, id, s.opts.MaxArticles)
+	if err != nil {
+		return nil, err
+	}
+	p := &preparedIssue{id: id, content: c}
+	named, err := s.render.Render(c, Recipient{Name: markName, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	if err != nil {
+		return nil, err
+	}
+	unnamed, err := s.render.Render(c, Recipient{Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	if err != nil {
+		return nil, err
+	}
+	p.headers = messageHeaders{From: s.from, Subject: named.Subject, Date: s.store.now(),
+		ListID: listID(s.opts.Publication, c.Issue.Lang, s.domain)}
+	if p.named, err = buildTemplate(named, p.headers); err != nil {
+		return nil, err
+	}
+	if p.unnamed, err = buildTemplate(unnamed, p.headers); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// compose appends the reader's message to dst.
+func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, error) {
+	v := readerValues{
+		Email:     r.Email,
+		Name:      r.Name,
+		MessageID: messageID(s.opts.Secret, p.id, r.UUID, s.domain),
+		Unsub:     s.signer.UnsubscribeURL(s.opts.BaseURL, r.UUID),
+		Manage:    s.signer.ManageURL(s.opts.BaseURL, r.UUID),
+		To:        formatTo(r.Name, r.Email),
+	}
+	t := p.unnamed
+	if r.Name != "" {
+		t = p.named
+		if !t.nameFits(r.Name) {
+			// A name the renderer would wrap or fold: render this reader's copy on its own.
+			rendered, err := s.render.Render(p.content, Recipient{Name: r.Name, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+			if err != nil {
+				return dst, err
+			}
+			if t, err = buildTemplate(rendered, p.headers); err != nil {
+				return dst, err
+			}
+		}
+	}
+	return t.fill(dst, &v), nil
+}
+
+// senderMetrics are the engine's Prometheus metrics.
+type senderMetrics struct {
+	sent, failed, retried prometheus.Counter
+	queue                 prometheus.Gauge
+	latency               prometheus.Histogram
+}
+
+func newSenderMetrics(reg prometheus.Registerer) senderMetrics {
+	m := senderMetrics{
+		sent:    prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_digest_sent_total", Help: "Digest messages the SMTP server accepted."}),
+		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_digest_failed_total", Help: "Digest deliveries that failed for good."}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_digest_retried_total", Help: "Digest deliveries put back for a later attempt."}),
+		queue:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "newsletter_digest_queue_depth", Help: "Readers of the issue being sent not yet sent, failed or skipped."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "newsletter_digest_send_seconds", Help: "Time of one SMTP transaction (MAIL to accepted DATA).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+	}
+	if reg == nil {
+		return m
+	}
+	register := func(c prometheus.Collector) prometheus.Collector {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return are.ExistingCollector
+			}
+		}
+		return c
+	}
+	m.sent = register(m.sent).(prometheus.Counter)
+	m.failed = register(m.failed).(prometheus.Counter)
+	m.retried = register(m.retried).(prometheus.Counter)
+	m.queue = register(m.queue).(prometheus.Gauge)
+	m.latency = register(m.latency).(prometheus.Histogram)
+	return m
+}
+
+// engine sends one issue: a claimer feeds leased rows to one worker per SMTP connection, and a
+// recorder writes each outcome to the ledger.
+type engine struct {
+	s     *Sender
+	issue *preparedIssue
+	owner int64
+
+	jobs     chan job
+	outcomes chan outcome
+
+	haltOnce sync.Once
+	halt     chan struct{} // closed on pause or cancel: no more messages start
+
+	mu       sync.Mutex
+	released []int64 // leased rows handed back unsent
+
+	sent, failed, retried, skipped atomic.Int64
+	streak                         int // failures in a row (recorder only)
+}
+
+type job struct {
+	row      claimedRow
+	deadline time.Time // after this the lease may have passed to another sender: do not start it
+}
+
+type outcomeKind uint8
+
+const (
+	outSent outcomeKind = iota
+	outRetry
+	outFailed // permanent: the reader's address was refused
+	outConfig // our setup was refused (MAIL FROM, AUTH): pause the issue
+)
+
+type outcome struct {
+	kind   outcomeKind
+	row    claimedRow
+	reason string
+	ack    chan struct{} // outSent: signalled once the row is recorded sent
+}
+
+// runIssue sends issueID until every reader is done, the issue stops being 'sending', or ctx ends.
+func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Progress)) error {
+	p, err := s.prepare(ctx, issueID)
+	if err != nil {
+		if ctx.Err() == nil && (errors.Is(err, ErrNoArticles) || errors.Is(err, errTemplate)) {
+			reason := "cannot build the message: " + err.Error()
+			s.log.Error("digest sender: pausing issue", "issue", issueID, "reason", reason)
+			return errors.Join(err, s.store.Pause(context.WithoutCancel(ctx), issueID, reason))
+		}
+		return err
+	}
+	e := &engine{s: s, issue: p, owner: randomOwner(), jobs: make(chan job, s.opts.BatchSize),
+		outcomes: make(chan outcome, 2*s.opts.Concurrency), halt: make(chan struct{})}
+	lock, err := s.store.lockOwner(ctx, e.owner)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if n, err := s.store.releaseDead(ctx, issueID, e.owner); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.Info("digest sender: took over the leases of a stopped sender", "issue", issueID, "rows", n)
+	}
+	base, err := s.store.Progress(ctx, issueID)
+	if err != nil {
+		return err
+	}
+	s.log.Info("digest sender: sending", "issue", issueID, "lang", base.Lang, "total", base.Total, "queued", base.Queued)
+
+	var workers sync.WaitGroup
+	for range s.opts.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			e.work(ctx)
+		}()
+	}
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		e.record(ctx)
+	}()
+	reportDone := make(chan struct{})
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			live := base
+			live.Sent += int(e.sent.Load())
+			live.Failed += int(e.failed.Load())
+			live.Skipped += int(e.skipped.Load())
+			live.Queued = max(0, live.Total-live.Sent-live.Failed-live.Skipped)
+			s.metrics.queue.Set(float64(live.Queued))
+			if progress != nil {
+				progress(live)
+			}
+			select {
+			case <-t.C:
+			case <-reportDone:
+				return
+			}
+		}
+	}()
+
+	claimErr := e.claimLoop(ctx)
+	close(e.jobs)
+	workers.Wait()
+	close(e.outcomes)
+	<-recorded
+	close(reportDone)
+	<-reported
+
+	e.mu.Lock()
+	released := e.released
+	e.mu.Unlock()
+	if len(released) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.store.release(rctx, issueID, e.owner, released); err != nil {
+			s.log.Warn("digest sender: hand back unsent rows (they become due when their lease ends)", "issue", issueID, "err", err)
+		}
+	}
+	s.log.Info("digest sender: stopped", "issue", issueID, "sent", e.sent.Load(), "failed", e.failed.Load(),
+		"retried", e.retried.Load(), "skipped", e.skipped.Load())
+	if claimErr != nil && ctx.Err() == nil {
+		return claimErr
+	}
+	return nil
+}
+
+func randomOwner() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1)
+}
+
+func (e *engine) halted() bool {
+	select {
+	case <-e.halt:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *engine) stop() { e.haltOnce.Do(func() { close(e.halt) }) }
+
+func (e *engine) giveBack(r claimedRow) {
+	e.mu.Lock()
+	e.released = append(e.released, r.SubscriberID)
+	e.mu.Unlock()
+}
+
+// claimLoop leases due rows and queues them for the workers until the issue is finished, stops
+// being 'sending', or ctx ends.
+func (e *engine) claimLoop(ctx context.Context) error {
+	s := e.s
+	id := e.issue.id
+	batch := s.opts.BatchSize
+	if s.opts.Rate > 0 {
+		batch = max(1, min(batch, int(s.opts.Rate)))
+	}
+	// A leased row is only started while its lease surely lasts the whole exchange.
+	window := s.opts.Lease - s.opts.Timeout - 30*time.Second
+	if window < s.opts.Lease/2 {
+		window = s.opts.Lease / 2
+	}
+	lastDead := time.Now()
+	for {
+		if ctx.Err() != nil || e.halted() {
+			return nil
+		}
+		before := time.Now()
+		rows, err := s.store.claim(ctx, id, e.owner, batch, s.opts.Lease)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("digest sender: claim", "issue", id, "err", err)
+			sleep(ctx, e.halt, time.Second)
+			continue
+		}
+		sending := 0
+		for i, r := range rows {
+			if r.Status != DeliveryQueued {
+				e.skipped.Add(1)
+				continue
+			}
+			select {
+			case e.jobs <- job{row: r, deadline: before.Add(window)}:
+				sending++
+			case <-ctx.Done():
+				e.giveBackRest(rows[i:])
+				return nil
+			case <-e.halt:
+				e.giveBackRest(rows[i:])
+				return nil
+			}
+		}
+		if len(rows) == batch {
+			continue
+		}
+		status, _, err := s.store.issueStatus(ctx, id)
+		if err == nil && status != StatusSending {
+			e.stop()
+			return nil
+		}
+		if done, err := s.store.finishIfDone(ctx, id); err == nil && done {
+			s.log.Info("digest sender: issue sent", "issue", id)
+			return nil
+		}
+		if time.Since(lastDead) > 5*time.Second {
+			lastDead = time.Now()
+			if n, err := s.store.releaseDead(ctx, id, e.owner); err == nil && n > 0 {
+				s.log.Info("digest sender: took over the leases of a stopped sender", "issue", id, "rows", n)
+				continue
+			}
+		}
+		wait := 250 * time.Millisecond
+		if d, err := s.store.nextDue(ctx, id); err == nil && d > 0 && d < wait {
+			wait = d
+		}
+		if len(rows) > 0 {
+			wait = 0
+		}
+		sleep(ctx, e.halt, wait)
+	}
+}
+
+func (e *engine) giveBackRest(rows []claimedRow) {
+	for _, r := range rows {
+		if r.Status == DeliveryQueued {
+			e.giveBack(r)
+		}
+	}
+}
+
+// sleep waits d, or less when ctx ends or stop closes.
+func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-stop:
+	}
+}
+
+// work is one SMTP connection: it sends queued jobs one after another over the same connection,
+// redialling when it breaks.
+func (e *engine) work(ctx context.Context) {
+	s := e.s
+	c := &smtpConn{dialer: s.dialer, timeout: s.opts.Timeout, backoffBase: s.opts.ConnBackoff}
+	defer c.close()
+	ack := make(chan struct{}, 1)
+	pending := false
+	waitAck := func() {
+		if pending {
+			<-ack
+			pending = false
+		}
+	}
+	var buf, signed []byte
+	for j := range e.jobs {
+		if ctx.Err() != nil || e.halted() || time.Now().After(j.deadline) {
+			e.giveBack(j.row)
+			continue
+		}
+		if s.limiter != nil {
+			if err := s.limiter.Wait(ctx); err != nil {
+				e.giveBack(j.row)
+				continue
+			}
+		}
+		var err error
+		buf, err = s.compose(buf[:0], e.issue, j.row)
+		if err != nil {
+			e.outcomes <- outcome{kind: outRetry, row: j.row, reason: "compose: " + err.Error()}
+			continue
+		}
+		msg := buf
+		if s.opts.DKIM != nil {
+			if signed, err = s.opts.DKIM.sign(signed[:0], buf); err != nil {
+				e.outcomes <- outcome{kind: outRetry, row: j.row, reason: "dkim: " + err.Error()}
+				continue
+			}
+			msg = signed
+		}
+		if err := c.ensure(ctx); err != nil {
+			if ctx.Err() != nil {
+				e.giveBack(j.row)
+				continue
+			}
+			e.outcomes <- e.classify(j.row, err)
+			c.pause(ctx, e.halt)
+			continue
+		}
+		start := time.Now()
+		err = c.send(s.from.Address, j.row.Email, msg, waitAck)
+		if err == nil {
+			s.metrics.latency.Observe(time.Since(start).Seconds())
+			pending = true
+			e.outcomes <- outcome{kind: outSent, row: j.row, ack: ack}
+			continue
+		}
+		o := e.classify(j.row, err)
+		e.outcomes <- o
+		if se := asSendError(err); se != nil && se.code == 421 {
+			c.pause(ctx, e.halt)
+		}
+	}
+	waitAck()
+}
+
+// classify turns an SMTP error into an outcome.
+func (e *engine) classify(r claimedRow, err error) outcome {
+	se := asSendError(err)
+	reason := err.Error()
+	switch {
+	case se == nil || se.code < 500:
+		// 4xx, timeouts, dropped connections: try again later.
+		return outcome{kind: outRetry, row: r, reason: reason}
+	case se.stage == stageConnect || se.stage == stageMail:
+		return outcome{kind: outConfig, row: r, reason: reason}
+	default:
+		return outcome{kind: outFailed, row: r, reason: reason}
+	}
+}
+
+// record writes outcomes to the ledger, sent rows in batches (one statement for every message
+// accepted while the previous batch was being written), and acknowledges them to their workers.
+func (e *engine) record(ctx context.Context) {
+	s := e.s
+	dbctx := context.WithoutCancel(ctx)
+	var batch []outcome
+	for o := range e.outcomes {
+		batch = append(batch[:0], o)
+	drain:
+		for len(batch) < 1000 {
+			select {
+			case o, ok := <-e.outcomes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		var sent []int64
+		for _, o := range batch {
+			if o.kind == outSent {
+				sent = append(sent, o.row.SubscriberID)
+			}
+		}
+		for attempt := 0; len(sent) > 0; attempt++ {
+			err := s.store.markSent(dbctx, e.issue.id, sent)
+			if err == nil {
+				break
+			}
+			// Workers wait for this before their next message is committed: never lose a mark.
+			s.log.Error("digest sender: record sent messages", "issue", e.issue.id, "err", err)
+			time.Sleep(min(time.Duration(attempt+1)*time.Second, 10*time.Second))
+		}
+		for _, o := range batch {
+			e.recordOne(dbctx, o)
+		}
+	}
+}
+
+func (e *engine) recordOne(ctx context.Context, o outcome) {
+	s := e.s
+	id := e.issue.id
+	if o.kind == outSent {
+		e.streak = 0
+		e.sent.Add(1)
+		s.metrics.sent.Inc()
+		o.ack <- struct{}{}
+		return
+	}
+	e.streak++
+	switch o.kind {
+	case outRetry:
+		backoff := retryDelay(s.opts.RetryBase, s.opts.RetryMax, o.row.Attempts)
+		failed, err := s.store.markRetry(ctx, id, o.row.SubscriberID, o.reason, backoff, s.opts.MaxAttempts)
+		if err != nil {
+			s.log.Error("digest sender: record retry", "issue", id, "err", err)
+			return
+		}
+		if failed {
+			e.failed.Add(1)
+			s.metrics.failed.Inc()
+			s.log.Warn("digest sender: delivery failed after its last attempt", "issue", id, "subscriber", o.row.SubscriberID, "reason", o.reason)
+		} else {
+			e.retried.Add(1)
+			s.metrics.retried.Inc()
+		}
+	case outFailed:
+		if err := s.store.markFailed(ctx, id, o.row.SubscriberID, o.reason); err != nil {
+			s.log.Error("digest sender: record failure", "issue", id, "err", err)
+			return
+		}
+		e.failed.Add(1)
+		s.metrics.failed.Inc()
+		if s.bounces != nil {
+			if err := s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason); err != nil && !errors.Is(err, subscribers.ErrNotFound) {
+				s.log.Error("digest sender: mark reader bounced", "subscriber", o.row.SubscriberID, "err", err)
+			}
+		}
+	case outConfig:
+		e.giveBack(o.row)
+		e.pause(ctx, "the SMTP server refused our sender or login: "+o.reason)
+		return
+	}
+	if e.streak >= s.opts.FailureStreak {
+		e.pause(ctx, fmt.Sprintf("%d failures in a row; the last: %s", e.streak, o.reason))
+	}
+}
+
+// pause stops this issue's sending and records why, for the log and the editor pages.
+func (e *engine) pause(ctx context.Context, reason string) {
+	if e.halted() {
+		return
+	}
+	e.stop()
+	e.s.log.Error("digest sender: pausing issue", "issue", e.issue.id, "reason", reason)
+	if err := e.s.store.Pause(ctx, e.issue.id, reason); err != nil && !errors.Is(err, ErrConflict) {
+		e.s.log.Error("digest sender: pause", "issue", e.issue.id, "err", err)
+	}
+}
+
+// retryDelay is the backoff before attempt n+1: base doubled per attempt, jittered to 50-150%.
+func retryDelay(base, most time.Duration, attempts int) time.Duration {
+	d := base
+	for i := 0; i < attempts && d < most; i++ {
+		d *= 2
+	}
+	d = min(d, most)
+	return time.Duration(float64(d) * (0.5 + mathrand.Float64()))
+}

@@ -1,0 +1,399 @@
+package digest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/jmoiron/sqlx"
+	gomail "github.com/wneessen/go-mail"
+
+	"newsletter/internal/smtptest"
+	"newsletter/internal/testdb"
+	"newsletter/subscribers"
+)
+
+// sendFixture is a database with readers and one assembled issue, and a real SMTP server.
+type sendFixture struct {
+	db    *sqlx.DB
+	store *Store
+	srv   *smtptest.Server
+	issue Issue
+}
+
+// seedReaders adds n confirmed readers of lang, reader-1@example.org ... (names "Reader N").
+func seedReaders(t testing.TB, db *sqlx.DB, lang string, n int) {
+	t.Helper()
+	if _, err := db.Exec(`INSERT INTO subscribers (email, name, lang, status, confirmed_at)
+		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, $1, 'confirmed', now() FROM generate_series(1, $2) g`, lang, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedArticles adds n fresh articles of lang.
+func seedArticles(t testing.TB, db *sqlx.DB, lang string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := db.Exec(`INSERT INTO articles (lang, guid, title, link, summary, section, published_at, first_seen_at)
+			VALUES ($1, $2, $3, $4, $5, $6, now() - interval '1 hour', now() - interval '1 hour')`,
+			lang, fmt.Sprintf("g-%s-%d", lang, i), fmt.Sprintf("Story %d of the week", i+1), fmt.Sprintf("https://site.example/%s/%d", lang, i),
+			strings.Repeat("A summary sentence of reasonable length for the digest. ", 5), []string{"City", "World"}[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func newSendFixture(t *testing.T, readers int) *sendFixture {
+	t.Helper()
+	db := testdb.New(t)
+	seedReaders(t, db, "en", readers)
+	seedArticles(t, db, "en", 4)
+	store := NewStore(db, nil)
+	iss, err := store.Assemble(context.Background(), "en", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sendFixture{db: db, store: store, srv: smtptest.Start(t), issue: iss}
+}
+
+// testSender is a Sender against the fixture's SMTP server with quick retries.
+func (f *sendFixture) sender(t *testing.T, tune func(*SenderOptions)) *Sender {
+	t.Helper()
+	client, err := gomail.NewClient(f.srv.Host, gomail.WithPort(f.srv.Port), gomail.WithTLSPolicy(gomail.NoTLS), gomail.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
+		Secret: []byte("test-secret-0123456789"), Concurrency: 3, RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		ConnBackoff: 10 * time.Millisecond, BatchSize: 10}
+	if tune != nil {
+		tune(&opts)
+	}
+	s, err := NewSender(f.store, sendTestRenderer(t), subscribers.NewSigner(opts.Secret), subscribers.NewStore(f.db, opts.Secret), client, opts,
+		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func (f *sendFixture) delivery(t *testing.T, email string) (status, lastError string, attempts int) {
+	t.Helper()
+	var row struct {
+		Status    string `db:"status"`
+		LastError string `db:"last_error"`
+		Attempts  int    `db:"attempts"`
+	}
+	if err := f.db.Get(&row, `SELECT d.status, d.last_error, d.attempts FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+		WHERE d.issue_id = $1 AND s.email = $2`, f.issue.ID, email); err != nil {
+		t.Fatal(err)
+	}
+	return row.Status, row.LastError, row.Attempts
+}
+
+func TestSendOutcomes(t *testing.T) {
+	const target = "reader-3@example.org"
+	tests := []struct {
+		name   string
+		script func(srv *smtptest.Server)
+		tune   func(*SenderOptions)
+		// want for the target reader
+		status       string
+		attempts     int
+		received     int
+		errContains  string
+		subscriber   string
+		paused       bool
+		issueStatus  string
+		othersAllOut bool
+	}{
+		{name: "250 accepted", script: func(*smtptest.Server) {}, status: "sent", attempts: 1, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
+		{name: "421 then accepted", script: func(s *smtptest.Server) { s.Script(target, smtptest.Answer{At: smtptest.AtRcpt, Code: 421}) },
+			status: "sent", attempts: 2, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
+		{name: "451 after data then accepted", script: func(s *smtptest.Server) {
+			s.Script(target, smtptest.Answer{At: smtptest.AtData, Code: 451}, smtptest.Answer{At: smtptest.AtRcpt, Code: 451})
+		}, status: "sent", attempts: 3, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
+		{name: "550 bounces the reader", script: func(s *smtptest.Server) { s.Script(target, smtptest.Answer{At: smtptest.AtRcpt, Code: 550}) },
+			status: "failed", attempts: 1, received: 0, errContains: "550", subscriber: "bounced", issueStatus: "sent", othersAllOut: true},
+		{name: "554 after data bounces the reader", script: func(s *smtptest.Server) { s.Script(target, smtptest.Answer{At: smtptest.AtData, Code: 554}) },
+			status: "failed", attempts: 1, received: 0, errContains: "554", subscriber: "bounced", issueStatus: "sent", othersAllOut: true},
+		{name: "dropped mid-data is retried", script: func(s *smtptest.Server) { s.Script(target, smtptest.Answer{At: smtptest.AtData, Drop: true}) },
+			status: "sent", attempts: 2, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
+		{name: "dropped at rcpt is retried", script: func(s *smtptest.Server) { s.Script(target, smtptest.Answer{At: smtptest.AtRcpt, Drop: true}) },
+			status: "sent", attempts: 2, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
+		{name: "451 every time fails after the last attempt", script: func(s *smtptest.Server) {
+			s.Script(target, smtptest.Answer{At: smtptest.AtRcpt, Code: 451}, smtptest.Answer{At: smtptest.AtRcpt, Code: 451}, smtptest.Answer{At: smtptest.AtRcpt, Code: 451})
+		}, tune: func(o *SenderOptions) { o.MaxAttempts = 3 },
+			status: "failed", attempts: 3, received: 0, errContains: "451", subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
+		{name: "5xx on MAIL FROM pauses the issue", script: func(s *smtptest.Server) {
+			s.OnMail(func(string) error { return &smtp.SMTPError{Code: 553, Message: "sender not allowed"} })
+		}, status: "queued", attempts: 0, received: 0, paused: true, subscriber: "confirmed", issueStatus: "paused"},
+		{name: "failures in a row pause the issue", script: func(s *smtptest.Server) {
+			s.OnRcpt(func(string) error { return &smtp.SMTPError{Code: 451, Message: "try later"} })
+		}, tune: func(o *SenderOptions) { o.FailureStreak = 5; o.RetryBase = time.Hour; o.RetryMax = time.Hour },
+			status: "", received: 0, paused: true, subscriber: "confirmed", issueStatus: "paused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSendFixture(t, 12)
+			tc.script(f.srv)
+			s := f.sender(t, tc.tune)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := s.SendIssue(ctx, f.issue.ID, nil)
+			if tc.paused != errors.Is(err, ErrPaused) {
+				t.Fatalf("SendIssue: %v (want paused: %v)", err, tc.paused)
+			}
+			if !tc.paused && err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.store.Progress(ctx, f.issue.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Status != tc.issueStatus {
+				t.Fatalf("issue status %q, want %q (%+v)", p.Status, tc.issueStatus, p)
+			}
+			if tc.paused && p.PauseReason == "" {
+				t.Error("paused without a reason")
+			}
+			if tc.status != "" {
+				status, lastErr, attempts := f.delivery(t, target)
+				if status != tc.status || attempts != tc.attempts || !strings.Contains(lastErr, tc.errContains) {
+					t.Errorf("target: %s after %d attempts (%q), want %s after %d (%q)", status, attempts, lastErr, tc.status, tc.attempts, tc.errContains)
+				}
+			}
+			if got := len(f.srv.To(target)); got != tc.received {
+				t.Errorf("target received %d messages, want %d", got, tc.received)
+			}
+			var subStatus string
+			if err := f.db.Get(&subStatus, `SELECT status FROM subscribers WHERE email = $1`, target); err != nil || subStatus != tc.subscriber {
+				t.Errorf("subscriber status %q (%v), want %q", subStatus, err, tc.subscriber)
+			}
+			if tc.othersAllOut {
+				for i := 1; i <= 12; i++ {
+					email := fmt.Sprintf("reader-%d@example.org", i)
+					if email != target && len(f.srv.To(email)) != 1 {
+						t.Errorf("%s received %d messages, want 1", email, len(f.srv.To(email)))
+					}
+				}
+				if p.Queued != 0 || p.Sent+p.Failed != 12 {
+					t.Errorf("progress %+v", p)
+				}
+			}
+			if tc.paused {
+				if p.Sent != 0 || p.Queued == 0 {
+					t.Errorf("paused issue progress %+v", p)
+				}
+				var leased int
+				if err := f.db.Get(&leased, `SELECT count(*) FROM deliveries WHERE claimed_by IS NOT NULL AND status = 'queued'`); err != nil || leased != 0 {
+					t.Errorf("%d rows still leased after the pause (%v)", leased, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSendSkipsReadersWhoLeft: the recipients are fixed when sending starts, but a reader who
+// unsubscribes or bounces before their turn is not sent, and a bounced reader is left out of the
+// next issue.
+func TestSendSkipsReadersWhoLeft(t *testing.T) {
+	f := newSendFixture(t, 6)
+	ctx := context.Background()
+	s := f.sender(t, nil)
+	n, err := f.store.StartSending(ctx, f.issue.ID)
+	if err != nil || n != 6 {
+		t.Fatalf("StartSending = %d, %v", n, err)
+	}
+	if n, err := f.store.StartSending(ctx, f.issue.ID); err != nil || n != 0 {
+		t.Fatalf("StartSending again = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := f.db.Exec(`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now() WHERE email = 'reader-2@example.org'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Exec(`DELETE FROM subscribers WHERE email = 'reader-4@example.org'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendIssue(ctx, f.issue.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := f.store.Progress(ctx, f.issue.ID)
+	if p.Sent != 4 || p.Skipped != 2 || p.Status != StatusSent {
+		t.Fatalf("progress %+v, want 4 sent, 2 skipped", p)
+	}
+	if len(f.srv.To("reader-2@example.org")) != 0 || len(f.srv.To("reader-4@example.org")) != 0 {
+		t.Fatal("a reader who left was sent")
+	}
+	// Bounced readers are not in the next issue's ledger.
+	if _, err := f.db.Exec(`UPDATE subscribers SET status = 'bounced', bounced_at = now() WHERE email = 'reader-5@example.org'`); err != nil {
+		t.Fatal(err)
+	}
+	seedArticlesNow(t, f.db, "en", 2)
+	next, err := f.store.Assemble(ctx, "en", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.store.StartSending(ctx, next.ID); err != nil || n != 3 {
+		t.Fatalf("next issue has %d readers (%v), want 3", n, err)
+	}
+}
+
+func seedArticlesNow(t *testing.T, db *sqlx.DB, lang string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := db.Exec(`INSERT INTO articles (lang, guid, title, link, published_at, first_seen_at)
+			VALUES ($1, $2, 'Later story', 'https://site.example/later', now(), now())`, lang, fmt.Sprintf("later-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSendMessageHeaders checks what one reader receives against the public interface.
+func TestSendMessageHeaders(t *testing.T) {
+	f := newSendFixture(t, 2)
+	s := f.sender(t, nil)
+	if err := s.SendIssue(context.Background(), f.issue.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.srv.To("reader-1@example.org")
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	v := parseMIME(t, msgs[0].Data)
+	var uuid string
+	if err := f.db.Get(&uuid, `SELECT uuid::text FROM subscribers WHERE email = 'reader-1@example.org'`); err != nil {
+		t.Fatal(err)
+	}
+	signer := subscribers.NewSigner([]byte("test-secret-0123456789"))
+	unsub := signer.UnsubscribeURL("https://news.example", uuid)
+	checks := map[string]string{
+		"From":                  `"Weekly" <digest@news.example>`,
+		"To":                    `"Reader 1" <reader-1@example.org>`,
+		"Message-Id":            "<" + messageID([]byte("test-secret-0123456789"), f.issue.ID, uuid, "news.example") + ">",
+		"List-Unsubscribe":      "<" + unsub + ">",
+		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		"List-Id":               `"The Test Weekly" <digest-en.news.example>`,
+		"Precedence":            "bulk",
+	}
+	for k, want := range checks {
+		if got := v.header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if v.header.Get("Date") == "" || v.header.Get("Subject") == "" {
+		t.Error("Date or Subject missing")
+	}
+	for _, part := range []string{v.text, v.html} {
+		if !strings.Contains(part, unsub) || !strings.Contains(part, signer.ManageURL("https://news.example", uuid)) || !strings.Contains(part, "Reader 1") {
+			t.Errorf("part lacks the reader's links or name")
+		}
+	}
+	if msgs[0].From != "digest@news.example" {
+		t.Errorf("envelope from %q", msgs[0].From)
+	}
+}
+
+// TestSendTwoSendersOneIssue: two senders (separate connection pools, separate owners) work on
+// one issue at once; each reader gets exactly one message.
+func TestSendTwoSendersOneIssue(t *testing.T) {
+	f := newSendFixture(t, 400)
+	f.srv.SetMode(smtptest.KeepHeaders)
+	f.srv.SetDelay(time.Millisecond)
+	ctx := context.Background()
+	if _, err := f.sender(t, nil).Start(ctx, f.issue.ID); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		db2, err := sqlx.Open("postgres", dsnOf(t, f.db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db2.Close() })
+		g := &sendFixture{db: db2, store: NewStore(db2, nil), srv: f.srv, issue: f.issue}
+		s := g.sender(t, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.SendIssue(ctx, f.issue.ID, nil)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, m := range f.srv.Messages() {
+		seen[m.To[0]]++
+	}
+	for i := 1; i <= 400; i++ {
+		if n := seen[fmt.Sprintf("reader-%d@example.org", i)]; n != 1 {
+			t.Fatalf("reader-%d received %d messages", i, n)
+		}
+	}
+}
+
+// dsnOf returns the URL of the fixture's database (its current_database on the test server).
+func dsnOf(t *testing.T, db *sqlx.DB) string {
+	t.Helper()
+	var name string
+	if err := db.Get(&name, `SELECT current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	u := testdb.ServerURL()
+	i := strings.LastIndex(u, "/")
+	j := strings.Index(u[i:], "?")
+	if j < 0 {
+		return u[:i+1] + name
+	}
+	return u[:i+1] + name + u[i+j:]
+}
+
+// TestPauseResumeCancel drives the editor controls through the Store.
+func TestPauseResumeCancel(t *testing.T) {
+	f := newSendFixture(t, 3)
+	ctx := context.Background()
+	if err := f.store.Pause(ctx, f.issue.ID, "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("pausing a draft: %v, want ErrConflict", err)
+	}
+	if _, err := f.store.StartSending(ctx, f.issue.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Pause(ctx, f.issue.ID, "editor wants a fix"); err != nil {
+		t.Fatal(err)
+	}
+	s := f.sender(t, nil)
+	if err := s.SendIssue(ctx, f.issue.ID, nil); !errors.Is(err, ErrPaused) || !strings.Contains(err.Error(), "editor wants a fix") {
+		t.Fatalf("sending a paused issue: %v", err)
+	}
+	if err := f.store.Resume(ctx, f.issue.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Cancel(ctx, f.issue.ID); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := f.store.Progress(ctx, f.issue.ID)
+	if p.Status != StatusCancelled || p.Skipped != 3 || len(f.srv.Messages()) != 0 {
+		t.Fatalf("after cancel: %+v, %d messages", p, len(f.srv.Messages()))
+	}
+	if err := f.store.Resume(ctx, f.issue.ID); !errors.Is(err, ErrConflict) {
+		t.Fatalf("resuming a cancelled issue: %v", err)
+	}
+	if err := f.store.Pause(ctx, 999999, "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pausing a missing issue: %v", err)
+	}
+}

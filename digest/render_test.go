@@ -483,3 +483,59 @@ func BenchmarkAssembleRender20(b *testing.B) {
 		}
 	}
 }
+
+// TestRenderOverride checks a publication's file replaces the embedded one of the same name.
+func TestRenderOverride(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "email"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "email", "digest.txt"), []byte("BRANDED {{.Lead.Title}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsys := templates.FS(dir)
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRenderer(fsys, cat, RenderOptions{BaseURL: "https://digest.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Arrange([]Article{{ID: 1, Lang: "en", Title: "Lead", PublishedAt: asmNow}}, 0)
+	c.Issue = Issue{ID: 1, Lang: "en", WindowEnd: asmNow}
+	out, err := r.Render(c, Recipient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Text != "BRANDED Lead\n" || !strings.Contains(out.HTML, "<!DOCTYPE html>") {
+		t.Errorf("override: text %q; the HTML should stay the embedded one", out.Text)
+	}
+}
+
+// TestRenderConcurrent renders one issue from many goroutines: the parsed templates are shared
+// and never changed, so every result is the same.
+func TestRenderConcurrent(t *testing.T) {
+	r := newTestRenderer(t)
+	c := Arrange(maxSizeArticles(12), 12)
+	c.Issue = Issue{ID: 9, Lang: "ru", WindowEnd: asmNow}
+	want, err := r.Render(c, markerRecipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			got, err := r.Render(c, markerRecipient)
+			if err == nil && got != want {
+				err = fmt.Errorf("a concurrent render differs")
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

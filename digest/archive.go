@@ -97,6 +97,9 @@ func (h *Handler) Archive(w http.ResponseWriter, r *http.Request) {
 	order := append([]string{lang}, slices.DeleteFunc(slices.Clone(h.opts.Languages), func(l string) bool { return l == lang })...)
 	for _, l := range order {
 		al := archiveLang{Lang: l, Heading: h.catalog.T(lang, "archive.lang."+l)}
+		if al.Heading == "archive.lang."+l {
+			al.Heading = l // a language the strings do not name yet
+		}
 		for _, iss := range issues {
 			if iss.Lang == l {
 				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})

@@ -1,6 +1,7 @@
 package digest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -222,7 +223,7 @@ func (i *Ingester) fetch(ctx context.Context, feedURL string, state FeedStatus) 
 	parser := gofeed.NewParser()
 	// No guessing a lead image from <img> in the HTML: that is where tracking pixels live.
 	parser.RSSTranslator = &gofeed.DefaultRSSTranslator{DisableContentImageScan: true}
-	feed, err := parser.Parse(strings.NewReader(string(body)))
+	feed, err := parser.Parse(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("not a feed: %v", err)
 	}

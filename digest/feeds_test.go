@@ -479,3 +479,25 @@ func TestFeedItemIdentity(t *testing.T) {
 		t.Error("an item with neither title nor text was kept")
 	}
 }
+
+// BenchmarkParseFeed measures parsing the English RSS fixture and mapping its items to articles,
+// without the database.
+func BenchmarkParseFeed(b *testing.B) {
+	body, err := os.ReadFile("testdata/feeds/en.rss.xml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	base, _ := url.Parse("https://news.example.com/en/feed.xml")
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		p := gofeed.NewParser()
+		p.RSSTranslator = &gofeed.DefaultRSSTranslator{DisableContentImageScan: true}
+		feed, err := p.Parse(bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, item := range feed.Items {
+			feedItemArticle(item, base, "en", ingestNow)
+		}
+	}
+}

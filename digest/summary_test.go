@@ -95,3 +95,14 @@ func TestPlainTitle(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkSummarizeSamplePage(b *testing.B) {
+	page, err := os.ReadFile("testdata/sample-article.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(page)))
+	for b.Loop() {
+		Summarize(string(page))
+	}
+}

@@ -1,0 +1,115 @@
+package digest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+// TestDKIMSignedMessagesVerify sends an issue signed with each kind of key and verifies what the
+// SMTP server received with go-msgauth's verifier, the public key served by a stub DNS lookup.
+func TestDKIMSignedMessagesVerify(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8 := func(k any) []byte {
+		b, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: b})
+	}
+	rsaPub, _ := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	tests := []struct {
+		name string
+		pem  []byte
+		txt  string
+	}{
+		{"rsa pkcs1", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}),
+			"v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(rsaPub)},
+		{"rsa pkcs8", pkcs8(rsaKey), "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(rsaPub)},
+		{"ed25519", pkcs8(edKey), "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(edKey.Public().(ed25519.PublicKey))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			signer, err := NewDKIMSigner("news.example", "digest2026", tc.pem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := newSendFixture(t, 3)
+			if _, err := f.db.Exec(`UPDATE subscribers SET name = 'Анна Каренина' WHERE email = 'reader-1@example.org'`); err != nil {
+				t.Fatal(err)
+			}
+			s := f.sender(t, func(o *SenderOptions) { o.DKIM = signer })
+			if err := s.SendIssue(context.Background(), f.issue.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			msgs := f.srv.Messages()
+			if len(msgs) != 3 {
+				t.Fatalf("%d messages", len(msgs))
+			}
+			lookup := func(domain string) ([]string, error) {
+				if domain != "digest2026._domainkey.news.example" {
+					return nil, errors.New("no such record: " + domain)
+				}
+				return []string{tc.txt}, nil
+			}
+			for _, m := range msgs {
+				vs, err := dkim.VerifyWithOptions(bytes.NewReader(m.Data), &dkim.VerifyOptions{LookupTXT: lookup})
+				if err != nil || len(vs) != 1 {
+					t.Fatalf("verify: %v (%d signatures)", err, len(vs))
+				}
+				if vs[0].Err != nil || vs[0].Domain != "news.example" {
+					t.Fatalf("signature of %v: %v (domain %q)", m.To, vs[0].Err, vs[0].Domain)
+				}
+				for _, h := range []string{"from", "to", "subject", "message-id", "list-unsubscribe", "list-unsubscribe-post"} {
+					found := false
+					for _, k := range vs[0].HeaderKeys {
+						found = found || strings.EqualFold(k, h)
+					}
+					if !found {
+						t.Errorf("%s is not signed (h=%v)", h, vs[0].HeaderKeys)
+					}
+				}
+				// A changed body must fail: the verifier is not a rubber stamp.
+				tampered := bytes.Replace(m.Data, []byte("Story 1"), []byte("Story 9"), 1)
+				if vs, err := dkim.VerifyWithOptions(bytes.NewReader(tampered), &dkim.VerifyOptions{LookupTXT: lookup}); err == nil && len(vs) == 1 && vs[0].Err == nil {
+					t.Fatal("a tampered message verified")
+				}
+			}
+		})
+	}
+}
+
+func TestNewDKIMSignerRejectsBadKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		pem  []byte
+	}{
+		{"not pem", []byte("hello")},
+		{"public key", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})},
+		{"garbage pkcs8", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewDKIMSigner("news.example", "s", tc.pem); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}

@@ -31,24 +31,25 @@ type mailSender interface {
 // adminPages serves the editor pages. It keeps no state between requests (sessions and the login
 // throttle are in PostgreSQL), so any number of serve processes can answer the same editor.
 type adminPages struct {
-	store       *Store
-	sessions    editorSessions
-	renderer    *Renderer
-	pages       *templates.Pages
-	testSend    func(ctx context.Context, issueID int64, to string) error
-	password    string // empty: every login is refused
-	secure      bool   // https: cookies are Secure
-	langs       []string
-	maxArticles int
-	publication string
-	log         *slog.Logger
+	store           *Store
+	sessions        editorSessions
+	renderer        *Renderer
+	pages           *templates.Pages
+	testSend        func(ctx context.Context, issueID int64, to string) error
+	password        string // empty: every login is refused
+	requireApproval bool   // scheduled sends wait for an editor's approval
+	secure          bool   // https: cookies are Secure
+	langs           []string
+	maxArticles     int
+	publication     string
+	log             *slog.Logger
 }
 
 // admin returns the editor pages over h's dependencies; it is cheap, as they hold no state.
 func (h *Handler) admin() *adminPages {
 	return &adminPages{
 		store: h.store, sessions: editorSessions{db: h.store.db, now: h.store.now}, renderer: h.renderer, pages: h.pages,
-		testSend: h.opts.TestSend, password: h.opts.AdminPassword, secure: h.opts.SecureCookies,
+		testSend: h.opts.TestSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval, secure: h.opts.SecureCookies,
 		langs: h.opts.Languages, maxArticles: h.opts.MaxArticles, publication: h.opts.Publication, log: h.log,
 	}
 }
@@ -372,14 +373,9 @@ type issueRow struct {
 
 // progressView is what the pages show of a send: counts, duration, failures grouped by reason.
 type progressView struct {
-	Total, Sent, Failed, Queued, Done, Percent int
-	Duration                                   string
-	Reasons                                    []failureReason
-}
-
-type failureReason struct {
-	Reason string `db:"reason"`
-	Count  int    `db:"count"`
+	Total, Sent, Failed, Skipped, Queued, Done, Percent int
+	Duration                                            string
+	Reasons                                             []FailureReason
 }
 
 type adminHomeData struct {
@@ -449,11 +445,13 @@ type adminDigestData struct {
 	Subject     string // as it goes out
 	AutoSubject string // the generated one, when the editor sets none
 	Preheader   string
-	Text        string
-	Articles    []articleRow
-	More        int
-	Hidden      []Article
-	TestTo      string
+	// RequireApproval: the scheduled send waits for approval (else it takes the draft as it is).
+	RequireApproval bool
+	Text            string
+	Articles        []articleRow
+	More            int
+	Hidden          []Article
+	TestTo          string
 }
 
 func (a *adminPages) lang(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -486,7 +484,7 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	d := adminDigestData{adminCommon: a.common(r, lang), Lang: lang, TestTo: r.URL.Query().Get("to")}
+	d := adminDigestData{adminCommon: a.common(r, lang), Lang: lang, TestTo: r.URL.Query().Get("to"), RequireApproval: a.requireApproval}
 	is, err := a.coming(ctx, lang)
 	if err != nil {
 		a.failErr(w, r, err, "/admin/")
@@ -1063,13 +1061,6 @@ func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// issueController is what the sending engine's Store offers to stop and restart an issue.
-type issueController interface {
-	Pause(ctx context.Context, id int64, reason string) error
-	Resume(ctx context.Context, id int64) error
-	Cancel(ctx context.Context, id int64) error
-}
-
 // IssueAction is POST /admin/issues/{id}/{action}: pause, resume, cancel.
 func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 	is, ok := a.issue(w, r)
@@ -1080,13 +1071,6 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 	back := "/admin/issues/" + strconv.FormatInt(is.ID, 10)
 	var err error
 	var done string
-	// Pause, Resume and Cancel live in ledger.go (the sending engine); until that is in the
-	// build the buttons answer 503 rather than the package failing to compile.
-	ctl, ok := any(a.store).(issueController)
-	if !ok {
-		a.fail(w, r, http.StatusServiceUnavailable, "Sending control is not available in this build.", back)
-		return
-	}
 	switch r.PathValue("action") {
 	case "pause":
 		reason := strings.TrimSpace(r.PostForm.Get("reason"))
@@ -1097,11 +1081,11 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 		if reason == "" {
 			reason = "paused by an editor"
 		}
-		err, done = ctl.Pause(ctx, is.ID, reason), "paused"
+		err, done = a.store.Pause(ctx, is.ID, reason), "paused"
 	case "resume":
-		err, done = ctl.Resume(ctx, is.ID), "resumed"
+		err, done = a.store.Resume(ctx, is.ID), "resumed"
 	case "cancel":
-		err, done = ctl.Cancel(ctx, is.ID), "cancelled"
+		err, done = a.store.Cancel(ctx, is.ID), "cancelled"
 	default:
 		a.fail(w, r, http.StatusNotFound, "There is no such action.", back)
 		return
@@ -1114,42 +1098,23 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, back+"?done="+done)
 }
 
-// progress reads an issue's ledger for the pages: counts by outcome, how long it took, and the
-// permanent failures grouped by reason (the twenty commonest).
+// progress is the issue's ledger as the pages show it: counts by outcome, how long the send took
+// (or has taken so far), and the permanent failures grouped by reason.
 func (a *adminPages) progress(ctx context.Context, is Issue) (progressView, error) {
-	var pv progressView
-	var counts struct {
-		Total  int `db:"total"`
-		Sent   int `db:"sent"`
-		Failed int `db:"failed"`
-		Queued int `db:"queued"`
-	}
-	err := a.store.db.GetContext(ctx, &counts, `SELECT count(*) AS total,
-			count(*) FILTER (WHERE status = 'sent') AS sent,
-			count(*) FILTER (WHERE status = 'failed') AS failed,
-			count(*) FILTER (WHERE status = 'queued') AS queued
-		FROM deliveries WHERE issue_id = $1`, is.ID)
+	p, err := a.store.Progress(ctx, is.ID)
 	if err != nil {
-		return pv, fmt.Errorf("digest: progress: %w", err)
+		return progressView{}, err
 	}
-	pv.Total, pv.Sent, pv.Failed, pv.Queued = counts.Total, counts.Sent, counts.Failed, counts.Queued
-	pv.Done = pv.Total - pv.Queued
+	pv := progressView{Total: p.Total, Sent: p.Sent, Failed: p.Failed, Skipped: p.Skipped, Queued: p.Queued, Done: p.Total - p.Queued}
 	if pv.Total > 0 {
 		pv.Percent = pv.Done * 100 / pv.Total
 	}
-	if is.StartedAt != nil {
-		end := a.store.now()
-		if is.FinishedAt != nil {
-			end = *is.FinishedAt
-		}
-		pv.Duration = end.Sub(*is.StartedAt).Round(time.Second).String()
+	if d := p.Duration(a.store.now()); d > 0 {
+		pv.Duration = d.Round(time.Second).String()
 	}
 	if pv.Failed > 0 {
-		err := a.store.db.SelectContext(ctx, &pv.Reasons, `SELECT COALESCE(NULLIF(last_error, ''), 'no reason given') AS reason, count(*) AS count
-			FROM deliveries WHERE issue_id = $1 AND status = 'failed'
-			GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20`, is.ID)
-		if err != nil {
-			return pv, fmt.Errorf("digest: failure reasons: %w", err)
+		if pv.Reasons, err = a.store.FailureReasons(ctx, is.ID); err != nil {
+			return progressView{}, err
 		}
 	}
 	return pv, nil

@@ -963,3 +963,99 @@ func TestAdminApprove(t *testing.T) {
 		t.Errorf("hiding an article of an approved issue: %d, want 409", p.status)
 	}
 }
+
+func TestAdminIssueReportAndControl(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	e.mustLogin()
+	is := e.coming("en")
+	// A send in progress: the ledger as the sender leaves it.
+	if _, err := e.db.Exec(`UPDATE issues SET status = 'sending', started_at = now() - interval '2 minutes' WHERE id = $1`, is.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(`INSERT INTO deliveries (issue_id, subscriber_id, status, last_error) VALUES
+		($1, 1, 'sent', ''), ($1, 2, 'sent', ''), ($1, 3, 'sent', ''),
+		($1, 4, 'failed', '550 5.1.1 <b>no such user</b>'), ($1, 5, 'failed', '550 5.1.1 <b>no such user</b>'),
+		($1, 6, 'failed', '552 mailbox full'), ($1, 7, 'queued', '')`, is.ID); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/admin/issues/%d", is.ID)
+	p := e.get(path)
+	if p.status != http.StatusOK {
+		t.Fatalf("GET %s: %d", path, p.status)
+	}
+	for _, want := range []string{
+		"<tr><th>Recipients</th><td>7</td></tr>", "<tr><th>Failed for good</th><td>3</td></tr>", "<tr><th>Still queued</th><td>1</td></tr>",
+		"Failures by reason", `550 5.1.1 &lt;b&gt;no such user&lt;/b&gt;</td><td class="num">2</td>`, "552 mailbox full",
+		"Pause sending", "Cancel the issue", "85% done",
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("issue page lacks %q", want)
+		}
+	}
+	if strings.Contains(p.body, "Resume sending") {
+		t.Error("a sending issue offers to resume")
+	}
+	if p := e.get("/admin/"); !strings.Contains(p.body, fmt.Sprintf(`href="/admin/issues/%d"`, is.ID)) {
+		t.Error("the overview does not list the sending issue")
+	}
+
+	status := func() (string, string) {
+		t.Helper()
+		got, err := e.store.IssueByID(context.Background(), is.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Status, got.PauseReason
+	}
+	postStatus := func(action string, form url.Values) int {
+		t.Helper()
+		if form == nil {
+			form = url.Values{}
+		}
+		form.Set("csrf", e.csrf("/admin/"))
+		return e.post(path+"/"+action, form).status
+	}
+
+	if code := postStatus("pause", url.Values{"reason": {strings.Repeat("x", 201)}}); code != http.StatusBadRequest {
+		t.Errorf("pause with a 201-character reason: %d, want 400", code)
+	}
+	if code := postStatus("pause", url.Values{"reason": {"checking a <complaint>"}}); code != http.StatusSeeOther {
+		t.Fatalf("pause: %d", code)
+	}
+	if st, reason := status(); st != StatusPaused || reason != "checking a <complaint>" {
+		t.Fatalf("after pause: %s %q", st, reason)
+	}
+	p = e.get(path)
+	if !strings.Contains(p.body, "Paused: checking a &lt;complaint&gt;") || !strings.Contains(p.body, "Resume sending") || strings.Contains(p.body, "Pause sending") {
+		t.Error("the paused issue's page lacks the reason or the resume button")
+	}
+	if code := postStatus("pause", nil); code != http.StatusConflict {
+		t.Errorf("pausing a paused issue: %d, want 409", code)
+	}
+	if code := postStatus("resume", nil); code != http.StatusSeeOther {
+		t.Fatalf("resume: %d", code)
+	}
+	if st, _ := status(); st != StatusSending {
+		t.Fatalf("after resume: %s", st)
+	}
+	if code := postStatus("cancel", nil); code != http.StatusSeeOther {
+		t.Fatalf("cancel: %d", code)
+	}
+	if st, _ := status(); st != StatusCancelled {
+		t.Fatalf("after cancel: %s", st)
+	}
+	var queued int
+	e.db.Get(&queued, `SELECT count(*) FROM deliveries WHERE issue_id = $1 AND status = 'queued'`, is.ID)
+	if queued != 0 {
+		t.Errorf("%d readers still queued after cancel", queued)
+	}
+	for _, action := range []string{"resume", "pause", "cancel"} {
+		if code := postStatus(action, nil); code != http.StatusConflict {
+			t.Errorf("%s on a cancelled issue: %d, want 409", action, code)
+		}
+	}
+	if code := postStatus("explode", nil); code != http.StatusNotFound {
+		t.Errorf("unknown action: %d, want 404", code)
+	}
+}

@@ -153,7 +153,11 @@ func (m *Mailer) drain(ctx context.Context) {
 		if len(jobs) == 0 {
 			return
 		}
-		for _, j := range jobs {
+		for i, j := range jobs {
+			if ctx.Err() != nil {
+				m.release(jobs[i:])
+				return
+			}
 			m.send(ctx, j)
 		}
 	}
@@ -222,15 +226,26 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	return jobs, nil
 }
 
-// send renders and sends one email and records the outcome: sent, or due again after a backoff.
-func (m *Mailer) send(ctx context.Context, j job) {
-	err := m.deliver(ctx, j)
-	if ctx.Err() != nil && err != nil {
-		// Shutting down mid-send: leave the lease to run out; the next start sends it.
-		return
+// release gives claimed but unsent rows back at shutdown, so the next start (or another process)
+// sends them at once instead of after the lease.
+func (m *Mailer) release(jobs []job) {
+	ids := make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
 	}
-	// The outcome is recorded even if ctx has just ended, so a sent email is not sent twice.
-	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := m.db.ExecContext(ctx, `UPDATE outbox SET next_attempt_at = now(), attempts = attempts - 1 WHERE id = ANY($1)`, pq.Array(ids)); err != nil {
+		m.log.Warn("confirmation outbox: release at shutdown failed; rows wait for their lease", "error", err)
+	}
+}
+
+// send renders and sends one email and records the outcome: sent, or due again after a backoff.
+// A message already handed to SMTP is finished even when ctx ends (shutdown drains work in flight).
+func (m *Mailer) send(ctx context.Context, j job) {
+	ctx = context.WithoutCancel(ctx)
+	err := m.deliver(ctx, j)
+	rec, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err == nil {
 		m.sent.Inc()

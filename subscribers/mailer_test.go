@@ -45,8 +45,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func smtpClient(t *testing.T, port int) *mail.Client {
 	t.Helper()
@@ -358,5 +362,62 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gateClient holds each send until the test opens the gate, and tells the test when one started.
+type gateClient struct {
+	next    mailClient
+	started chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gateClient) DialAndSendWithContext(ctx context.Context, m ...*mail.Msg) error {
+	g.started <- struct{}{}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.next.DialAndSendWithContext(ctx, m...)
+}
+
+// TestMailerShutdownFinishesInFlight: when Run's context ends mid-send, the message in flight is
+// still delivered and recorded, and the rest of the claimed batch is handed back at once.
+func TestMailerShutdownFinishesInFlight(t *testing.T) {
+	srv := smtptest.Start(t)
+	g := &gateClient{started: make(chan struct{}, 10), gate: make(chan struct{})}
+	f := newMailerFixture(t, nil, MailerOptions{})
+	g.next = smtpClient(t, srv.Port)
+	f.m.client = g
+	ctx := context.Background()
+	for _, email := range []string{"first@example.com", "second@example.com"} {
+		if err := f.store.Subscribe(ctx, email, "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { f.m.Run(runCtx); close(done) }()
+	<-g.started
+	cancel()
+	close(g.gate)
+	<-done
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages delivered, want the one in flight", len(msgs))
+	}
+	var rows []struct {
+		Email    string `db:"email"`
+		Sent     bool   `db:"sent"`
+		Attempts int    `db:"attempts"`
+		Due      bool   `db:"due"`
+	}
+	if err := f.db.Select(&rows, `SELECT s.email, o.sent_at IS NOT NULL AS sent, o.attempts, o.next_attempt_at <= now() AS due
+		FROM outbox o JOIN subscribers s ON s.id = o.subscriber_id ORDER BY o.id`); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Email != msgs[0].To[0] || !rows[0].Sent || rows[1].Sent || !rows[1].Due || rows[1].Attempts != 0 {
+		t.Errorf("outbox after shutdown: %+v", rows)
 	}
 }

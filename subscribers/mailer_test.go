@@ -421,3 +421,41 @@ func TestMailerShutdownFinishesInFlight(t *testing.T) {
 		t.Errorf("outbox after shutdown: %+v", rows)
 	}
 }
+
+// TestMailerThrottle: however often the form is sent, one email per address per 10 minutes.
+func TestMailerThrottle(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
+	ctx := context.Background()
+	subscribe := func() {
+		t.Helper()
+		if err := f.store.Subscribe(ctx, "often@example.com", "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		subscribe()
+	}
+	f.m.drain(ctx)
+	subscribe()
+	f.m.drain(ctx)
+	if n := len(srv.Messages()); n != 1 {
+		t.Fatalf("%d emails within 10 minutes, want 1", n)
+	}
+	f.db.MustExec(`UPDATE subscribers SET confirmation_sent_at = confirmation_sent_at - interval '10 minutes 1 second'`)
+	subscribe()
+	f.m.drain(ctx)
+	msgs := srv.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d emails after the throttle, want 2", len(msgs))
+	}
+	// Both links belong to the same opt-in, so either confirms.
+	_, text, _ := mimeParts(t, msgs[0])
+	uuid, issued, err := f.signer.Verify(PurposeConfirm, strings.TrimPrefix(confirmLink.FindString(text), mailerBaseURL+"/confirm/"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := f.store.Confirm(ctx, uuid, issued); err != nil || s.Status != StatusConfirmed {
+		t.Errorf("first link: %+v, %v", s, err)
+	}
+}

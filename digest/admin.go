@@ -1038,6 +1038,7 @@ func (a *adminPages) ArticleAction(w http.ResponseWriter, r *http.Request) {
 type adminIssueData struct {
 	adminCommon
 	Issue                          Issue
+	Subject                        string
 	Progress                       progressView
 	CanPause, CanResume, CanCancel bool
 }
@@ -1053,8 +1054,16 @@ func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err, "/admin/")
 		return
 	}
+	// An issue that has not started keeps no subject of its own until an editor sets one: show the
+	// generated one.
+	subject := is.Subject
+	if subject == "" {
+		if c, err := a.store.Content(r.Context(), is.ID, a.maxArticles); err == nil {
+			subject = a.renderer.Subject(c)
+		}
+	}
 	a.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("Issue #%d", is.ID), adminIssueData{
-		adminCommon: a.common(r, ""), Issue: is, Progress: pv,
+		adminCommon: a.common(r, ""), Issue: is, Subject: subject, Progress: pv,
 		CanPause:  is.Status == StatusSending,
 		CanResume: is.Status == StatusPaused,
 		CanCancel: is.Status == StatusSending || is.Status == StatusPaused || is.Status == StatusApproved || is.Status == StatusDraft,

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-smtp"
 
 	"newsletter/digest"
 )
@@ -129,6 +131,49 @@ func TestBrowserEditor(t *testing.T) {
 	if ledger != 0 {
 		t.Errorf("the test send left %d ledger rows", ledger)
 	}
+
+	// The approved issue goes out to three readers, one of whom the mail server refuses; its page
+	// then shows the final report.
+	for _, email := range []string{"ann@gazette.test", "bob@gazette.test", "gone@gazette.test"} {
+		if _, err := s.DB.Exec(`INSERT INTO subscribers (email, lang, status, confirmed_at) VALUES ($1, 'en', 'confirmed', now())`, email); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SMTP.OnRcpt(func(to string) error {
+		if to == "gone@gazette.test" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+		}
+		return nil
+	})
+	var issueID int64
+	if err := s.DB.Get(&issueID, `SELECT id FROM issues WHERE lang = 'en'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := digest.NewStore(s.DB, nil).StartSending(context.Background(), issueID); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if err := s.DB.Get(&st, `SELECT status FROM issues WHERE id = $1`, issueID); err != nil {
+			t.Fatal(err)
+		}
+		if st == "sent" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the issue is still %s after a minute", st)
+		}
+	}
+	do(t, ctx, "the issue report", chromedp.Navigate(fmt.Sprintf("%s/admin/issues/%d", s.URL, issueID)), chromedp.WaitVisible(chromedp.CSS("h1")))
+	report := strings.Join(strings.Fields(eval(t, ctx, "report", chromedp.Text(chromedp.CSS("main")))), " ")
+	for _, want := range []string{"Recipients 3", "Sent 2", "Failed for good 1", "Failures by reason", "No such user here"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("issue report lacks %q:\n%s", want, report)
+		}
+	}
+	if problems := eval(t, ctx, "check issue report", chromedp.Evaluate[[]string](adminChecks)); len(problems) > 0 {
+		t.Errorf("issue report: %s", strings.Join(problems, "; "))
+	}
+	screenshot(t, ctx, "admin-issue-report")
 
 	do(t, ctx, "the Russian digest", chromedp.Navigate(s.URL+"/admin/digest/ru"), chromedp.WaitVisible(chromedp.CSS(".preview iframe")), chromedp.Sleep(500*time.Millisecond))
 	screenshot(t, ctx, "admin-digest-ru")

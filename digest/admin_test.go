@@ -1059,3 +1059,18 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 		t.Errorf("unknown action: %d, want 404", code)
 	}
 }
+
+func TestAdminFormTooLarge(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	token := e.mustLogin()
+	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	is := e.coming("en")
+	p := e.post(fmt.Sprintf("/admin/issues/%d/text", is.ID), url.Values{"csrf": {token}, "note": {strings.Repeat("a", adminFormLimit)}})
+	if p.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a %d-byte form: %d, want 413", adminFormLimit, p.status)
+	}
+	p = e.post("/admin/login", url.Values{"password": {strings.Repeat("a", adminFormLimit)}})
+	if p.status != http.StatusBadRequest {
+		t.Errorf("a %d-byte login form: %d, want 400", adminFormLimit, p.status)
+	}
+}

@@ -2,6 +2,7 @@ package subscribers
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/csv"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // ImportOptions tunes Import.
@@ -63,9 +66,10 @@ type stagedRow struct {
 }
 
 // Import reads CSV with a header row (email required; name, lang, status, confirmed_at,
-// unsubscribed_at optional) and upserts its readers: COPY into a staging table, then one
-// set-based INSERT ... ON CONFLICT. Every row is validated first; a file with any bad row imports
-// nothing (the report lists the rows, the error wraps ErrInvalid) unless opts.SkipInvalid.
+// unsubscribed_at optional) and upserts its readers: each row is validated and streamed by COPY
+// into a staging table, then one set-based INSERT ... ON CONFLICT writes them, all in one
+// transaction. A file with any bad row imports nothing (the report lists the rows, the error wraps
+// ErrInvalid) unless opts.SkipInvalid.
 //
 // For a reader already present, given fields replace stored ones and empty ones are kept. Status
 // moves only in ways consent allows: pending may become confirmed; anyone may be marked as having
@@ -81,44 +85,71 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 	if opts.TextVersion == "" {
 		opts.TextVersion = "import"
 	}
-	rows, err := s.readImport(r, langs, &rep)
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
+	defer tx.Rollback()
+	stage, err := newStaging(ctx, tx)
+	if err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
+	defer stage.close()
+	// Rows go to the database while the rest of the file is still being read, so parsing and
+	// loading overlap. Once a bad row shows the file will be refused, rows are only checked.
+	staged := 0
+	err = s.readImport(r, langs, &rep, func(row stagedRow) error {
+		if len(rep.Invalid) > 0 && !opts.SkipInvalid {
+			return nil
+		}
+		staged++
+		return stage.add(ctx, row)
+	})
 	if err != nil {
 		return rep, err
 	}
 	if len(rep.Invalid) > 0 && !opts.SkipInvalid {
 		return rep, fmt.Errorf("import: %d bad rows, nothing imported: %w", len(rep.Invalid), ErrInvalid)
 	}
-	if len(rows) == 0 {
+	if staged == 0 {
 		return rep, nil
 	}
-	if err := s.importRows(ctx, rows, langs[0], opts.TextVersion, &rep); err != nil {
+	if err := stage.finish(ctx); err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
+	if err := upsertStaged(ctx, tx, langs[0], opts.TextVersion, &rep); err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
+	rep.Unchanged = staged - len(rep.Suppressed) - rep.Inserted - rep.Updated
 	return rep, nil
 }
 
-// readImport parses and validates the whole file, collecting bad rows in rep.
-func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport) ([]stagedRow, error) {
+// readImport parses and validates the whole file, collecting bad rows in rep and handing each
+// good one to add.
+func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport, add func(stagedRow) error) error {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1 // a short or long row is a bad row, not the end of the file
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("import: empty file, want a header row: %w", ErrInvalid)
+		return fmt.Errorf("import: empty file, want a header row: %w", ErrInvalid)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("import: %v: %w", err, ErrInvalid)
+		return fmt.Errorf("import: %v: %w", err, ErrInvalid)
 	}
 	col := map[string]int{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
 		if _, dup := col[h]; dup && slices.Contains(importColumns, h) {
-			return nil, fmt.Errorf("import: header: column %q twice: %w", h, ErrInvalid)
+			return fmt.Errorf("import: header: column %q twice: %w", h, ErrInvalid)
 		}
 		col[h] = i
 	}
 	if _, ok := col["email"]; !ok {
-		return nil, fmt.Errorf("import: header: no email column: %w", ErrInvalid)
+		return fmt.Errorf("import: header: no email column: %w", ErrInvalid)
 	}
 	width := len(header)
 	field := func(rec []string, name string) string {
@@ -127,7 +158,6 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport) ([]st
 		}
 		return ""
 	}
-	var rows []stagedRow
 	seen := map[string]int{} // lower-cased address -> line
 	for {
 		rec, err := cr.Read()
@@ -136,7 +166,7 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport) ([]st
 		}
 		if err != nil {
 			// A broken quote leaves the rest of the file unreadable: stop here, whatever SkipInvalid says.
-			return nil, fmt.Errorf("import: %v: %w", err, ErrInvalid)
+			return fmt.Errorf("import: %v: %w", err, ErrInvalid)
 		}
 		line, _ := cr.FieldPos(0)
 		rep.Rows++
@@ -185,9 +215,11 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport) ([]st
 			continue
 		}
 		row.hash = s.suppressionHash(row.email)
-		rows = append(rows, row)
+		if err := add(row); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
 	}
-	return rows, nil
+	return nil
 }
 
 // rowValue is a raw column value (ValidateName trims it itself).
@@ -234,16 +266,18 @@ func parseImportTime(s string) (*time.Time, error) {
 	return nil, errors.New("bad timestamp (want RFC 3339, e.g. 2024-05-01T12:00:00Z)")
 }
 
-// importRows writes the valid rows in one transaction.
-func (s *Store) importRows(ctx context.Context, rows []stagedRow, defaultLang, textVersion string, rep *ImportReport) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+// staging is the temporary table an import is copied into, dropped at commit.
+type staging struct {
+	tx   *sqlx.Tx
+	stmt *sql.Stmt
+	uuid uuidSource
+}
+
+func newStaging(ctx context.Context, tx *sqlx.Tx) (*staging, error) {
 	if _, err := tx.ExecContext(ctx, `
 		CREATE TEMP TABLE import_staging (
 			line            int NOT NULL,
+			uuid            uuid NOT NULL,
 			email           text NOT NULL,
 			email_hash      bytea NOT NULL,
 			name            text,
@@ -252,30 +286,49 @@ func (s *Store) importRows(ctx context.Context, rows []stagedRow, defaultLang, t
 			confirmed_at    timestamptz,
 			unsubscribed_at timestamptz
 		) ON COMMIT DROP`); err != nil {
-		return err
+		return nil, err
 	}
-	stmt, err := tx.PrepareContext(ctx, `COPY import_staging (line, email, email_hash, name, lang, status, confirmed_at, unsubscribed_at) FROM STDIN`)
+	stmt, err := tx.PrepareContext(ctx, `COPY import_staging (line, uuid, email, email_hash, name, lang, status, confirmed_at, unsubscribed_at) FROM STDIN`)
+	if err != nil {
+		return nil, err
+	}
+	return &staging{tx: tx, stmt: stmt}, nil
+}
+
+// add copies one row. Its uuid, used only if the address is new, is made here rather than by
+// gen_random_uuid(), which costs more per row than the rest of the copy.
+func (st *staging) add(ctx context.Context, r stagedRow) error {
+	id, err := st.uuid.next()
 	if err != nil {
 		return err
 	}
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r.line, r.email, r.hash, nullString(r.name), nullString(r.lang),
-			nullString(string(r.status)), nullTime(r.confirmedAt), nullTime(r.unsubscribedAt)); err != nil {
-			stmt.Close()
-			return err
-		}
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		stmt.Close()
+	_, err = st.stmt.ExecContext(ctx, r.line, id, r.email, r.hash, nullString(r.name), nullString(r.lang),
+		nullString(string(r.status)), nullTime(r.confirmedAt), nullTime(r.unsubscribedAt))
+	return err
+}
+
+// finish ends the COPY and gives the planner statistics (temporary tables are never analysed
+// automatically, and without them it guesses badly).
+func (st *staging) finish(ctx context.Context) error {
+	if _, err := st.stmt.ExecContext(ctx); err != nil {
 		return err
 	}
-	if err := stmt.Close(); err != nil {
+	if err := st.stmt.Close(); err != nil {
 		return err
 	}
-	// Temporary tables are never analysed automatically; without statistics the planner guesses badly.
-	if _, err := tx.ExecContext(ctx, `ANALYZE import_staging`); err != nil {
-		return err
+	st.stmt = nil
+	_, err := st.tx.ExecContext(ctx, `ANALYZE import_staging`)
+	return err
+}
+
+func (st *staging) close() {
+	if st.stmt != nil {
+		st.stmt.Close()
 	}
+}
+
+// upsertStaged writes the staged rows to subscribers and consents.
+func upsertStaged(ctx context.Context, tx *sqlx.Tx, defaultLang, textVersion string, rep *ImportReport) error {
 	if err := tx.SelectContext(ctx, &rep.Suppressed, `
 		SELECT st.line FROM import_staging st JOIN suppressions p ON p.email_hash = st.email_hash
 		ORDER BY st.line`); err != nil {
@@ -288,9 +341,9 @@ func (s *Store) importRows(ctx context.Context, rows []stagedRow, defaultLang, t
 		Inserted int `db:"inserted"`
 		Updated  int `db:"updated"`
 	}
-	err = tx.GetContext(ctx, &counts, `
+	err := tx.GetContext(ctx, &counts, `
 		WITH src AS (
-			SELECT st.email, st.name AS fname, st.lang AS flang, st.status AS fstatus,
+			SELECT st.uuid, st.email, st.name AS fname, st.lang AS flang, st.status AS fstatus,
 			       st.confirmed_at AS fconfirmed, st.unsubscribed_at AS funsubscribed,
 			       s.status AS cur, s.name AS cname, s.lang AS clang, s.subscribed_at AS csubscribed,
 			       s.confirmed_at AS cconfirmed, s.unsubscribed_at AS cunsubscribed,
@@ -307,9 +360,9 @@ func (s *Store) importRows(ctx context.Context, rows []stagedRow, defaultLang, t
 			END AS nstatus
 			FROM src
 		), up AS (
-			INSERT INTO subscribers AS s (email, name, lang, status, subscribed_at,
+			INSERT INTO subscribers AS s (uuid, email, name, lang, status, subscribed_at,
 				confirmed_at, unsubscribed_at, bounced_at, complained_at)
-			SELECT email,
+			SELECT uuid, email,
 				COALESCE(fname, cname, ''),
 				COALESCE(flang, clang, $1),
 				nstatus,
@@ -340,11 +393,7 @@ func (s *Store) importRows(ctx context.Context, rows []stagedRow, defaultLang, t
 	if err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
 	rep.Inserted, rep.Updated = counts.Inserted, counts.Updated
-	rep.Unchanged = len(rows) - len(rep.Suppressed) - rep.Inserted - rep.Updated
 	return nil
 }
 
@@ -410,4 +459,24 @@ func formatTime(t time.Time, valid bool) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// uuidSource makes random (version 4) UUIDs from crypto/rand, reading the randomness in blocks.
+type uuidSource struct {
+	buf []byte
+}
+
+func (u *uuidSource) next() (string, error) {
+	if len(u.buf) < 16 {
+		u.buf = make([]byte, 16*1024)
+		if _, err := rand.Read(u.buf); err != nil {
+			return "", err
+		}
+	}
+	var b [16]byte
+	copy(b[:], u.buf[:16])
+	u.buf = u.buf[16:]
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return formatUUID(b[:]), nil
 }

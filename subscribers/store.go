@@ -94,7 +94,7 @@ func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Conse
 	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO consents (subscriber_id, ip, user_agent, source, text_version)
-		VALUES ($1, $2, $3, $4, $5)`, id, c.IP, clipBytes(c.UserAgent, 512), c.Source, c.TextVersion); err != nil {
+		VALUES ($1, $2, $3, $4, $5)`, id, clipBytes(c.IP, 64), clipBytes(c.UserAgent, 512), c.Source, clipBytes(c.TextVersion, 64)); err != nil {
 		return fmt.Errorf("subscribe: consent: %w", err)
 	}
 	// New consent was given: an earlier erasure no longer stands in the way of imports.
@@ -239,6 +239,7 @@ func (s *Store) Update(ctx context.Context, uuid, name, lang string) (Subscriber
 // ReaderData is everything kept about one reader, as DataExport hands it out.
 type ReaderData struct {
 	Subscriber
+	BounceReason       string              `json:"bounce_reason,omitempty"`
 	Consents           []ConsentRecord     `json:"consents"`
 	ConfirmationEmails []ConfirmationEmail `json:"confirmation_emails"`
 }
@@ -269,6 +270,9 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 	var d ReaderData
 	if d.Subscriber, err = byUUID(ctx, tx, uuid); err != nil {
 		return nil, err
+	}
+	if err := tx.GetContext(ctx, &d.BounceReason, `SELECT bounce_reason FROM subscribers WHERE id = $1`, d.ID); err != nil {
+		return nil, fmt.Errorf("data export: %w", err)
 	}
 	d.Consents = []ConsentRecord{}
 	if err := tx.SelectContext(ctx, &d.Consents, `

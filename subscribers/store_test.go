@@ -460,6 +460,9 @@ func TestStoreMarkBounced(t *testing.T) {
 	if r := reader(t, db, "gone@example.com"); r.Status != StatusUnsubscribed || r.BouncedAt == nil {
 		t.Errorf("unsubscribed reader after bounce: %+v", r)
 	}
+	if d, err := s.DataExport(ctx, b.UUID); err != nil || d.(ReaderData).BounceReason != "550 5.1.1 no such user" {
+		t.Errorf("data export after bounce: %+v, %v", d, err)
+	}
 	if err := s.MarkBounced(ctx, 999999, "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown id: %v", err)
 	}

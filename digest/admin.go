@@ -363,11 +363,11 @@ type comingIssue struct {
 	Issue    *Issue
 	Subject  string
 	Articles int
-	Err      string
 }
 
 type issueRow struct {
 	Issue    Issue
+	Subject  string
 	Progress progressView
 }
 
@@ -385,31 +385,33 @@ type adminHomeData struct {
 	Issues []issueRow
 }
 
-// Home is GET /admin/: the coming digest of each language, the feeds, and every issue.
+// Home is GET /admin/: the coming digest of each language (assembled now, as on its own page), the
+// feeds, and every issue that has left the draft stage.
 func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d := adminHomeData{adminCommon: a.common(r, "")}
+	for _, lang := range a.langs {
+		ci := comingIssue{Lang: lang}
+		is, err := a.coming(ctx, lang)
+		if err != nil {
+			a.failErr(w, r, err, "")
+			return
+		}
+		if is != nil {
+			ci.Issue = is
+			c, err := a.store.Content(ctx, is.ID, a.maxArticles)
+			if err != nil && !errors.Is(err, ErrNoArticles) {
+				a.failErr(w, r, err, "")
+				return
+			}
+			ci.Articles, ci.Subject = c.Total, a.renderer.Subject(c)
+		}
+		d.Coming = append(d.Coming, ci)
+	}
 	all, err := a.store.Issues(ctx, "")
 	if err != nil {
 		a.failErr(w, r, err, "")
 		return
-	}
-	for _, lang := range a.langs {
-		ci := comingIssue{Lang: lang}
-		for _, is := range all {
-			if is.Lang == lang && (is.Status == StatusDraft || is.Status == StatusApproved) {
-				is := is
-				ci.Issue = &is
-				c, err := a.store.Content(ctx, is.ID, a.maxArticles)
-				if err != nil && !errors.Is(err, ErrNoArticles) {
-					a.failErr(w, r, err, "")
-					return
-				}
-				ci.Articles, ci.Subject = c.Total, a.renderer.Subject(c)
-				break
-			}
-		}
-		d.Coming = append(d.Coming, ci)
 	}
 	if d.Feeds, err = a.store.Feeds(ctx); err != nil {
 		a.failErr(w, r, err, "")
@@ -424,7 +426,7 @@ func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 			a.failErr(w, r, err, "")
 			return
 		}
-		d.Issues = append(d.Issues, issueRow{Issue: is, Progress: pv})
+		d.Issues = append(d.Issues, issueRow{Issue: is, Subject: a.subjectOf(ctx, is), Progress: pv})
 	}
 	a.render(w, r, http.StatusOK, "admin_home", "Editor overview", d)
 }
@@ -1043,6 +1045,18 @@ type adminIssueData struct {
 	CanPause, CanResume, CanCancel bool
 }
 
+// subjectOf is the issue's subject as it goes (or went) out: an issue keeps no subject of its own
+// until an editor sets one or it starts sending, so the generated one is shown meanwhile.
+func (a *adminPages) subjectOf(ctx context.Context, is Issue) string {
+	if is.Subject != "" {
+		return is.Subject
+	}
+	if c, err := a.store.Content(ctx, is.ID, a.maxArticles); err == nil {
+		return a.renderer.Subject(c)
+	}
+	return ""
+}
+
 // IssuePage is GET /admin/issues/{id}: progress while sending, the final report afterwards.
 func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
 	is, ok := a.issue(w, r)
@@ -1054,14 +1068,7 @@ func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err, "/admin/")
 		return
 	}
-	// An issue that has not started keeps no subject of its own until an editor sets one: show the
-	// generated one.
-	subject := is.Subject
-	if subject == "" {
-		if c, err := a.store.Content(r.Context(), is.ID, a.maxArticles); err == nil {
-			subject = a.renderer.Subject(c)
-		}
-	}
+	subject := a.subjectOf(r.Context(), is)
 	a.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("Issue #%d", is.ID), adminIssueData{
 		adminCommon: a.common(r, ""), Issue: is, Subject: subject, Progress: pv,
 		CanPause:  is.Status == StatusSending,

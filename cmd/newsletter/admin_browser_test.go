@@ -183,6 +183,12 @@ func TestBrowserEditor(t *testing.T) {
 	}
 	screenshot(t, ctx, "admin-overview")
 
+	do(t, ctx, "the article form", chromedp.Navigate(s.URL+"/admin/digest/ru/articles/new"), chromedp.WaitVisible(chromedp.ID("title")))
+	if problems := eval(t, ctx, "check article form", chromedp.Evaluate[[]string](adminChecks)); len(problems) > 0 {
+		t.Errorf("article form: %s", strings.Join(problems, "; "))
+	}
+	screenshot(t, ctx, "admin-article-new")
+
 	// The preview on its own, as the frame shows it.
 	do(t, ctx, "the preview page", chromedp.Navigate(s.URL+src), chromedp.WaitVisible(chromedp.CSS("body")))
 	screenshot(t, ctx, "admin-preview-en")

@@ -17,10 +17,9 @@ const honeypotField = "website"
 
 // Request errors that are not about one field; each maps to its own status in requestStatus.
 var (
-	errTooLarge    = errors.New("request body too large")
-	errMediaType   = errors.New("unsupported content type")
-	errMalformed   = errors.New("malformed request body")
-	errRateLimited = errors.New("too many requests")
+	errTooLarge  = errors.New("request body too large")
+	errMediaType = errors.New("unsupported content type")
+	errMalformed = errors.New("malformed request body")
 )
 
 // subscribeInput is what a subscribe request carries, from a form or from JSON.

@@ -55,8 +55,9 @@ type Mailer struct {
 	sent, failed prometheus.Counter
 }
 
-// batchSize is how many due emails one claim takes.
-const batchSize = 20
+// batchSize is how many due emails one claim takes. Small, because the lease must outlast sending
+// the whole batch one by one while SMTP hangs (see claim).
+const batchSize = 5
 
 // NewMailer parses the confirmation templates (email/confirm.html and email/confirm.txt of fsys)
 // and registers the mailer's metrics with reg (nil: not registered).
@@ -177,8 +178,9 @@ type job struct {
 }
 
 // claim takes up to batchSize due rows in one short transaction, leasing them (next_attempt_at
-// moves past the send timeout) so no other worker takes them meanwhile; a crash mid-send only
-// delays the email until the lease ends. Rows whose reader is no longer pending are marked skipped.
+// moves past the time the batch may take) so no other worker takes them meanwhile; a crash
+// mid-batch only delays those emails until the lease ends. Rows whose reader is no longer pending
+// are marked skipped.
 func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	tx, err := m.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -186,7 +188,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	}
 	defer tx.Rollback()
 	var all []job
-	lease := 2*m.opts.SendTimeout + time.Minute
+	lease := batchSize*m.opts.SendTimeout + time.Minute
 	err = tx.SelectContext(ctx, &all, `
 		WITH due AS (
 			SELECT id FROM outbox

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -457,5 +458,21 @@ func TestMailerThrottle(t *testing.T) {
 	}
 	if s, err := f.store.Confirm(ctx, uuid, issued); err != nil || s.Status != StatusConfirmed {
 		t.Errorf("first link: %+v, %v", s, err)
+	}
+}
+
+func TestMailerDrainsEveryBatch(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
+	ctx := context.Background()
+	const n = 3*batchSize + 1
+	for i := range n {
+		if err := f.store.Subscribe(ctx, fmt.Sprintf("reader%d@example.com", i), "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.m.drain(ctx)
+	if got := len(srv.Messages()); got != n {
+		t.Errorf("%d emails after one drain, want %d", got, n)
 	}
 }

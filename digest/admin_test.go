@@ -1074,3 +1074,58 @@ func TestAdminFormTooLarge(t *testing.T) {
 		t.Errorf("a %d-byte login form: %d, want 400", adminFormLimit, p.status)
 	}
 }
+
+func TestMoveRow(t *testing.T) {
+	row := func(id int64, block string, pinned bool) issueRowItem {
+		return issueRowItem{Article: Article{ID: id, Pinned: pinned}, block: block}
+	}
+	base := []issueRowItem{
+		row(1, "lead", false),
+		row(2, "section:World", false), row(3, "section:World", false),
+		row(4, "section:Tech", false),
+		row(5, "more:5", false), row(6, "more:6", false),
+	}
+	ids := func(list []issueRowItem) []int64 {
+		var out []int64
+		for _, r := range list {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		list []issueRowItem
+		id   int64
+		by   int
+		want []int64 // nil: not possible
+	}{
+		{"DownWithinSection", base, 2, +1, []int64{1, 3, 2, 4, 5, 6}},
+		{"UpAcrossSectionsMovesTheSection", base, 4, -1, []int64{1, 4, 2, 3, 5, 6}},
+		{"DownAcrossSectionsMovesTheSection", base, 3, +1, []int64{1, 4, 2, 3, 5, 6}},
+		{"UpIntoTheLead", base, 2, -1, []int64{2, 1, 3, 4, 5, 6}},
+		{"LeadDown", base, 1, +1, []int64{2, 1, 3, 4, 5, 6}},
+		{"OutOfTheMore", base, 5, -1, []int64{1, 2, 3, 5, 4, 6}},
+		{"WithinTheMore", base, 6, -1, []int64{1, 2, 3, 4, 6, 5}},
+		{"TopStays", base, 1, -1, []int64{1, 2, 3, 4, 5, 6}},
+		{"BottomStays", base, 6, +1, []int64{1, 2, 3, 4, 5, 6}},
+		{"PastAPinnedLead", append([]issueRowItem{row(9, "lead", true)}, base[1:]...), 2, -1, nil},
+		{"UnknownArticle", base, 42, +1, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := ids(c.list)
+			got := moveRow(c.list, c.id, c.by)
+			if c.want == nil {
+				if got != nil {
+					t.Fatalf("got %v, want not possible", ids(got))
+				}
+				return
+			}
+			if fmt.Sprint(ids(got)) != fmt.Sprint(c.want) {
+				t.Errorf("got %v, want %v", ids(got), c.want)
+			}
+			if fmt.Sprint(ids(c.list)) != fmt.Sprint(before) {
+				t.Error("moveRow changed its input")
+			}
+		})
+	}
+}

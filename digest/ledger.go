@@ -232,12 +232,12 @@ func (s *Store) claim(ctx context.Context, issueID, owner int64, n int, lease ti
 	return rows, nil
 }
 
-// markSent records messages the SMTP server accepted.
-func (s *Store) markSent(ctx context.Context, issueID int64, ids []int64) error {
+// markSent records messages the SMTP server accepted, on q (the recorder's own connection).
+func (s *Store) markSent(ctx context.Context, q sqlx.ExecerContext, issueID int64, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1,
+	_, err := q.ExecContext(ctx, `UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1,
 		claimed_by = NULL, last_error = '' WHERE issue_id = $1 AND subscriber_id = ANY($2::bigint[])`, issueID, pq.Array(ids))
 	if err != nil {
 		return fmt.Errorf("mark sent: %w", err)
@@ -410,4 +410,20 @@ func (s *Store) ConfirmedReaders(ctx context.Context, lang string) (int, error) 
 		return 0, fmt.Errorf("confirmed readers: %w", err)
 	}
 	return n, nil
+}
+
+// recorderConn returns a connection for recording sent messages without waiting for the WAL
+// flush (synchronous_commit off): a commit survives the sending process being killed, since the
+// database has it; only a crash of the database server itself could lose the last moments of
+// marks, and then those readers get a second copy with the same Message-ID.
+func (s *Store) recorderConn(ctx context.Context) (*sqlx.Conn, error) {
+	conn, err := s.db.Connx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SET synchronous_commit = off`); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	return conn, nil
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wneessen/go-mail/smtp"
 	"golang.org/x/time/rate"
@@ -113,6 +114,8 @@ type Sender struct {
 	from    *netmail.Address
 	domain  string
 	wake    chan struct{}
+	// noChunking makes every message go with DATA (tests of that path).
+	noChunking bool
 }
 
 // NewSender returns a Sender. renderer is the digest Renderer, bounces the subscribers Store,
@@ -589,7 +592,7 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
 // redialling when it breaks.
 func (e *engine) work(ctx context.Context) {
 	s := e.s
-	c := &smtpConn{dialer: s.dialer, timeout: s.opts.Timeout, backoffBase: s.opts.ConnBackoff}
+	c := &smtpConn{dialer: s.dialer, timeout: s.opts.Timeout, backoffBase: s.opts.ConnBackoff, noChunking: s.noChunking}
 	defer c.close()
 	ack := make(chan struct{}, 1)
 	pending := false
@@ -671,6 +674,12 @@ func (e *engine) classify(r claimedRow, err error) outcome {
 func (e *engine) record(ctx context.Context) {
 	s := e.s
 	dbctx := context.WithoutCancel(ctx)
+	var conn *sqlx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
 	var batch []outcome
 	for o := range e.outcomes {
 		batch = append(batch[:0], o)
@@ -693,9 +702,16 @@ func (e *engine) record(ctx context.Context) {
 			}
 		}
 		for attempt := 0; len(sent) > 0; attempt++ {
-			err := s.store.markSent(dbctx, e.issue.id, sent)
+			var err error
+			if conn == nil {
+				conn, err = s.store.recorderConn(dbctx)
+			}
 			if err == nil {
-				break
+				if err = s.store.markSent(dbctx, conn, e.issue.id, sent); err == nil {
+					break
+				}
+				conn.Close()
+				conn = nil
 			}
 			// Workers wait for this before their next message is committed: never lose a mark.
 			s.log.Error("digest sender: record sent messages", "issue", e.issue.id, "err", err)

@@ -104,22 +104,25 @@ func (f *sendFixture) delivery(t *testing.T, email string) (status, lastError st
 	return row.Status, row.LastError, row.Attempts
 }
 
+// outcomeCase is one SMTP behaviour and what the ledger, the server and the reader must show.
+type outcomeCase struct {
+	name   string
+	script func(srv *smtptest.Server)
+	tune   func(*SenderOptions)
+	// want for the target reader
+	status       string
+	attempts     int
+	received     int
+	errContains  string
+	subscriber   string
+	paused       bool
+	issueStatus  string
+	othersAllOut bool
+}
+
 func TestSendOutcomes(t *testing.T) {
 	const target = "reader-3@example.org"
-	tests := []struct {
-		name   string
-		script func(srv *smtptest.Server)
-		tune   func(*SenderOptions)
-		// want for the target reader
-		status       string
-		attempts     int
-		received     int
-		errContains  string
-		subscriber   string
-		paused       bool
-		issueStatus  string
-		othersAllOut bool
-	}{
+	tests := []outcomeCase{
 		{name: "250 accepted", script: func(*smtptest.Server) {}, status: "sent", attempts: 1, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
 		{name: "421 then accepted", script: func(s *smtptest.Server) { s.Script(target, smtptest.Answer{At: smtptest.AtRcpt, Code: 421}) },
 			status: "sent", attempts: 2, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
@@ -147,63 +150,71 @@ func TestSendOutcomes(t *testing.T) {
 			status: "", received: 0, paused: true, subscriber: "confirmed", issueStatus: "paused"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newSendFixture(t, 12)
-			tc.script(f.srv)
-			s := f.sender(t, tc.tune)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			err := s.SendIssue(ctx, f.issue.ID, nil)
-			if tc.paused != errors.Is(err, ErrPaused) {
-				t.Fatalf("SendIssue: %v (want paused: %v)", err, tc.paused)
+		for _, transport := range []string{"BDAT", "DATA"} {
+			t.Run(tc.name+"/"+transport, func(t *testing.T) {
+				f := newSendFixture(t, 12)
+				tc.script(f.srv)
+				s := f.sender(t, tc.tune)
+				s.noChunking = transport == "DATA"
+				checkOutcome(t, f, s, tc, target)
+			})
+		}
+	}
+}
+
+func checkOutcome(t *testing.T, f *sendFixture, s *Sender, tc outcomeCase, target string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.SendIssue(ctx, f.issue.ID, nil)
+	if tc.paused != errors.Is(err, ErrPaused) {
+		t.Fatalf("SendIssue: %v (want paused: %v)", err, tc.paused)
+	}
+	if !tc.paused && err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.store.Progress(ctx, f.issue.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status != tc.issueStatus {
+		t.Fatalf("issue status %q, want %q (%+v)", p.Status, tc.issueStatus, p)
+	}
+	if tc.paused && p.PauseReason == "" {
+		t.Error("paused without a reason")
+	}
+	if tc.status != "" {
+		status, lastErr, attempts := f.delivery(t, target)
+		if status != tc.status || attempts != tc.attempts || !strings.Contains(lastErr, tc.errContains) {
+			t.Errorf("target: %s after %d attempts (%q), want %s after %d (%q)", status, attempts, lastErr, tc.status, tc.attempts, tc.errContains)
+		}
+	}
+	if got := len(f.srv.To(target)); got != tc.received {
+		t.Errorf("target received %d messages, want %d", got, tc.received)
+	}
+	var subStatus string
+	if err := f.db.Get(&subStatus, `SELECT status FROM subscribers WHERE email = $1`, target); err != nil || subStatus != tc.subscriber {
+		t.Errorf("subscriber status %q (%v), want %q", subStatus, err, tc.subscriber)
+	}
+	if tc.othersAllOut {
+		for i := 1; i <= 12; i++ {
+			email := fmt.Sprintf("reader-%d@example.org", i)
+			if email != target && len(f.srv.To(email)) != 1 {
+				t.Errorf("%s received %d messages, want 1", email, len(f.srv.To(email)))
 			}
-			if !tc.paused && err != nil {
-				t.Fatal(err)
-			}
-			p, err := f.store.Progress(ctx, f.issue.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p.Status != tc.issueStatus {
-				t.Fatalf("issue status %q, want %q (%+v)", p.Status, tc.issueStatus, p)
-			}
-			if tc.paused && p.PauseReason == "" {
-				t.Error("paused without a reason")
-			}
-			if tc.status != "" {
-				status, lastErr, attempts := f.delivery(t, target)
-				if status != tc.status || attempts != tc.attempts || !strings.Contains(lastErr, tc.errContains) {
-					t.Errorf("target: %s after %d attempts (%q), want %s after %d (%q)", status, attempts, lastErr, tc.status, tc.attempts, tc.errContains)
-				}
-			}
-			if got := len(f.srv.To(target)); got != tc.received {
-				t.Errorf("target received %d messages, want %d", got, tc.received)
-			}
-			var subStatus string
-			if err := f.db.Get(&subStatus, `SELECT status FROM subscribers WHERE email = $1`, target); err != nil || subStatus != tc.subscriber {
-				t.Errorf("subscriber status %q (%v), want %q", subStatus, err, tc.subscriber)
-			}
-			if tc.othersAllOut {
-				for i := 1; i <= 12; i++ {
-					email := fmt.Sprintf("reader-%d@example.org", i)
-					if email != target && len(f.srv.To(email)) != 1 {
-						t.Errorf("%s received %d messages, want 1", email, len(f.srv.To(email)))
-					}
-				}
-				if p.Queued != 0 || p.Sent+p.Failed != 12 {
-					t.Errorf("progress %+v", p)
-				}
-			}
-			if tc.paused {
-				if p.Sent != 0 || p.Queued == 0 {
-					t.Errorf("paused issue progress %+v", p)
-				}
-				var leased int
-				if err := f.db.Get(&leased, `SELECT count(*) FROM deliveries WHERE claimed_by IS NOT NULL AND status = 'queued'`); err != nil || leased != 0 {
-					t.Errorf("%d rows still leased after the pause (%v)", leased, err)
-				}
-			}
-		})
+		}
+		if p.Queued != 0 || p.Sent+p.Failed != 12 {
+			t.Errorf("progress %+v", p)
+		}
+	}
+	if tc.paused {
+		if p.Sent != 0 || p.Queued == 0 {
+			t.Errorf("paused issue progress %+v", p)
+		}
+		var leased int
+		if err := f.db.Get(&leased, `SELECT count(*) FROM deliveries WHERE claimed_by IS NOT NULL AND status = 'queued'`); err != nil || leased != 0 {
+			t.Errorf("%d rows still leased after the pause (%v)", leased, err)
+		}
 	}
 }
 
@@ -397,3 +408,40 @@ func TestPauseResumeCancel(t *testing.T) {
 		t.Fatalf("pausing a missing issue: %v", err)
 	}
 }
+
+// BenchmarkSendIssue sends an issue to b.N readers through a discard SMTP server (profiling aid;
+// `newsletter bench send` is the full benchmark).
+func BenchmarkSendIssue(b *testing.B) {
+	db := testdb.New(b)
+	seedReaders(b, db, "en", b.N)
+	seedArticles(b, db, "en", 12)
+	store := NewStore(db, nil)
+	iss, err := store.Assemble(context.Background(), "en", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := smtptest.Start(b)
+	srv.SetMode(smtptest.Discard)
+	client, err := gomail.NewClient(srv.Host, gomail.WithPort(srv.Port), gomail.WithTLSPolicy(gomail.NoTLS))
+	if err != nil {
+		b.Fatal(err)
+	}
+	secret := []byte("bench-secret-0123456789")
+	s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client,
+		SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Secret: secret, Concurrency: benchConcurrency}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Start(context.Background(), iss.ID); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if err := s.SendIssue(context.Background(), iss.ID, nil); err != nil {
+		b.Fatal(err)
+	}
+	if srv.Count() != b.N {
+		b.Fatalf("%d sent", srv.Count())
+	}
+}
+
+var benchConcurrency = 4

@@ -476,3 +476,27 @@ func TestMailerDrainsEveryBatch(t *testing.T) {
 		t.Errorf("%d emails after one drain, want %d", got, n)
 	}
 }
+
+// TestMailerWake: a Wake sends at once, without waiting for the next poll (an hour here).
+func TestMailerWake(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{Poll: time.Hour})
+	ctx := context.Background()
+	// A first email, sent by Run's first look at the outbox; once it is recorded, Run waits.
+	if err := f.store.Subscribe(ctx, "early@example.com", "", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	f.run()
+	srv.WaitFor(t, 1, 10*time.Second)
+	waitFor(t, "the first email recorded", func() bool {
+		var n int
+		f.db.Get(&n, `SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL`)
+		return n == 1
+	})
+	time.Sleep(50 * time.Millisecond)
+	if err := f.store.Subscribe(ctx, "woken@example.com", "", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	f.m.Wake()
+	srv.WaitFor(t, 2, 10*time.Second)
+}

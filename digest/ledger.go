@@ -232,17 +232,47 @@ func (s *Store) claim(ctx context.Context, issueID, owner int64, n int, lease ti
 	return rows, nil
 }
 
-// markSent records messages the SMTP server accepted, on q (the recorder's own connection).
-func (s *Store) markSent(ctx context.Context, q sqlx.ExecerContext, issueID int64, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := q.ExecContext(ctx, `UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1,
-		claimed_by = NULL, last_error = '' WHERE issue_id = $1 AND subscriber_id = ANY($2::bigint[])`, issueID, pq.Array(ids))
+const markSentSQL = `UPDATE deliveries SET status = 'sent', sent_at = now(), attempts = attempts + 1,
+	claimed_by = NULL, last_error = '' WHERE issue_id = $1 AND subscriber_id = ANY($2::bigint[])`
+
+// recorder records accepted messages on a connection of its own, with the statement prepared (one
+// round trip per batch) and without waiting for the WAL flush (synchronous_commit off): a commit
+// survives the sending process being killed, since the database has it; only a crash of the
+// database server itself could lose the last moments of marks, and then those readers get a second
+// copy with the same Message-ID.
+type recorder struct {
+	conn *sqlx.Conn
+	stmt *sql.Stmt
+}
+
+func (s *Store) newRecorder(ctx context.Context) (*recorder, error) {
+	conn, err := s.db.Connx(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SET synchronous_commit = off`); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	stmt, err := conn.PrepareContext(ctx, markSentSQL)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	return &recorder{conn: conn, stmt: stmt}, nil
+}
+
+// markSent records messages the SMTP server accepted.
+func (r *recorder) markSent(ctx context.Context, issueID int64, ids []int64) error {
+	if _, err := r.stmt.ExecContext(ctx, issueID, pq.Array(ids)); err != nil {
 		return fmt.Errorf("mark sent: %w", err)
 	}
 	return nil
+}
+
+func (r *recorder) close() {
+	r.stmt.Close()
+	r.conn.Close()
 }
 
 // markRetry records a temporary failure: the row is due again after backoff, or failed for good
@@ -410,20 +440,4 @@ func (s *Store) ConfirmedReaders(ctx context.Context, lang string) (int, error) 
 		return 0, fmt.Errorf("confirmed readers: %w", err)
 	}
 	return n, nil
-}
-
-// recorderConn returns a connection for recording sent messages without waiting for the WAL
-// flush (synchronous_commit off): a commit survives the sending process being killed, since the
-// database has it; only a crash of the database server itself could lose the last moments of
-// marks, and then those readers get a second copy with the same Message-ID.
-func (s *Store) recorderConn(ctx context.Context) (*sqlx.Conn, error) {
-	conn, err := s.db.Connx(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	if _, err := conn.ExecContext(ctx, `SET synchronous_commit = off`); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	return conn, nil
 }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wneessen/go-mail/smtp"
 	"golang.org/x/time/rate"
@@ -351,7 +350,8 @@ type engine struct {
 	released []int64 // leased rows handed back unsent
 
 	sent, failed, retried, skipped atomic.Int64
-	streak                         int // failures in a row (recorder only)
+	streakMu                       sync.Mutex
+	streak                         int // failures in a row
 }
 
 type job struct {
@@ -412,10 +412,20 @@ func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Prog
 			e.work(ctx)
 		}()
 	}
+	// A few recorders, each on its own connection, so one batch is written while the next gathers:
+	// workers wait for their previous message's mark before the next can be accepted.
 	recorded := make(chan struct{})
+	var recorders sync.WaitGroup
+	for range min(2, s.opts.Concurrency) {
+		recorders.Add(1)
+		go func() {
+			defer recorders.Done()
+			e.record(ctx)
+		}()
+	}
 	go func() {
-		defer close(recorded)
-		e.record(ctx)
+		recorders.Wait()
+		close(recorded)
 	}()
 	reportDone := make(chan struct{})
 	reported := make(chan struct{})
@@ -669,15 +679,16 @@ func (e *engine) classify(r claimedRow, err error) outcome {
 	}
 }
 
-// record writes outcomes to the ledger, sent rows in batches (one statement for every message
+// record writes outcomes to the ledger, sent rows in batches (one statement for the messages
 // accepted while the previous batch was being written), and acknowledges them to their workers.
+// Several run at once.
 func (e *engine) record(ctx context.Context) {
 	s := e.s
 	dbctx := context.WithoutCancel(ctx)
-	var conn *sqlx.Conn
+	var rec *recorder
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if rec != nil {
+			rec.close()
 		}
 	}()
 	var batch []outcome
@@ -703,15 +714,15 @@ func (e *engine) record(ctx context.Context) {
 		}
 		for attempt := 0; len(sent) > 0; attempt++ {
 			var err error
-			if conn == nil {
-				conn, err = s.store.recorderConn(dbctx)
+			if rec == nil {
+				rec, err = s.store.newRecorder(dbctx)
 			}
 			if err == nil {
-				if err = s.store.markSent(dbctx, conn, e.issue.id, sent); err == nil {
+				if err = rec.markSent(dbctx, e.issue.id, sent); err == nil {
 					break
 				}
-				conn.Close()
-				conn = nil
+				rec.close()
+				rec = nil
 			}
 			// Workers wait for this before their next message is committed: never lose a mark.
 			s.log.Error("digest sender: record sent messages", "issue", e.issue.id, "err", err)
@@ -727,13 +738,17 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 	s := e.s
 	id := e.issue.id
 	if o.kind == outSent {
+		e.streakMu.Lock()
 		e.streak = 0
+		e.streakMu.Unlock()
 		e.sent.Add(1)
 		s.metrics.sent.Inc()
 		o.ack <- struct{}{}
 		return
 	}
+	e.streakMu.Lock()
 	e.streak++
+	e.streakMu.Unlock()
 	switch o.kind {
 	case outRetry:
 		backoff := retryDelay(s.opts.RetryBase, s.opts.RetryMax, o.row.Attempts)
@@ -767,8 +782,11 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 		e.pause(ctx, "the SMTP server refused our sender or login: "+o.reason)
 		return
 	}
-	if e.streak >= s.opts.FailureStreak {
-		e.pause(ctx, fmt.Sprintf("%d failures in a row; the last: %s", e.streak, o.reason))
+	e.streakMu.Lock()
+	streak := e.streak
+	e.streakMu.Unlock()
+	if streak >= s.opts.FailureStreak {
+		e.pause(ctx, fmt.Sprintf("%d failures in a row; the last: %s", streak, o.reason))
 	}
 }
 

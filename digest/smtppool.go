@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mathrand "math/rand/v2"
 	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -91,14 +92,14 @@ func (c *smtpConn) send(from, to string, msg []byte, beforeCommit func()) error 
 		c.drop()
 		return newSendError(stageConnect, err)
 	}
+	if c.pipelined() && len(msg) > 0 {
+		return c.sendPipelined(from, to, msg, beforeCommit)
+	}
 	if err := c.c.Mail(from); err != nil {
 		return c.fail(stageMail, err)
 	}
 	if err := c.c.Rcpt(to); err != nil {
 		return c.fail(stageRcpt, err)
-	}
-	if ok, _ := c.c.Extension("CHUNKING"); ok && !c.noChunking && len(msg) > 0 {
-		return c.sendChunk(msg, beforeCommit)
 	}
 	w, err := c.c.Data()
 	if err != nil {
@@ -119,42 +120,93 @@ func (c *smtpConn) send(from, to string, msg []byte, beforeCommit func()) error 
 	return nil
 }
 
-// sendChunk sends the message as one BDAT LAST chunk (RFC 3030): raw bytes, no dot-stuffing on
-// either side, and one round trip fewer than DATA. The last byte is held back until beforeCommit
-// returns, since the server cannot accept the message before it has every byte.
-func (c *smtpConn) sendChunk(msg []byte, beforeCommit func()) error {
+// pipelined reports whether the server takes MAIL, RCPT and BDAT in one go (RFC 2920, 3030).
+func (c *smtpConn) pipelined() bool {
+	if c.noChunking {
+		return false
+	}
+	p, _ := c.c.Extension("PIPELINING")
+	ch, _ := c.c.Extension("CHUNKING")
+	return p && ch
+}
+
+// sendPipelined sends MAIL, RCPT and the message as one BDAT LAST chunk without waiting between
+// them: one round trip per message, and raw bytes with no dot-stuffing on either side. The last
+// byte is held back until beforeCommit returns, since the server cannot accept the message before
+// it has every byte. The replies are read in order and the first failure names the stage.
+func (c *smtpConn) sendPipelined(from, to string, msg []byte, beforeCommit func()) error {
+	if strings.ContainsAny(from+to, "\r\n<>") {
+		return newSendError(stageRcpt, &textproto.Error{Code: 501, Msg: "address with line break or angle bracket"})
+	}
+	params := ""
+	if ok, _ := c.c.Extension("SMTPUTF8"); ok && !isASCIIPrintable(from+to) {
+		params = " SMTPUTF8"
+	}
 	t := c.c.Text
-	id := t.Next()
-	t.StartRequest(id)
-	_, err := fmt.Fprintf(t.W, "BDAT %d LAST\r\n", len(msg))
-	if err == nil {
-		_, err = t.W.Write(msg[:len(msg)-1])
+	mailID, rcptID, bdatID := t.Next(), t.Next(), t.Next()
+	var err error
+	write := func(id uint, f func()) {
+		t.StartRequest(id)
+		if err == nil {
+			f()
+		}
+		t.EndRequest(id)
 	}
-	if err == nil {
-		err = t.W.Flush()
-	}
-	t.EndRequest(id)
+	write(mailID, func() { _, err = fmt.Fprintf(t.W, "MAIL FROM:<%s>%s\r\n", from, params) })
+	write(rcptID, func() { _, err = fmt.Fprintf(t.W, "RCPT TO:<%s>\r\n", to) })
+	write(bdatID, func() {
+		if _, err = fmt.Fprintf(t.W, "BDAT %d LAST\r\n", len(msg)); err == nil {
+			if _, err = t.W.Write(msg[:len(msg)-1]); err == nil {
+				err = t.W.Flush()
+			}
+		}
+	})
 	if err != nil {
 		c.drop()
-		return newSendError(stageMessage, err)
+		return newSendError(stageMail, err)
 	}
 	beforeCommit()
-	if err := t.W.WriteByte(msg[len(msg)-1]); err != nil {
-		c.drop()
-		return newSendError(stageMessage, err)
+	if err = t.W.WriteByte(msg[len(msg)-1]); err == nil {
+		err = t.W.Flush()
 	}
-	if err := t.W.Flush(); err != nil {
-		c.drop()
-		return newSendError(stageMessage, err)
-	}
-	t.StartResponse(id)
-	_, _, err = t.ReadResponse(250)
-	t.EndResponse(id)
 	if err != nil {
-		return c.fail(stageMessage, err)
+		c.drop()
+		return newSendError(stageMessage, err)
 	}
-	c.backoff = 0
-	return nil
+	var first *sendError
+	broken := false
+	for _, r := range []struct {
+		id    uint
+		code  int
+		stage string
+	}{{mailID, 250, stageMail}, {rcptID, 25, stageRcpt}, {bdatID, 250, stageMessage}} {
+		t.StartResponse(r.id)
+		var rerr error
+		if !broken {
+			_, _, rerr = t.ReadResponse(r.code)
+		}
+		t.EndResponse(r.id)
+		if rerr == nil {
+			continue
+		}
+		se := newSendError(r.stage, rerr)
+		broken = broken || se.code == 0
+		if first == nil {
+			first = se
+		}
+	}
+	switch {
+	case first == nil:
+		c.backoff = 0
+		return nil
+	case broken || first.code == 421:
+		c.drop()
+	default:
+		if err := c.c.Reset(); err != nil {
+			c.drop()
+		}
+	}
+	return first
 }
 
 // fail classifies err: a reply keeps the connection (reset for the next message) unless it is 421

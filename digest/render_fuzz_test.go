@@ -1,0 +1,162 @@
+package digest
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"unicode"
+
+	"golang.org/x/net/html"
+)
+
+// renderShape is what a rendered digest is made of: element names, element+attribute pairs, the
+// inlined style values and the stylesheet text. A benign issue that uses every part of the
+// template defines the allowed shape; nothing a feed sends may add to it.
+type renderShape struct {
+	tags   map[string]int // element -> how many times it occurs
+	attrs  map[string]bool
+	styles map[string]bool
+	css    []string
+	hrefs  []string // href and src values
+}
+
+func shapeOf(t testing.TB, doc string) renderShape {
+	t.Helper()
+	root, err := html.Parse(strings.NewReader(doc))
+	if err != nil {
+		t.Fatalf("output does not parse: %v", err)
+	}
+	s := renderShape{tags: map[string]int{}, attrs: map[string]bool{}, styles: map[string]bool{}}
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode {
+			s.tags[n.Data]++
+			for _, a := range n.Attr {
+				s.attrs[n.Data+" "+a.Key] = true
+				switch a.Key {
+				case "style":
+					s.styles[a.Val] = true
+				case "href", "src", "action", "formaction", "background", "poster":
+					s.hrefs = append(s.hrefs, a.Val)
+				}
+			}
+			if n.Data == "style" && n.FirstChild != nil {
+				s.css = append(s.css, n.FirstChild.Data)
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(root)
+	return s
+}
+
+// fullIssue is an issue that uses every part of the digest template, its articles' fields given.
+func fullIssue(title, summary, link, section, image, alt, author, note, subject string) IssueContent {
+	lead := Article{ID: 1, Lang: "en", Title: title, Summary: summary, Link: link, Section: section,
+		ImageURL: image, ImageAlt: alt, Author: author, PublishedAt: ts("2026-11-20T07:00:00Z"), Pinned: true}
+	other := lead
+	other.ID, other.Pinned = 2, false
+	return IssueContent{
+		Issue:    Issue{ID: 42, Lang: "en", WindowEnd: ts("2026-11-23T08:00:00Z"), Subject: subject, Note: note},
+		Lead:     &lead,
+		Sections: []Section{{Name: section, Articles: []Article{other}}, {Name: "", Articles: []Article{other}}},
+		More:     3,
+		MoreURL:  link,
+		Total:    6,
+	}
+}
+
+// noteParagraphs counts the paragraphs the renderer makes of an editor's note.
+func noteParagraphs(note string) int {
+	n := 0
+	for _, p := range strings.Split(strings.TrimSpace(note), "\n\n") {
+		if oneLine(p) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// FuzzRenderArticle renders an issue whose articles, section, note and subject come from the
+// fuzzer through the real Renderer, for a reader and for the archive, and checks the HTML with a
+// real parser: it has exactly the template's elements, attributes, inline styles and stylesheet
+// (so no script, event handler or markup from a feed survives, escaped or not), every link and
+// image is an absolute http(s) URL, and subject and preheader are single clean lines.
+// Seeds: the f.Add calls and testdata/fuzz/FuzzRenderArticle.
+func FuzzRenderArticle(f *testing.F) {
+	f.Add("Plain headline", "A summary.", "https://news.example.com/a", "World", "https://news.example.com/a.jpg", "Alt", "Ann", "A note.", "")
+	f.Add(hostileArticle.Title, hostileArticle.Summary, hostileArticle.Link, hostileArticle.Section, hostileArticle.ImageURL, hostileArticle.ImageAlt, hostileArticle.Author, `<script>alert("note")</script>`, "<b>subject</b>\r\nBcc: x@example.org")
+	f.Add(`</title><script>x()</script>`, `</style><style>*{display:none}</style>`, `https://x.example/"><script>y()</script>`, `</h2><h1>big</h1>`, `https://x.example/i.png" onerror="z()`, `" onload="w()`, "<!--", "--><img src=x>", "<![CDATA[")
+	f.Add("Кириллица «ёлки» &amp; &lt;b&gt;", "\u202eevil\u202c \x00 \xff", "HTTPS://EXAMPLE.COM/%3Cscript%3E", "", "//evil.example.net/x.png", "", "", "para one\n\npara two", "")
+	f.Add("t", "s", "javascript:alert(1)", "s", "data:image/svg+xml,<svg onload=alert(1)>", "a", "a", "", "")
+	f.Add("t", "s", "https://user:pass@x.example/", "s", "https://x.example/\nfoo", "a", "a", "", "")
+	f.Add("{{.}}", "{{template \"x\"}}", "https://x.example/{{.}}", "XNLSLOTNAMEX", "http://slot.invalid/XNLSLOTUNSUBX", "", "", "", "")
+
+	r := newTestRenderer(f)
+	base := fullIssue("Headline", "Summary text.", "https://news.example.com/a", "World", "https://news.example.com/a.jpg", "Alt", "Ann", "A note.", "Subject")
+	allowed := map[bool]renderShape{}
+	for _, archive := range []bool{false, true} {
+		rcpt := markerRecipient
+		if archive {
+			rcpt = Recipient{}
+		}
+		out, err := r.Render(base, rcpt)
+		if err != nil {
+			f.Fatal(err)
+		}
+		allowed[archive] = shapeOf(f, out.HTML)
+	}
+
+	f.Fuzz(func(t *testing.T, title, summary, link, section, image, alt, author, note, subject string) {
+		c := fullIssue(title, summary, link, section, image, alt, author, note, subject)
+		for _, archive := range []bool{false, true} {
+			rcpt := markerRecipient
+			if archive {
+				rcpt = Recipient{}
+			}
+			out, err := r.Render(c, rcpt)
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			for name, v := range map[string]string{"subject": out.Subject, "preheader": out.Preheader} {
+				if strings.ContainsFunc(v, unicode.IsControl) {
+					t.Fatalf("%s %q holds a control character", name, v)
+				}
+			}
+			got, want := shapeOf(t, out.HTML), allowed[archive]
+			for tag, n := range got.tags {
+				limit := want.tags[tag]
+				if tag == "div" {
+					limit += max(0, noteParagraphs(note)-noteParagraphs(base.Issue.Note)) // one div per paragraph
+				}
+				if n > limit {
+					t.Fatalf("<%s> %d times, the template has %d", tag, n, want.tags[tag])
+				}
+			}
+			for a := range got.attrs {
+				if !want.attrs[a] {
+					t.Fatalf("attribute %q is not the template's", a)
+				}
+			}
+			for st := range got.styles {
+				if !want.styles[st] {
+					t.Fatalf("inline style %q is not the template's", st)
+				}
+			}
+			if strings.Join(got.css, "") != strings.Join(want.css, "") {
+				t.Fatal("the stylesheet changed")
+			}
+			for _, h := range got.hrefs {
+				u, err := url.Parse(h)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+					t.Fatalf("link or image %q", h)
+				}
+			}
+			if !archive && !strings.Contains(out.HTML, markerRecipient.UnsubscribeURL) {
+				t.Fatal("the reader's unsubscribe link is missing")
+			}
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"net/mail"
 	"strings"
 	"testing"
 
@@ -109,6 +110,42 @@ func TestNewDKIMSignerRejectsBadKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := NewDKIMSigner("news.example", "s", tc.pem); !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// BenchmarkDKIMSign is the signing cost per reader for a digest of realistic size.
+func BenchmarkDKIMSign(b *testing.B) {
+	r := sendTestRenderer(b)
+	c := sendTestContent("en", 1, 14)
+	rendered, err := r.Render(c, Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl, err := buildTemplate(rendered, messageHeaders{From: &mail.Address{Address: "digest@news.example"}, Subject: rendered.Subject, ListID: "<digest-en.news.example>"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := tmpl.fill(nil, &readerValues{Email: "a@example.org", Name: "Anna", MessageID: "x@news.example", Unsub: "https://news.example/u/x", Manage: "https://news.example/m/x", To: "<a@example.org>"})
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	for _, k := range []struct {
+		name string
+		key  any
+	}{{"rsa2048", rsaKey}, {"ed25519", edKey}} {
+		der, _ := x509.MarshalPKCS8PrivateKey(k.key)
+		signer, err := NewDKIMSigner("news.example", "s", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(k.name, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			var out []byte
+			for b.Loop() {
+				if out, err = signer.sign(out[:0], msg); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	gomail "github.com/wneessen/go-mail"
 
 	"newsletter/internal/smtptest"
@@ -445,3 +447,76 @@ func BenchmarkSendIssue(b *testing.B) {
 }
 
 var benchConcurrency = 4
+
+// TestRunContinuesAndStopsCleanly: serve's worker picks up an issue left in 'sending' (as a
+// crashed process leaves it); cancelling its context mid-way finishes the messages in flight and
+// hands the rest back unleased; a later Run finishes the issue, each reader once.
+func TestRunContinuesAndStopsCleanly(t *testing.T) {
+	const readers = 300
+	f := newSendFixture(t, readers)
+	f.srv.SetMode(smtptest.KeepHeaders)
+	f.srv.SetDelay(2 * time.Millisecond)
+	ctx := context.Background()
+	if _, err := f.store.StartSending(ctx, f.issue.ID); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s := f.sender(t, func(o *SenderOptions) { o.Poll = 50 * time.Millisecond })
+	s.metrics = newSenderMetrics(reg)
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	for f.srv.Count() < readers/3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	var leased, sent int
+	if err := f.db.Get(&leased, `SELECT count(*) FROM deliveries WHERE status = 'queued' AND claimed_by IS NOT NULL`); err != nil || leased != 0 {
+		t.Fatalf("%d rows still leased after the stop (%v)", leased, err)
+	}
+	if err := f.db.Get(&sent, `SELECT count(*) FROM deliveries WHERE status = 'sent'`); err != nil || sent != f.srv.Count() || sent >= readers {
+		t.Fatalf("%d rows sent, the server got %d (%v)", sent, f.srv.Count(), err)
+	}
+
+	runCtx, stop = context.WithCancel(ctx)
+	defer stop()
+	go func() { done <- s.Run(runCtx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p, err := f.store.Progress(ctx, f.issue.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status == StatusSent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("issue not finished: %+v", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	seen := map[string]int{}
+	for _, m := range f.srv.Messages() {
+		seen[m.To[0]]++
+	}
+	for i := 1; i <= readers; i++ {
+		if n := seen[fmt.Sprintf("reader-%d@example.org", i)]; n != 1 {
+			t.Fatalf("reader-%d received %d messages", i, n)
+		}
+	}
+	if got := testutil.ToFloat64(s.metrics.sent); got != readers {
+		t.Errorf("newsletter_digest_sent_total = %v, want %d", got, readers)
+	}
+	if n, err := testutil.GatherAndCount(reg, "newsletter_digest_send_seconds", "newsletter_digest_queue_depth", "newsletter_digest_failed_total", "newsletter_digest_retried_total"); err != nil || n != 4 {
+		t.Errorf("metrics gathered: %d (%v)", n, err)
+	}
+}

@@ -515,12 +515,17 @@ func (e *engine) claimLoop(ctx context.Context) error {
 		window = s.opts.Lease / 2
 	}
 	lastDead := time.Now()
+	var cursor int64 // the last subscriber id claimed; back to 0 once the end of the list is reached
 	for {
 		if ctx.Err() != nil || e.halted() {
 			return nil
 		}
 		before := time.Now()
-		rows, err := s.store.claim(ctx, id, e.owner, batch, s.opts.Lease)
+		// Not cancelled with ctx: a claim that committed must come back, so its rows can be handed
+		// back at once rather than wait out their lease.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		rows, err := s.store.claim(cctx, id, e.owner, batch, s.opts.Lease, cursor)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -546,7 +551,15 @@ func (e *engine) claimLoop(ctx context.Context) error {
 				return nil
 			}
 		}
+		if len(rows) > 0 {
+			cursor = rows[len(rows)-1].SubscriberID
+		}
 		if len(rows) == batch {
+			continue
+		}
+		if cursor > 0 {
+			// The end of the list: start over from the beginning for retries and handed-back rows.
+			cursor = 0
 			continue
 		}
 		status, _, err := s.store.issueStatus(ctx, id)

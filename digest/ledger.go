@@ -91,6 +91,13 @@ func (s *Store) StartSending(ctx context.Context, issueID int64) (created int, e
 		return 0, fmt.Errorf("start sending: ledger: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	// Fresh statistics for the claim's plan: without them a large new ledger looks empty to the
+	// planner, which then sorts every queued row on every claim instead of walking the key.
+	if n > 1000 {
+		if _, err := tx.ExecContext(ctx, `ANALYZE deliveries`); err != nil {
+			return 0, fmt.Errorf("start sending: analyze: %w", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE issues SET status = 'sending', started_at = COALESCE(started_at, $2),
 		pause_reason = '' WHERE id = $1`, issueID, s.now().UTC()); err != nil {
 		return 0, fmt.Errorf("start sending: %w", err)

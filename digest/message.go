@@ -73,11 +73,10 @@ type messageHeaders struct {
 
 // readerValues are what differs per reader.
 type readerValues struct {
-	Email, Name       string
-	MessageID         string // without angle brackets
-	Unsub, Manage     string
-	To                string // formatted address for the To header
-	hasName, fastName bool
+	Email, Name   string
+	MessageID     string // without angle brackets
+	Unsub, Manage string
+	To            string // formatted address for the To header
 }
 
 // errTemplate reports a rendered issue the sender cannot turn into a template.

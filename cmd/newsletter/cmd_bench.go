@@ -157,7 +157,7 @@ func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("subscribers", "email", "name", "lang", "status", "confirmed_at"))
+	stmt, err := tx.PrepareContext(ctx, `COPY subscribers (email, name, lang, status, confirmed_at) FROM STDIN`)
 	if err != nil {
 		return err
 	}

@@ -225,7 +225,7 @@ func (a *App) digestIssueAction(ctx context.Context, action string, args []strin
 		err = store.Cancel(ctx, id)
 	}
 	if err != nil {
-		return fmt.Errorf("digest %s: %w", action, err)
+		return err
 	}
 	p, err := store.Progress(ctx, id)
 	if err != nil {

@@ -286,10 +286,50 @@ func issueDate(c IssueContent) time.Time {
 	return c.Lead.PublishedAt
 }
 
+// slotMark begins every marker value a sender renders with and then replaces, in the encoded
+// message, by each reader's own name and links (see Render). In content it would let a feed carry
+// a reader's manage link or name wherever it likes, say into the query of an image on its own host
+// that the reader's mail client loads. So content never keeps it: text has it broken up
+// (breakSlotMarks), links holding it are dropped (safeURL).
+const slotMark = "xnlslot"
+
+// hasSlotMark reports whether s holds slotMark in any ASCII case; it returns s lower-cased too.
+func hasSlotMark(s string) (bool, []byte) {
+	lower := []byte(s)
+	for i, c := range lower {
+		if 'A' <= c && c <= 'Z' {
+			lower[i] = c + 'a' - 'A'
+		}
+	}
+	return bytes.Contains(lower, []byte(slotMark)), lower
+}
+
+// breakSlotMarks puts a space inside every slotMark in s ("XNL SLOT").
+func breakSlotMarks(s string) string {
+	found, lower := hasSlotMark(s)
+	if !found {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := bytes.Index(lower, []byte(slotMark))
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+3])
+		b.WriteByte(' ')
+		s, lower = s[i+3:], lower[i+3:]
+	}
+}
+
 // safeURL returns u when it is an absolute http or https URL, else "" (the link is dropped).
 func safeURL(u string) string {
 	u = strings.TrimSpace(u)
 	if u == "" || strings.ContainsFunc(u, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
+		return ""
+	}
+	if found, _ := hasSlotMark(u); found {
 		return ""
 	}
 	p, err := url.Parse(u)
@@ -302,7 +342,8 @@ func safeURL(u string) string {
 	return u
 }
 
-// oneLine folds all whitespace (newlines included) to single spaces and drops control characters.
+// oneLine folds all whitespace (newlines included) to single spaces, drops control characters and
+// breaks up marker values (breakSlotMarks).
 func oneLine(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r == utf8.RuneError || unicode.IsControl(r) && !unicode.IsSpace(r) {
@@ -310,7 +351,7 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
-	return strings.Join(strings.Fields(s), " ")
+	return breakSlotMarks(strings.Join(strings.Fields(s), " "))
 }
 
 func truncateRunes(s string, n int) string {

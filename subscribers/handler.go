@@ -572,7 +572,10 @@ func (h *Handler) linkError(w http.ResponseWriter, lang string, status int, kind
 		Back: "/?lang=" + lang, BackText: h.cat.T(lang, "subscribers.back_to_form")})
 }
 
+// bodyError answers a token page's POST whose body could not be read; like every answer under a
+// signed link it is never cached.
 func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Cache-Control", "no-store")
 	lang := h.pageLang("", r)
 	status, key := http.StatusBadRequest, "subscribers.error.malformed"
 	switch {

@@ -186,6 +186,15 @@ func TestSecurityFullFlow(t *testing.T) {
 			checkSecurityHeaders(t, p.label, p.res.Header, false)
 		}
 	})
+	t.Run("no caching of private pages", func(t *testing.T) {
+		for _, p := range f.seen {
+			private := strings.HasPrefix(p.label, "editor") || strings.Contains(p.label, "confirm") ||
+				strings.Contains(p.label, "manage") || strings.Contains(p.label, "unsubscribe") || p.label == "data export"
+			if private && !strings.Contains(p.res.Header.Get("Cache-Control"), "no-store") {
+				t.Errorf("%s: Cache-Control %q, want no-store", p.label, p.res.Header.Get("Cache-Control"))
+			}
+		}
+	})
 	t.Run("markup", func(t *testing.T) {
 		for _, p := range f.seen {
 			checkInertPage(t, p.label, p.res)

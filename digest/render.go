@@ -5,6 +5,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -333,13 +334,36 @@ func safeURL(u string) string {
 		return ""
 	}
 	p, err := url.Parse(u)
-	if err != nil || p.Host == "" || p.User != nil {
+	if err != nil || p.Host == "" || p.User != nil || !webHost(p.Hostname()) {
 		return ""
 	}
 	if s := strings.ToLower(p.Scheme); s != "http" && s != "https" {
 		return ""
 	}
 	return u
+}
+
+// webHost reports whether host is an IP address or a DNS name: dot-separated labels of letters of
+// any script (IDN), marks, digits, '-' and '_'. url.Parse lets far more through (quotes,
+// parentheses, stray bytes), which no browser can reach.
+func webHost(host string) bool {
+	if host == "" || len(host) > 253 || !utf8.ValidString(host) {
+		return false
+	}
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" {
+			return false
+		}
+		for _, r := range label {
+			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) && r != '-' && r != '_' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // oneLine folds all whitespace (newlines included) to single spaces, drops control characters and

@@ -587,14 +587,20 @@ func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 	h.requestError(w, r, false, lang, status, key)
 }
 
-// internal logs err (never shown) and answers a plain 500.
+// internal logs err (never shown) and answers a plain 500, or 503 when the database is away (the
+// request may be tried again).
 func (h *Handler) internal(w http.ResponseWriter, r *http.Request, wantJSON bool, lang, what string, err error) {
 	h.log.Error("subscribers: "+what, "err", err)
+	status := http.StatusInternalServerError
+	if unavailable(err) {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
+	}
 	if wantJSON {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": h.cat.T(lang, "subscribers.error.internal")})
+		writeJSON(w, status, map[string]string{"error": h.cat.T(lang, "subscribers.error.internal")})
 		return
 	}
-	h.message(w, http.StatusInternalServerError, lang, message{Title: h.cat.T(lang, "subscribers.error.title"), Text: h.cat.T(lang, "subscribers.error.internal")})
+	h.message(w, status, lang, message{Title: h.cat.T(lang, "subscribers.error.title"), Text: h.cat.T(lang, "subscribers.error.internal")})
 }
 
 // --- rendering ---

@@ -1,0 +1,32 @@
+package subscribers
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+
+	"github.com/lib/pq"
+)
+
+// unavailable reports whether err means the database could not be reached or is restarting, not
+// that the request or the code is wrong: such a request may succeed if tried again (503).
+func unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		switch pqErr.Code.Class() {
+		case "08", // connection exception
+			"53", // insufficient resources (too many connections)
+			"57": // operator intervention: shutting down, starting up
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+}

@@ -31,6 +31,9 @@ import (
 // throwaway database on the configured server, one issue of realistic size sent by the real engine
 // to an in-process discard SMTP server on 127.0.0.1; it prints messages/s, CPU seconds and peak RSS.
 func (a *App) benchCmd(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "http" {
+		return a.benchHTTPCmd(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "send" {
 		return usageError{"bench: want `bench send [--readers N]`"}
 	}

@@ -106,7 +106,7 @@ func (s *Server) Start() {
 	}
 	cmd := s.command(filepath.Join(s.bin, "postgres"), "-D", s.data,
 		"-c", "listen_addresses=127.0.0.1", "-c", "port="+strconv.Itoa(s.Port), "-c", "unix_socket_directories=",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=64MB")
 	w := &lockedWriter{buf: s.log, mu: s.logMu}
 	cmd.Stdout, cmd.Stderr = w, w

@@ -765,11 +765,11 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 	switch o.kind {
 	case outRetry:
 		backoff := retryDelay(s.opts.RetryBase, s.opts.RetryMax, o.row.Attempts)
-		failed, err := s.store.markRetry(ctx, id, o.row.SubscriberID, o.reason, backoff, s.opts.MaxAttempts)
-		if err != nil {
-			s.log.Error("digest sender: record retry", "issue", id, "err", err)
-			return
-		}
+		var failed bool
+		e.untilWritten("record retry", func() (err error) {
+			failed, err = s.store.markRetry(ctx, id, o.row.SubscriberID, o.reason, backoff, s.opts.MaxAttempts)
+			return err
+		})
 		if failed {
 			e.failed.Add(1)
 			s.metrics.failed.Inc()
@@ -779,16 +779,16 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 			s.metrics.retried.Inc()
 		}
 	case outFailed:
-		if err := s.store.markFailed(ctx, id, o.row.SubscriberID, o.reason); err != nil {
-			s.log.Error("digest sender: record failure", "issue", id, "err", err)
-			return
-		}
+		e.untilWritten("record failure", func() error { return s.store.markFailed(ctx, id, o.row.SubscriberID, o.reason) })
 		e.failed.Add(1)
 		s.metrics.failed.Inc()
 		if s.bounces != nil {
-			if err := s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason); err != nil && !errors.Is(err, subscribers.ErrNotFound) {
-				s.log.Error("digest sender: mark reader bounced", "subscriber", o.row.SubscriberID, "err", err)
-			}
+			e.untilWritten("mark reader bounced", func() error {
+				if err := s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason); err != nil && !errors.Is(err, subscribers.ErrNotFound) {
+					return err
+				}
+				return nil
+			})
 		}
 	case outConfig:
 		e.giveBack(o.row)
@@ -800,6 +800,21 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 	e.streakMu.Unlock()
 	if streak >= s.opts.FailureStreak {
 		e.pause(ctx, fmt.Sprintf("%d failures in a row; the last: %s", streak, o.reason))
+	}
+}
+
+// untilWritten runs write until it succeeds, like the sent marks: an outcome not written would
+// leave its row leased until the lease ends (minutes, holding up the issue), and a failure not
+// followed by its bounce would send the next issue to a dead address; the database may be
+// restarting.
+func (e *engine) untilWritten(what string, write func() error) {
+	for attempt := 0; ; attempt++ {
+		err := write()
+		if err == nil {
+			return
+		}
+		e.s.log.Error("digest sender: "+what, "issue", e.issue.id, "err", err)
+		time.Sleep(min(time.Duration(attempt+1)*time.Second, 10*time.Second))
 	}
 }
 

@@ -27,11 +27,12 @@ const ConfirmThrottle = 10 * time.Minute
 type Store struct {
 	db     *sqlx.DB
 	secret []byte
+	batch  *subscribeBatcher
 }
 
 // NewStore returns a Store over db; secret keys the suppression hash of erased addresses.
 func NewStore(db *sqlx.DB, secret []byte) *Store {
-	return &Store{db: db, secret: append([]byte(nil), secret...)}
+	return &Store{db: db, secret: append([]byte(nil), secret...), batch: &subscribeBatcher{db: db}}
 }
 
 const subscriberColumns = `id, uuid, email, name, lang, status, created_at, updated_at, subscribed_at,
@@ -45,7 +46,8 @@ func (s *Store) suppressionHash(normalized string) []byte {
 	return h.Sum(nil)
 }
 
-// Subscribe records an opt-in in one transaction: the reader (new: pending; pending: unchanged but
+// Subscribe records an opt-in in one transaction (shared with concurrent subscriptions, see
+// subscribeBatcher; it returns once that has committed): the reader (new: pending; pending: unchanged but
 // name and language; left: pending again with a new subscribed_at; confirmed: nothing at all), the
 // consent, and a queued confirmation email unless one was queued for the address within
 // ConfirmThrottle or is still waiting. The outcome looks the same whether or not the address was
@@ -66,69 +68,7 @@ func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Conse
 	default:
 		return fmt.Errorf("subscribe: consent source %q: %w", c.Source, ErrInvalid)
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	defer tx.Rollback()
-
-	// The WHERE leaves a confirmed reader untouched (and unreturned), yet still locks the row, so
-	// concurrent subscribes of one address queue up behind each other.
-	var id int64
-	err = tx.GetContext(ctx, &id, `
-		INSERT INTO subscribers (email, name, lang, status)
-		VALUES ($1, $2, $3, 'pending')
-		ON CONFLICT (lower(email)) DO UPDATE SET
-			name = EXCLUDED.name,
-			lang = EXCLUDED.lang,
-			status = 'pending',
-			subscribed_at = CASE WHEN subscribers.status = 'pending' THEN subscribers.subscribed_at ELSE now() END,
-			updated_at = now()
-		WHERE subscribers.status <> 'confirmed'
-		RETURNING id`, email, name, lang)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil // already confirmed: nothing to do, and the caller answers as for anyone
-	}
-	if err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO consents (subscriber_id, ip, user_agent, source, text_version)
-		VALUES ($1, $2, $3, $4, $5)`, id, clipBytes(c.IP, 64), clipBytes(c.UserAgent, 512), c.Source, clipBytes(c.TextVersion, 64)); err != nil {
-		return fmt.Errorf("subscribe: consent: %w", err)
-	}
-	// New consent was given: an earlier erasure no longer stands in the way of imports.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE email_hash = $1`, s.suppressionHash(email)); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	if err := queueConfirmation(ctx, tx, id); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	return nil
-}
-
-// queueConfirmation adds a confirmation email to the outbox unless one was queued within
-// ConfirmThrottle or one is still unsent (it will carry a link valid for the current opt-in, since
-// the link is made when it is sent). The caller holds the reader's row lock.
-func queueConfirmation(ctx context.Context, tx *sqlx.Tx, id int64) error {
-	res, err := tx.ExecContext(ctx, `
-		UPDATE subscribers SET confirmation_sent_at = now()
-		WHERE id = $1
-		  AND (confirmation_sent_at IS NULL OR confirmation_sent_at <= now() - $2::interval)
-		  AND NOT EXISTS (SELECT 1 FROM outbox
-		                  WHERE subscriber_id = $1 AND kind = 'confirm' AND sent_at IS NULL AND skipped_at IS NULL)`,
-		id, fmt.Sprintf("%d seconds", int(ConfirmThrottle/time.Second)))
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (kind, subscriber_id) VALUES ('confirm', $1)`, id)
-	return err
+	return s.batch.subscribe(ctx, &subscription{email: email, name: name, lang: lang, consent: c, hash: s.suppressionHash(email)})
 }
 
 func clipBytes(s string, n int) string {

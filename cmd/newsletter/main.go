@@ -44,9 +44,11 @@ commands:
   ingest                                 fetch every configured feed once
   digest preview [--lang L] [--format html|text]
   digest send [--lang L|all] [--yes]
+  digest pause|resume|cancel ISSUE_ID
   subscribers import [--skip-invalid] FILE|-
   subscribers export
   bench send [--readers N]               measure the sending engine against a local sink
+  bench http [--duration D] [--clients N] [--target subscribe|archive|unsubscribe|all]
 
 Settings come from NEWSLETTER_* environment variables; see the README.
 `

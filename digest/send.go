@@ -216,6 +216,11 @@ func (s *Sender) SendIssue(ctx context.Context, issueID int64, progress func(Pro
 		return fmt.Errorf("issue %d is %s: %w", issueID, status, ErrConflict)
 	}
 	runErr := s.runIssue(ctx, issueID, progress)
+	for errors.Is(runErr, errLockLost) && ctx.Err() == nil {
+		s.log.Warn("digest sender: " + runErr.Error())
+		sleep(ctx, nil, time.Second)
+		runErr = s.runIssue(ctx, issueID, progress)
+	}
 	p, err := s.store.Progress(context.WithoutCancel(ctx), issueID)
 	if err != nil {
 		return errors.Join(runErr, err)
@@ -345,6 +350,9 @@ type engine struct {
 
 	haltOnce sync.Once
 	halt     chan struct{} // closed on pause or cancel: no more messages start
+	// lockLost is set when the connection holding this sender's liveness lock broke (a database
+	// restart): other senders may then take its leases, so it must start no more messages.
+	lockLost atomic.Bool
 
 	mu       sync.Mutex
 	released []int64 // leased rows handed back unsent
@@ -393,6 +401,9 @@ func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Prog
 		return err
 	}
 	defer lock.Close()
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go e.watchLock(lock, watchDone)
 	if n, err := s.store.releaseDead(ctx, issueID, e.owner); err != nil {
 		return err
 	} else if n > 0 {
@@ -474,7 +485,39 @@ func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Prog
 	if claimErr != nil && ctx.Err() == nil {
 		return claimErr
 	}
+	if e.lockLost.Load() && ctx.Err() == nil {
+		return errLockLost
+	}
 	return nil
+}
+
+// errLockLost ends a run whose liveness lock went away; the caller starts a fresh run, which takes
+// a new lock and the leases left behind.
+var errLockLost = errors.New("the sender's liveness lock was lost (database restarted?); starting again")
+
+// watchLock checks the liveness lock's connection a few times a second. Once it breaks, another
+// sender may see this one as dead and take its leased rows, so no further message may start: the
+// engine halts and the run ends with errLockLost. Messages already on the wire finish (they are the
+// in-flight copies a restart may duplicate).
+func (e *engine) watchLock(lock interface{ PingContext(context.Context) error }, done <-chan struct{}) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := lock.PingContext(ctx)
+		cancel()
+		if err != nil {
+			e.lockLost.Store(true)
+			e.stop()
+			e.s.log.Warn("digest sender: liveness lock lost; stopping this run", "issue", e.issue.id, "err", err)
+			return
+		}
+	}
 }
 
 func randomOwner() int64 {

@@ -61,14 +61,18 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.HandleFunc("POST /manage/{token}/erase", subs.Erase)
 
 	// --- digest ---
+	// One store and one ingester serve every digest part below: the poller, the editor pages and
+	// the schedule's poll before assembly.
+	digestStore := digest.NewStore(a.db, nil)
+	var ingester *digest.Ingester
 	// feeds
 	if len(a.cfg.Feeds) > 0 {
-		ingester := a.ingester()
+		ingester = a.ingester()
 		workers = append(workers, worker{name: "feed poller", run: func(ctx context.Context) error {
 			return pollFeeds(ctx, ingester, a.cfg.FeedSchedule, a.log)
 		}})
 	} else if a.cfg.Demo {
-		n, err := digest.NewStore(a.db, nil).SeedDemo(ctx, a.cfg.Languages)
+		n, err := digestStore.SeedDemo(ctx, a.cfg.Languages)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -81,7 +85,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	digestHandler := digest.NewHandler(digest.NewStore(a.db, nil), digestRenderer, a.pages, a.catalog, digest.HandlerOptions{
+	digestHandler := digest.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, digest.HandlerOptions{
 		BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
 		AdminPassword: a.cfg.AdminPassword, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"), RequireApproval: a.cfg.RequireApproval,
 	}, a.log, a.registry)
@@ -93,7 +97,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestHandler.WithTestSend(digest.TestSender(digest.NewStore(a.db, nil), digestRenderer, testClient, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles))
+	editor := digestHandler.WithTestSend(digest.TestSender(digestStore, digestRenderer, testClient, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles))
 	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
 	mux.HandleFunc("POST /admin/login", editor.AdminLogin)
 	mux.Handle("POST /admin/logout", editor.RequireEditor(editor.AdminLogout))
@@ -112,17 +116,15 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.Handle("POST /admin/issues/{id}/{action}", editor.RequireEditor(editor.AdminIssueAction)) // pause resume cancel
 
 	// sending
-	sendStore := digest.NewStore(a.db, nil)
-	sender, err := a.newSender(sendStore)
+	sender, err := a.newSender(digestStore)
 	if err != nil {
 		return nil, nil, err
 	}
 	var pollBeforeDigest func(context.Context)
-	if len(a.cfg.Feeds) > 0 {
-		ing := a.ingester()
-		pollBeforeDigest = func(ctx context.Context) { ing.PollAll(ctx) }
+	if ingester != nil {
+		pollBeforeDigest = func(ctx context.Context) { ingester.PollAll(ctx) }
 	}
-	scheduler, err := digest.NewScheduler(sendStore, sender, pollBeforeDigest, digest.ScheduleOptions{
+	scheduler, err := digest.NewScheduler(digestStore, sender, pollBeforeDigest, digest.ScheduleOptions{
 		Spec: a.cfg.DigestSchedule, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
 		RequireApproval: a.cfg.RequireApproval, MaxLateness: a.cfg.MaxLateness,
 	}, a.log)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	netmail "net/mail"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -18,13 +19,16 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 
 	"newsletter/templates"
 )
 
-// mailClient is the part of *mail.Client the mailer uses.
-type mailClient interface {
-	DialAndSendWithContext(context.Context, ...*mail.Msg) error
+// MailClient is the part of *mail.Client the mailer uses: one connection carries a claimed batch.
+type MailClient interface {
+	DialToSMTPClientWithContext(context.Context) (*smtp.Client, error)
+	SendWithSMTPClient(*smtp.Client, ...*mail.Msg) error
+	CloseWithSMTPClient(*smtp.Client) error
 }
 
 // MailerOptions configures the confirmation mailer.
@@ -35,35 +39,34 @@ type MailerOptions struct {
 	Poll        time.Duration // how often to look for due emails without a Wake; default 2s
 	MinBackoff  time.Duration // wait after the first failure, doubled after each; default 5s
 	MaxBackoff  time.Duration // longest wait between attempts; default 5 minutes
-	SendTimeout time.Duration // one SMTP conversation; default 30s
+	SendTimeout time.Duration // connecting, and one message on a connection; default 30s
+	Workers     int           // batches sent at once, each on its own SMTP connection; default 4
 }
 
 // Mailer is the outbox worker that sends confirmation emails. Several may run (several serve
 // processes): rows are claimed with FOR UPDATE SKIP LOCKED and leased while they are sent.
 type Mailer struct {
 	db     *sqlx.DB
-	client mailClient
+	client MailClient
 	signer *Signer
 	cat    *templates.Catalog
 	opts   MailerOptions
 	log    *slog.Logger
 	html   *htmltemplate.Template
 	text   *texttemplate.Template
-	domain string // of From, for Message-IDs
-	wake   chan struct{}
+	domain string          // of From, for Message-IDs
+	wake   []chan struct{} // one per worker
 
 	sent, failed prometheus.Counter
 }
 
-// batchSize is how many due emails one claim takes. Small, because the lease must outlast sending
-// the whole batch one by one while SMTP hangs (see claim).
-const batchSize = 5
+// batchSize is how many due emails one claim takes, sent over one SMTP connection. Small, because
+// the lease must outlast sending the whole batch one by one while SMTP hangs (see claim).
+const batchSize = 10
 
 // NewMailer parses the confirmation templates (email/confirm.html and email/confirm.txt of fsys)
 // and registers the mailer's metrics with reg (nil: not registered).
-func NewMailer(db *sqlx.DB, client interface {
-	DialAndSendWithContext(context.Context, ...*mail.Msg) error
-}, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
+func NewMailer(db *sqlx.DB, client MailClient, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
 	}
@@ -79,6 +82,9 @@ func NewMailer(db *sqlx.DB, client interface {
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = 30 * time.Second
 	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
 	from, err := netmail.ParseAddress(opts.From)
 	if err != nil {
 		return nil, fmt.Errorf("mailer: From %q: %w", opts.From, err)
@@ -87,7 +93,10 @@ func NewMailer(db *sqlx.DB, client interface {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	m := &Mailer{db: db, client: client, signer: signer, cat: cat, opts: opts, log: log,
-		domain: from.Address[strings.LastIndexByte(from.Address, '@')+1:], wake: make(chan struct{}, 1)}
+		domain: from.Address[strings.LastIndexByte(from.Address, '@')+1:]}
+	for range opts.Workers {
+		m.wake = append(m.wake, make(chan struct{}, 1))
+	}
 	funcs := templates.Funcs(cat)
 	src, err := fs.ReadFile(fsys, "email/confirm.html")
 	if err == nil {
@@ -119,26 +128,36 @@ func NewMailer(db *sqlx.DB, client interface {
 
 // Wake makes Run look for due emails now rather than at the next poll.
 func (m *Mailer) Wake() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
+	for _, w := range m.wake {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// Run sends due confirmations until ctx ends, then returns nil. While SMTP is down each email is
-// retried with exponential backoff, forever: an accepted subscription never loses its email.
+// Run sends due confirmations with opts.Workers workers until ctx ends, then returns nil. While
+// SMTP is down each email is retried with exponential backoff, forever: an accepted subscription
+// never loses its email.
 func (m *Mailer) Run(ctx context.Context) error {
-	tick := time.NewTicker(m.opts.Poll)
-	defer tick.Stop()
-	for {
-		m.drain(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		case <-m.wake:
-		}
+	var wg sync.WaitGroup
+	for _, wake := range m.wake {
+		wg.Go(func() {
+			tick := time.NewTicker(m.opts.Poll)
+			defer tick.Stop()
+			for {
+				m.drain(ctx)
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				case <-wake:
+				}
+			}
+		})
 	}
+	wg.Wait()
+	return nil
 }
 
 // drain sends batches until none is due.
@@ -154,13 +173,45 @@ func (m *Mailer) drain(ctx context.Context) {
 		if len(jobs) == 0 {
 			return
 		}
-		for i, j := range jobs {
-			if ctx.Err() != nil {
-				m.release(jobs[i:])
+		m.sendBatch(ctx, jobs)
+	}
+}
+
+// sendBatch sends claimed emails one after another over one SMTP connection (a new one after any
+// failure, whose session state is then unknown) and records each outcome as it is known. When ctx
+// ends, the message in flight finishes and the rest are handed back.
+func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
+	var conn *smtp.Client
+	defer func() {
+		if conn != nil {
+			m.client.CloseWithSMTPClient(conn)
+		}
+	}()
+	for i, j := range jobs {
+		if ctx.Err() != nil {
+			m.release(jobs[i:])
+			return
+		}
+		msg, err := m.message(j)
+		if err == nil && conn == nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.SendTimeout)
+			conn, err = m.client.DialToSMTPClientWithContext(dctx)
+			cancel()
+			if err != nil {
+				// Nothing of this batch can go now: each waits its own backoff.
+				for _, rest := range jobs[i:] {
+					m.record(rest, err)
+				}
 				return
 			}
-			m.send(ctx, j)
 		}
+		if err == nil {
+			if err = m.client.SendWithSMTPClient(conn, msg); err != nil {
+				m.client.CloseWithSMTPClient(conn)
+				conn = nil
+			}
+		}
+		m.record(j, err)
 	}
 }
 
@@ -242,12 +293,10 @@ func (m *Mailer) release(jobs []job) {
 	}
 }
 
-// send renders and sends one email and records the outcome: sent, or due again after a backoff.
-// A message already handed to SMTP is finished even when ctx ends (shutdown drains work in flight).
-func (m *Mailer) send(ctx context.Context, j job) {
-	ctx = context.WithoutCancel(ctx)
-	err := m.deliver(ctx, j)
-	rec, cancel := context.WithTimeout(ctx, 10*time.Second)
+// record stores the outcome of one email: sent, or due again after a backoff. It runs even when the
+// mailer is stopping, so a message handed to SMTP is never left looking unsent.
+func (m *Mailer) record(j job, err error) {
+	rec, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err == nil {
 		m.sent.Inc()
@@ -294,25 +343,15 @@ type confirmData struct {
 	Days        int
 }
 
-// deliver renders the email in the reader's language and hands it to the SMTP server.
-func (m *Mailer) deliver(ctx context.Context, j job) error {
+// message renders the email in the reader's language as multipart/alternative: text/plain first,
+// then text/html, UTF-8.
+func (m *Mailer) message(j job) (*mail.Msg, error) {
 	issued := j.Now
 	if issued.Before(j.SubscribedAt) {
 		issued = j.SubscribedAt
 	}
 	d := confirmData{Lang: j.Lang, Publication: m.opts.Publication, Name: j.Name, Email: j.Email,
 		ConfirmURL: m.signer.ConfirmURL(m.opts.BaseURL, j.UUID, issued), Days: int(ConfirmTTL / (24 * time.Hour))}
-	msg, err := m.message(j, d)
-	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithTimeout(ctx, m.opts.SendTimeout)
-	defer cancel()
-	return m.client.DialAndSendWithContext(sctx, msg)
-}
-
-// message builds the multipart/alternative email: text/plain first, then text/html, UTF-8.
-func (m *Mailer) message(j job, d confirmData) (*mail.Msg, error) {
 	var html, text bytes.Buffer
 	if err := m.html.Execute(&html, d); err != nil {
 		return nil, fmt.Errorf("render confirm.html: %w", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/wneessen/go-mail"
+	gmsmtp "github.com/wneessen/go-mail/smtp"
 
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
@@ -62,7 +63,7 @@ func smtpClient(t *testing.T, port int) *mail.Client {
 	return c
 }
 
-func newMailerFixture(t *testing.T, client mailClient, opts MailerOptions) *mailerFixture {
+func newMailerFixture(t *testing.T, client MailClient, opts MailerOptions) *mailerFixture {
 	t.Helper()
 	db := testdb.New(t)
 	fsys := templates.FS("")
@@ -223,11 +224,17 @@ func TestMailerEnglishWithoutName(t *testing.T) {
 	}
 }
 
-// switchClient sends through whichever client is current, so a test can bring SMTP up later.
+// switchClient connects through whichever client is current, so a test can bring SMTP up later.
 type switchClient struct{ c atomic.Pointer[mail.Client] }
 
-func (s *switchClient) DialAndSendWithContext(ctx context.Context, m ...*mail.Msg) error {
-	return s.c.Load().DialAndSendWithContext(ctx, m...)
+func (s *switchClient) DialToSMTPClientWithContext(ctx context.Context) (*gmsmtp.Client, error) {
+	return s.c.Load().DialToSMTPClientWithContext(ctx)
+}
+func (s *switchClient) SendWithSMTPClient(c *gmsmtp.Client, m ...*mail.Msg) error {
+	return s.c.Load().SendWithSMTPClient(c, m...)
+}
+func (s *switchClient) CloseWithSMTPClient(c *gmsmtp.Client) error {
+	return s.c.Load().CloseWithSMTPClient(c)
 }
 
 // deadPort returns a loopback port nobody listens on.
@@ -368,19 +375,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // gateClient holds each send until the test opens the gate, and tells the test when one started.
 type gateClient struct {
-	next    mailClient
+	*mail.Client
 	started chan struct{}
 	gate    chan struct{}
 }
 
-func (g *gateClient) DialAndSendWithContext(ctx context.Context, m ...*mail.Msg) error {
+func (g *gateClient) SendWithSMTPClient(c *gmsmtp.Client, m ...*mail.Msg) error {
 	g.started <- struct{}{}
-	select {
-	case <-g.gate:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return g.next.DialAndSendWithContext(ctx, m...)
+	<-g.gate
+	return g.Client.SendWithSMTPClient(c, m...)
 }
 
 // TestMailerShutdownFinishesInFlight: when Run's context ends mid-send, the message in flight is
@@ -389,7 +392,7 @@ func TestMailerShutdownFinishesInFlight(t *testing.T) {
 	srv := smtptest.Start(t)
 	g := &gateClient{started: make(chan struct{}, 10), gate: make(chan struct{})}
 	f := newMailerFixture(t, nil, MailerOptions{})
-	g.next = smtpClient(t, srv.Port)
+	g.Client = smtpClient(t, srv.Port)
 	f.m.client = g
 	ctx := context.Background()
 	for _, email := range []string{"first@example.com", "second@example.com"} {
@@ -499,4 +502,73 @@ func TestMailerWake(t *testing.T) {
 	}
 	f.m.Wake()
 	srv.WaitFor(t, 2, 10*time.Second)
+}
+
+// TestMailerBatchSharesConnection: a claimed batch goes over one SMTP connection; a recipient the
+// server refuses mid-batch fails alone (retried later) and the rest of the batch still goes, over
+// a new connection.
+func TestMailerBatchSharesConnection(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{MinBackoff: time.Hour})
+	ctx := context.Background()
+	const n = 2 * batchSize
+	for i := range n {
+		if err := f.store.Subscribe(ctx, fmt.Sprintf("reader%d@example.com", i), "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Script("reader3@example.com", smtptest.Answer{At: smtptest.AtData, Code: 451})
+	f.m.drain(ctx)
+	if got := len(srv.Messages()); got != n-1 {
+		t.Errorf("%d emails delivered, want %d (all but the refused one)", got, n-1)
+	}
+	// Two batches, plus one new connection after the refusal.
+	if got := srv.Sessions(); got != 3 {
+		t.Errorf("%d SMTP connections for %d emails in batches of %d with one refusal, want 3", got, n, batchSize)
+	}
+	var rows []struct {
+		Email string `db:"email"`
+		Sent  bool   `db:"sent"`
+		Error string `db:"last_error"`
+	}
+	if err := f.db.Select(&rows, `SELECT s.email, o.sent_at IS NOT NULL AS sent, o.last_error
+		FROM outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE o.sent_at IS NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Email != "reader3@example.com" || !strings.Contains(rows[0].Error, "451") {
+		t.Errorf("unsent rows %+v, want only reader3 with its 451", rows)
+	}
+}
+
+// TestMailerWorkersShareTheBacklog: Run's workers claim different batches, so a backlog is sent
+// once each, on several connections at once.
+func TestMailerWorkersShareTheBacklog(t *testing.T) {
+	srv := smtptest.Start(t)
+	srv.SetDelay(5 * time.Millisecond) // each message takes a while, so workers overlap
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{Workers: 4})
+	ctx := context.Background()
+	const n = 8 * batchSize
+	for i := range n {
+		if err := f.store.Subscribe(ctx, fmt.Sprintf("reader%d@example.com", i), "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.run()
+	f.m.Wake()
+	msgs := srv.WaitFor(t, n, 20*time.Second)
+	waitFor(t, "every email recorded", func() bool {
+		var sent int
+		f.db.Get(&sent, `SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL`)
+		return sent == n
+	})
+	seen := map[string]int{}
+	for _, m := range srv.Messages() {
+		seen[m.To[0]]++
+	}
+	if len(msgs) != n || len(seen) != n {
+		t.Errorf("%d messages to %d readers, want each of %d once", len(srv.Messages()), len(seen), n)
+	}
+	if s := srv.Sessions(); s < 2 {
+		t.Errorf("%d SMTP connections: the workers did not overlap", s)
+	}
 }

@@ -73,6 +73,7 @@ type Server struct {
 	delay    time.Duration
 	mode     Mode
 	count    atomic.Int64
+	sessions atomic.Int64
 	notify   chan struct{}
 }
 
@@ -141,6 +142,9 @@ func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlo
 // SetMode sets what is kept of accepted messages.
 func (s *Server) SetMode(m Mode) { s.mu.Lock(); s.mode = m; s.mu.Unlock() }
 
+// Sessions returns how many SMTP connections have been opened (greeted) so far.
+func (s *Server) Sessions() int { return int(s.sessions.Load()) }
+
 // Count returns how many messages were accepted, in any mode.
 func (s *Server) Count() int { return int(s.count.Load()) }
 
@@ -183,6 +187,7 @@ func (s *Server) To(rcpt string) []Message {
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.s.sessions.Add(1)
 	return &session{s: b.s, conn: c}, nil
 }
 

@@ -39,6 +39,7 @@ type adminPages struct {
 	password        string // empty: every login is refused
 	requireApproval bool   // scheduled sends wait for an editor's approval
 	secure          bool   // https: cookies are Secure
+	trustProxy      bool   // the login throttle keys clients by X-Forwarded-For
 	langs           []string
 	maxArticles     int
 	publication     string
@@ -50,7 +51,8 @@ func (h *Handler) admin() *adminPages {
 	return &adminPages{
 		store: h.store, sessions: editorSessions{db: h.store.db, now: h.store.now}, renderer: h.renderer, pages: h.pages,
 		testSend: h.opts.TestSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval, secure: h.opts.SecureCookies,
-		langs: h.opts.Languages, maxArticles: h.opts.MaxArticles, publication: h.opts.Publication, log: h.log,
+		trustProxy: h.opts.TrustProxy,
+		langs:      h.opts.Languages, maxArticles: h.opts.MaxArticles, publication: h.opts.Publication, log: h.log,
 	}
 }
 
@@ -270,7 +272,7 @@ func (a *adminPages) Login(w http.ResponseWriter, r *http.Request) {
 		a.loginPage(w, r, http.StatusForbidden, "Editor login is switched off: no editor password is set.")
 		return
 	}
-	client := clientKey(r)
+	client := clientKey(r, a.trustProxy)
 	if err := a.sessions.throttled(r.Context(), client); err != nil {
 		if errors.Is(err, errLoginThrottled) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow/time.Second)))

@@ -211,7 +211,7 @@ func TestClientKey(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := &http.Request{RemoteAddr: c.remote}
-			if got := clientKey(r); got != c.want {
+			if got := clientKey(r, false); got != c.want {
 				t.Errorf("clientKey(%q) = %q, want %q", c.remote, got, c.want)
 			}
 		})
@@ -511,6 +511,44 @@ func TestAdminLoginThrottled(t *testing.T) {
 		}
 		if code := try("192.0.2.200:4000", testPassword); code != http.StatusTooManyRequests {
 			t.Fatalf("a fresh client after %d failures from many: %d, want 429", loginGlobalLimit, code)
+		}
+	})
+
+	// Behind the operator's proxy (every request from its address), the throttle keys on the
+	// entry the proxy appended, so one guesser does not lock out the editors' clients.
+	t.Run("BehindProxy", func(t *testing.T) {
+		e := newAdminEnv(t, testPassword)
+		try := func(trust bool, forwarded, password string) int {
+			e.admin.trustProxy = trust
+			token := newSessionID()
+			form := url.Values{"csrf": {token}, "password": {password}}
+			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", forwarded)
+			req.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: token})
+			req.RemoteAddr = "10.0.0.1:4000"
+			w := httptest.NewRecorder()
+			e.admin.Login(w, req)
+			return w.Code
+		}
+		for i := 0; i < loginClientLimit; i++ {
+			// The guesser forges a first entry each time; only the proxy's last one counts.
+			if code := try(true, fmt.Sprintf("192.0.2.%d, 198.51.100.66", i), "wrong"); code != http.StatusUnauthorized {
+				t.Fatalf("attempt %d: %d", i+1, code)
+			}
+		}
+		if code := try(true, "198.51.100.66", testPassword); code != http.StatusTooManyRequests {
+			t.Errorf("the guesser after %d failures: %d, want 429", loginClientLimit, code)
+		}
+		if code := try(true, "203.0.113.5", testPassword); code != http.StatusSeeOther {
+			t.Errorf("an editor behind the same proxy: %d, want 303 (logged in)", code)
+		}
+		// Without NEWSLETTER_TRUST_PROXY everyone is the proxy: the same guesses lock out all.
+		for i := 0; i < loginClientLimit; i++ {
+			try(false, "198.51.100.77", "wrong")
+		}
+		if code := try(false, "203.0.113.5", testPassword); code != http.StatusTooManyRequests {
+			t.Errorf("without trusting the proxy, an editor after %d failures through it: %d, want 429", loginClientLimit, code)
 		}
 	})
 }

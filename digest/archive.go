@@ -29,6 +29,7 @@ type HandlerOptions struct {
 	AdminPassword   string
 	SecureCookies   bool // editor cookies get Secure (the service runs behind https)
 	RequireApproval bool
+	TrustProxy      bool // behind the operator's reverse proxy: clients by its X-Forwarded-For entry
 	// TestSend sends issue issueID once to the address to ("send a test" on the editor pages).
 	TestSend func(ctx context.Context, issueID int64, to string) error
 }

@@ -10,11 +10,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"newsletter/internal/clientaddr"
 )
 
 // Limits of the editors' sessions and of the login throttle.
@@ -185,22 +186,11 @@ func csrfEqual(cookie, form string) bool {
 	return cookie != "" && subtle.ConstantTimeCompare([]byte(cookie), []byte(form)) == 1
 }
 
-// clientKey names the client for the login throttle: its IP address, or its /64 for IPv6, where
-// one host usually holds a whole prefix. Behind a reverse proxy every client shares the proxy's
-// address, so the per-client limit then acts as a second global one.
-func clientKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return host
-	}
-	if ip.To4() != nil {
-		return ip.String()
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+// clientKey names the client for the login throttle: its address (the proxy's X-Forwarded-For
+// entry when trustProxy), IPv6 grouped by /64. Behind a proxy without trustProxy every client
+// shares the proxy's address, so the per-client limit then acts as a second global one.
+func clientKey(r *http.Request, trustProxy bool) string {
+	return clientaddr.Key(clientaddr.Of(r, trustProxy))
 }
 
 // sessionCookieFor builds the session cookie; an empty value (with MaxAge -1) removes it.

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/language/display"
 
+	"newsletter/internal/clientaddr"
 	"newsletter/templates"
 )
 
@@ -153,8 +153,8 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 	h.cors(w, r)
 	wantJSON := acceptsJSON(r) || isJSON(r)
 	lang := h.pageLang("", r)
-	ip := h.clientIP(r)
-	if ok, retry := h.limiter.allow(limiterKey(ip), h.opts.Now()); !ok {
+	ip := clientaddr.Of(r, h.opts.TrustProxy)
+	if ok, retry := h.limiter.allow(clientaddr.Key(ip), h.opts.Now()); !ok {
 		h.requests.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 		h.requestError(w, r, wantJSON, lang, http.StatusTooManyRequests, "subscribers.error.rate_limited")
@@ -675,34 +675,6 @@ func languageName(code string) string {
 	}
 	r, size := utf8.DecodeRuneInString(name)
 	return strings.ToUpper(string(r)) + name[size:]
-}
-
-// clientIP is the request's remote address, or the last X-Forwarded-For entry (the one our own
-// proxy added) when the service is told it sits behind a proxy.
-func (h *Handler) clientIP(r *http.Request) string {
-	if h.opts.TrustProxy {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			parts := strings.Split(xff[len(xff)-1], ",")
-			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
-				return ip.String()
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// limiterKey groups IPv6 clients by /64, the block one subscriber line usually gets, so rotating
-// addresses inside it does not multiply the allowance.
-func limiterKey(ip string) string {
-	p := net.ParseIP(ip)
-	if p == nil || p.To4() != nil {
-		return ip
-	}
-	return p.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // acceptsJSON reports whether the Accept header prefers JSON to HTML.

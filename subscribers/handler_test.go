@@ -448,21 +448,6 @@ func TestSubscribeRateLimit(t *testing.T) {
 	}
 }
 
-func TestLimiterKey(t *testing.T) {
-	tests := []struct{ ip, want string }{
-		{"203.0.113.7", "203.0.113.7"},
-		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
-		{"2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"},
-		{"::ffff:203.0.113.7", "::ffff:203.0.113.7"},
-		{"not-an-ip", "not-an-ip"},
-	}
-	for _, tt := range tests {
-		if got := limiterKey(tt.ip); got != tt.want {
-			t.Errorf("limiterKey(%q) = %q, want %q", tt.ip, got, tt.want)
-		}
-	}
-}
-
 func TestSubscribeRateLimitOff(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{RateLimit: 0})
 	for i := range 20 {

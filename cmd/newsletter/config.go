@@ -168,7 +168,7 @@ var settings = []setting{
 		str(func(c *Config) *string { return &c.DKIMKeyFile })},
 	{"NEWSLETTER_SUBSCRIBE_RATE_LIMIT", "5", "subscribe requests one client may make per minute (0: no limit)",
 		positiveInt(func(c *Config) *int { return &c.SubscribeRateLimit }, true)},
-	{"NEWSLETTER_TRUST_PROXY", "false", "take the client address from X-Forwarded-For (set it only behind a reverse proxy that sets that header)",
+	{"NEWSLETTER_TRUST_PROXY", "false", "take the client address for the subscribe rate limit and the editor login throttle from the last X-Forwarded-For entry (set it only behind a reverse proxy that sets that header)",
 		func(c *Config, v string) (err error) { c.TrustProxy, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_DEMO", "false", "seed demonstration articles when there are none and no feed is set",
 		func(c *Config, v string) (err error) { c.Demo, err = strconv.ParseBool(v); return err }},

@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,6 +113,7 @@ func (a *App) benchHTTPCmd(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 60*time.Second, "how long to drive each target")
 	clients := fs.Int("clients", 64, "concurrent clients, each on its own keep-alive connection")
 	target := fs.String("target", "all", "subscribe, archive, unsubscribe or all")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (service and load) to this file")
 	if err := fs.Parse(args); err != nil {
 		return usageError{"bench http: " + err.Error()}
 	}
@@ -130,6 +133,17 @@ func (a *App) benchHTTPCmd(ctx context.Context, args []string) error {
 		return usageError{fmt.Sprintf("bench http: --duration: want more than 0 and at most %s", benchMaxDuration)}
 	case opts.Clients <= 0 || opts.Clients > benchMaxClients:
 		return usageError{fmt.Sprintf("bench http: --clients: want 1 to %d", benchMaxClients)}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := a.benchHTTP(ctx, opts)
 	if err != nil {

@@ -48,7 +48,7 @@ commands:
   subscribers import [--skip-invalid] FILE|-
   subscribers export
   bench send [--readers N]               measure the sending engine against a local sink
-  bench http [--duration D] [--clients N] [--target subscribe|archive|unsubscribe|all]
+  bench http [--duration D] [--clients N] [--target subscribe|archive|unsubscribe|all] [--cpuprofile FILE]
 
 Settings come from NEWSLETTER_* environment variables; see the README.
 `

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -54,6 +55,9 @@ type Handler struct {
 	limiter *rateLimiter
 	origins map[string]bool
 	sched   schedule
+	// acceptedPages holds the "check your inbox" page per language, rendered once: it is the
+	// same for every subscriber and was the costliest part of answering a subscribe.
+	acceptedPages sync.Map // lang -> []byte
 
 	requests      *prometheus.CounterVec
 	confirmations prometheus.Counter
@@ -251,8 +255,22 @@ func (h *Handler) accepted(w http.ResponseWriter, wantJSON bool, lang string) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "message": h.cat.T(lang, "subscribers.accepted.text")})
 		return
 	}
-	h.message(w, http.StatusOK, lang, message{Title: h.cat.T(lang, "subscribers.accepted.title"), Text: h.cat.T(lang, "subscribers.accepted.text"),
-		Detail: h.cat.T(lang, "subscribers.accepted.detail"), OK: true})
+	page, ok := h.acceptedPages.Load(lang)
+	if !ok {
+		m := message{Title: h.cat.T(lang, "subscribers.accepted.title"), Text: h.cat.T(lang, "subscribers.accepted.text"),
+			Detail: h.cat.T(lang, "subscribers.accepted.detail"), OK: true}
+		var buf bytes.Buffer
+		if err := h.pages.Render(&buf, "message", templates.View{Lang: lang, Title: m.Title, Publication: h.opts.Publication, Data: m}); err != nil {
+			// Not kept, so the next request tries again; this one gets the plain error page.
+			h.log.Error("subscribers: render page", "page", "message", "err", err)
+			http.Error(w, "Internal error.", http.StatusInternalServerError)
+			return
+		}
+		page, _ = h.acceptedPages.LoadOrStore(lang, buf.Bytes())
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(page.([]byte))
 }
 
 func (h *Handler) fieldError(w http.ResponseWriter, r *http.Request, wantJSON bool, lang string, in subscribeInput, fe *FieldError) {

@@ -572,3 +572,51 @@ func TestMailerWorkersShareTheBacklog(t *testing.T) {
 		t.Errorf("%d SMTP connections: the workers did not overlap", s)
 	}
 }
+
+// BenchmarkMailerDrain measures how fast Run's workers empty a backlog of queued confirmations (as
+// after a burst of subscriptions) into a local SMTP server that keeps nothing.
+func BenchmarkMailerDrain(b *testing.B) {
+	const n = 5000
+	srv, err := smtptest.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	srv.SetMode(smtptest.Discard)
+	c, err := mail.NewClient("127.0.0.1", mail.WithPort(srv.Port), mail.WithTLSPolicy(mail.NoTLS), mail.WithTimeout(10*time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := testdb.New(b)
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMailer(db, c, NewSigner(dataSecret), fsys, cat, MailerOptions{BaseURL: mailerBaseURL,
+		From: "Digest <digest@news.test>", Publication: "Вестник", Poll: time.Hour}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	for range b.N {
+		db.MustExec(`TRUNCATE subscribers CASCADE`)
+		db.MustExec(`WITH s AS (
+				INSERT INTO subscribers (email, name, lang, status)
+				SELECT 'reader' || i || '@example.com', 'Reader ' || i, CASE WHEN i % 2 = 0 THEN 'en' ELSE 'ru' END, 'pending'
+				FROM generate_series(1, $1) i RETURNING id)
+			INSERT INTO outbox (kind, subscriber_id) SELECT 'confirm', id FROM s`, n)
+		sent := srv.Count()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		b.StartTimer()
+		go func() { m.Run(ctx); close(done) }()
+		for srv.Count()-sent < n {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		cancel()
+		<-done
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "emails/s")
+}

@@ -36,10 +36,11 @@ type adminPages struct {
 	renderer        *Renderer
 	pages           *templates.Pages
 	testSend        func(ctx context.Context, issueID int64, to string) error
-	password        string // empty: every login is refused
-	requireApproval bool   // scheduled sends wait for an editor's approval
-	secure          bool   // https: cookies are Secure
-	trustProxy      bool   // the login throttle keys clients by X-Forwarded-For
+	startSend       func(ctx context.Context, issueID int64) (int, error) // nil: no "send now"
+	password        string                                                // empty: every login is refused
+	requireApproval bool                                                  // scheduled sends wait for an editor's approval
+	secure          bool                                                  // https: cookies are Secure
+	trustProxy      bool                                                  // the login throttle keys clients by X-Forwarded-For
 	langs           []string
 	maxArticles     int
 	publication     string
@@ -50,7 +51,7 @@ type adminPages struct {
 func (h *Handler) admin() *adminPages {
 	return &adminPages{
 		store: h.store, sessions: editorSessions{db: h.store.db, now: h.store.now}, renderer: h.renderer, pages: h.pages,
-		testSend: h.opts.TestSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval, secure: h.opts.SecureCookies,
+		testSend: h.opts.TestSend, startSend: h.opts.StartSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval, secure: h.opts.SecureCookies,
 		trustProxy: h.opts.TrustProxy,
 		langs:      h.opts.Languages, maxArticles: h.opts.MaxArticles, publication: h.opts.Publication, log: h.log,
 	}
@@ -61,6 +62,13 @@ func (h *Handler) admin() *adminPages {
 func (h *Handler) WithTestSend(f func(ctx context.Context, issueID int64, to string) error) *Handler {
 	c := *h
 	c.opts.TestSend = f
+	return &c
+}
+
+// WithStartSend returns a copy of h whose "send now" uses f (the Sender's Start).
+func (h *Handler) WithStartSend(f func(ctx context.Context, issueID int64) (int, error)) *Handler {
+	c := *h
+	c.opts.StartSend = f
 	return &c
 }
 
@@ -165,6 +173,7 @@ var flashes = map[string]string{
 	"paused":    "Sending paused.",
 	"resumed":   "Sending resumed.",
 	"cancelled": "Issue cancelled.",
+	"started":   "Sending started.",
 }
 
 func (a *adminPages) common(r *http.Request, active string) adminCommon {
@@ -451,11 +460,14 @@ type adminDigestData struct {
 	Preheader   string
 	// RequireApproval: the scheduled send waits for approval (else it takes the draft as it is).
 	RequireApproval bool
-	Text            string
-	Articles        []articleRow
-	More            int
-	Hidden          []Article
-	TestTo          string
+	// CanSendNow: the issue is approved and this service can start it ("send now").
+	CanSendNow bool
+	Readers    int // confirmed readers of the language: who "send now" reaches
+	Text       string
+	Articles   []articleRow
+	More       int
+	Hidden     []Article
+	TestTo     string
 }
 
 func (a *adminPages) lang(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -497,6 +509,13 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 	if is != nil {
 		d.Issue = is
 		d.Editable = is.Status == StatusDraft
+		if is.Status == StatusApproved && a.startSend != nil {
+			d.CanSendNow = true
+			if d.Readers, err = a.store.ConfirmedReaders(ctx, lang); err != nil {
+				a.failErr(w, r, err, "/admin/")
+				return
+			}
+		}
 		c, err := a.store.Content(ctx, is.ID, a.maxArticles)
 		if err != nil {
 			a.failErr(w, r, err, "/admin/")
@@ -1104,6 +1123,23 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 		err, done = a.store.Resume(ctx, is.ID), "resumed"
 	case "cancel":
 		err, done = a.store.Cancel(ctx, is.ID), "cancelled"
+	case "send":
+		// Only an approved issue: its content is locked, so what starts is what the editor
+		// approved, not a draft that new articles changed since the page was drawn.
+		back = "/admin/digest/" + is.Lang
+		if is.Status != StatusApproved {
+			a.fail(w, r, http.StatusConflict, "Only an approved issue can be sent now; this one is "+is.Status+".", back)
+			return
+		}
+		if a.startSend == nil {
+			a.fail(w, r, http.StatusServiceUnavailable, "Sending is not set up in this service.", back)
+			return
+		}
+		var n int
+		if n, err = a.startSend(ctx, is.ID); err == nil {
+			a.log.Info("admin: issue started by an editor", "issue", is.ID, "readers", n)
+			back, done = "/admin/issues/"+strconv.FormatInt(is.ID, 10), "started"
+		}
 	default:
 		a.fail(w, r, http.StatusNotFound, "There is no such action.", back)
 		return

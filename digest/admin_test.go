@@ -21,6 +21,7 @@ import (
 
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
+	"newsletter/subscribers"
 	"newsletter/templates"
 )
 
@@ -1165,5 +1166,68 @@ func TestMoveRow(t *testing.T) {
 				t.Error("moveRow changed its input")
 			}
 		})
+	}
+}
+
+// TestAdminSendNow: an approved issue can be started from its page ("send now"), reaching every
+// confirmed reader; a draft cannot (its articles may change under the editor), nor an issue
+// already sending.
+func TestAdminSendNow(t *testing.T) {
+	e := newAdminEnv(t, testPassword)
+	seedReaders(t, e.db, "en", 3)
+	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
+	client, err := gomail.NewClient(e.smtp.Host, gomail.WithPort(e.smtp.Port), gomail.WithTLSPolicy(gomail.NoTLS), gomail.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("test-secret-0123456789")
+	sender, err := NewSender(e.store, sendTestRenderer(t), subscribers.NewSigner(secret), subscribers.NewStore(e.db, secret), client,
+		SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly", Secret: secret},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.admin.startSend = sender.Start
+	e.mustLogin()
+	is := e.coming("en")
+	sendPath := fmt.Sprintf("/admin/issues/%d/send", is.ID)
+
+	if p := e.get("/admin/digest/en"); strings.Contains(p.body, sendPath) {
+		t.Error("a draft offers send now")
+	}
+	if p := e.post(sendPath, url.Values{"csrf": {e.csrf("/admin/")}}); p.status != http.StatusConflict || !strings.Contains(p.body, "Only an approved issue") {
+		t.Errorf("send now of a draft: %d, want 409 with a reason", p.status)
+	}
+	var queued int
+	e.db.Get(&queued, `SELECT count(*) FROM deliveries`)
+	if got, _ := e.store.IssueByID(context.Background(), is.ID); got.Status != StatusDraft || queued != 0 {
+		t.Fatalf("refused send now changed the issue: %s, %d queued", got.Status, queued)
+	}
+
+	e.action(fmt.Sprintf("/admin/issues/%d/approve", is.ID), nil)
+	p := e.get("/admin/digest/en")
+	if !strings.Contains(p.body, `action="`+sendPath+`"`) || !strings.Contains(p.body, "Send to 3 readers now") {
+		t.Fatalf("an approved issue does not offer send now to its 3 readers:\n%s", p.body)
+	}
+	if loc := e.action(sendPath, nil); loc != fmt.Sprintf("/admin/issues/%d?done=started", is.ID) {
+		t.Errorf("send now went to %q", loc)
+	}
+	got, _ := e.store.IssueByID(context.Background(), is.ID)
+	e.db.Get(&queued, `SELECT count(*) FROM deliveries WHERE issue_id = $1 AND status = 'queued'`, is.ID)
+	if got.Status != StatusSending || queued != 3 || got.ArchiveHTML == "" {
+		t.Fatalf("after send now: status %s, %d queued, archive kept %v", got.Status, queued, got.ArchiveHTML != "")
+	}
+	if p := e.get(fmt.Sprintf("/admin/issues/%d?done=started", is.ID)); !strings.Contains(p.body, "Sending started.") {
+		t.Error("the issue page does not say sending started")
+	}
+	if p := e.post(sendPath, url.Values{"csrf": {e.csrf("/admin/")}}); p.status != http.StatusConflict {
+		t.Errorf("send now of an issue already sending: %d, want 409", p.status)
+	}
+	// The sender (the serve worker) takes it from here.
+	if err := sender.SendIssue(context.Background(), is.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.smtp.Messages()); n != 3 {
+		t.Errorf("%d digests delivered, want 3", n)
 	}
 }

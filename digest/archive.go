@@ -32,6 +32,9 @@ type HandlerOptions struct {
 	TrustProxy      bool // behind the operator's reverse proxy: clients by its X-Forwarded-For entry
 	// TestSend sends issue issueID once to the address to ("send a test" on the editor pages).
 	TestSend func(ctx context.Context, issueID int64, to string) error
+	// StartSend starts sending an approved issue now ("send now" on the editor pages): the Sender's
+	// Start, which returns how many readers it queued.
+	StartSend func(ctx context.Context, issueID int64) (int, error)
 }
 
 // Handler serves the digest's web pages: the public archive here, the editor pages in admin.go.

@@ -188,7 +188,7 @@ func (s *Scheduler) decide(ctx context.Context, log *slog.Logger, lang string, a
 		return "issue already " + iss.Status, iss.ID
 	}
 	if late := now.Sub(at); late > s.opts.MaxLateness {
-		reason := fmt.Sprintf("the scheduled send of %s ran %s late (more than %s; the service was probably down), so it was not sent automatically: an editor must send it (newsletter digest send --lang %s)",
+		reason := fmt.Sprintf("the scheduled send of %s ran %s late (more than %s; the service was probably down), so it was not sent automatically: an editor must send it (approve it, then Send now on the editor page, or newsletter digest send --lang %s)",
 			at.UTC().Format("2006-01-02 15:04 MST"), late.Round(time.Minute), s.opts.MaxLateness, lang)
 		log.Warn("digest schedule: run too late; the issue waits for an editor", "issue", iss.ID, "late", late.Round(time.Minute).String())
 		if _, err := s.store.db.ExecContext(ctx, `UPDATE issues SET pause_reason = $2 WHERE id = $1 AND status IN ('draft', 'approved')`, iss.ID, reason); err != nil {

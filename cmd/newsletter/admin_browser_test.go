@@ -149,8 +149,19 @@ func TestBrowserEditor(t *testing.T) {
 	if err := s.DB.Get(&issueID, `SELECT id FROM issues WHERE lang = 'en'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := digest.NewStore(s.DB, nil).StartSending(context.Background(), issueID); err != nil {
-		t.Fatal(err)
+	// The editor sends it now rather than waiting for the schedule: "Send now…" opens to the
+	// button that names the readers it reaches.
+	do(t, ctx, "reload the approved digest", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("details.send-now summary")))
+	do(t, ctx, "open send now", chromedp.Click(chromedp.CSS("details.send-now summary")), chromedp.WaitVisible(chromedp.CSS("details.send-now button")))
+	if label := eval(t, ctx, "send now label", chromedp.Text(chromedp.CSS("details.send-now button"))); label != "Send to 3 readers now" {
+		t.Errorf("send now button says %q", label)
+	}
+	screenshot(t, ctx, "admin-digest-send-now")
+	if st := press(t, ctx, "details.send-now button"); st != 200 {
+		t.Fatalf("send now answered %d", st)
+	}
+	if flash := eval(t, ctx, "flash", chromedp.Text(chromedp.CSS(".notice"))); !strings.Contains(flash, "Sending started") {
+		t.Errorf("after send now the page says %q", flash)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if err := s.DB.Get(&st, `SELECT status FROM issues WHERE id = $1`, issueID); err != nil {

@@ -98,7 +98,12 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestHandler.WithTestSend(digest.TestSender(digestStore, digestRenderer, testClient, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles))
+	sender, err := a.newSender(digestStore) // also runs below, as the "digest sender" worker
+	if err != nil {
+		return nil, nil, err
+	}
+	editor := digestHandler.WithTestSend(digest.TestSender(digestStore, digestRenderer, testClient, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles)).
+		WithStartSend(sender.Start)
 	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
 	mux.HandleFunc("POST /admin/login", editor.AdminLogin)
 	mux.Handle("POST /admin/logout", editor.RequireEditor(editor.AdminLogout))
@@ -114,13 +119,9 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.Handle("POST /admin/issues/{id}/text", editor.RequireEditor(editor.AdminIssueText))
 	mux.Handle("POST /admin/issues/{id}/approve", editor.RequireEditor(editor.AdminApprove))
 	mux.Handle("POST /admin/issues/{id}/test", editor.RequireEditor(editor.AdminTestSend))
-	mux.Handle("POST /admin/issues/{id}/{action}", editor.RequireEditor(editor.AdminIssueAction)) // pause resume cancel
+	mux.Handle("POST /admin/issues/{id}/{action}", editor.RequireEditor(editor.AdminIssueAction)) // pause resume cancel send
 
 	// sending
-	sender, err := a.newSender(digestStore)
-	if err != nil {
-		return nil, nil, err
-	}
 	var pollBeforeDigest func(context.Context)
 	if ingester != nil {
 		pollBeforeDigest = func(ctx context.Context) { ingester.PollAll(ctx) }

@@ -111,6 +111,31 @@ func TestArchive(t *testing.T) {
 		})
 	}
 
+	// A browser revalidating the copy it has gets 304 and no body; a changed copy is sent again.
+	res, _ := get("/archive/" + en)
+	etag := res.Header.Get("ETag")
+	if etag == "" || res.Header.Get("Last-Modified") == "" {
+		t.Fatalf("archive copy without ETag or Last-Modified: %v", res.Header)
+	}
+	revalidate := func(etag string) (int, int) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+"/archive/"+en, nil)
+		req.Header.Set("If-None-Match", etag)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, len(b)
+	}
+	if code, n := revalidate(etag); code != http.StatusNotModified || n != 0 {
+		t.Errorf("revalidating with the current ETag: %d with %d bytes, want 304 and none", code, n)
+	}
+	if code, n := revalidate(`"something-else"`); code != http.StatusOK || n == 0 {
+		t.Errorf("revalidating with another ETag: %d with %d bytes, want 200 and the copy", code, n)
+	}
+
 	// The feed is well-formed RSS with one item per sent issue.
 	_, body := get("/archive.xml")
 	var feed archiveRSS
@@ -125,9 +150,12 @@ func TestArchive(t *testing.T) {
 	if _, err := db.Exec(`UPDATE issues SET archive_html = '' WHERE id = $1`, ids["en"]); err != nil {
 		t.Fatal(err)
 	}
-	res, body := get("/archive/" + en)
+	res, body = get("/archive/" + en)
 	if res.StatusCode != 200 || !strings.Contains(body, "Subscribe to get it by email") || strings.Contains(body, "Unsubscribe") {
 		t.Errorf("copy rendered on demand: status %d", res.StatusCode)
+	}
+	if res.Header.Get("Last-Modified") != "" || res.Header.Get("ETag") == "" {
+		t.Errorf("a copy rendered on demand (templates may have changed) must be validated by ETag only: %v", res.Header)
 	}
 	checkInert(t, body)
 

@@ -501,3 +501,14 @@ func BenchmarkParseFeed(b *testing.B) {
 		}
 	}
 }
+
+func TestLooksLikeMarkup(t *testing.T) {
+	for s, want := range map[string]bool{
+		"plain": false, "x < y": false, "x <3": false, "x<": false, "</": false, "a </": false,
+		"<b>": true, "</b": true, "</ x": true, "<!-- c": true, "<?xml": true, "a <img": true,
+	} {
+		if got := looksLikeMarkup(s); got != want {
+			t.Errorf("looksLikeMarkup(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -168,11 +168,12 @@ func chromeAttrs(z *html.Tokenizer) bool {
 }
 
 // looksLikeMarkup reports whether s still holds something the tokenizer would read as a tag,
-// comment or declaration.
+// comment or declaration. A "</" that ends s is text: nothing follows to make it a tag (the
+// tokenizer itself hands it back as text, so it would otherwise look like markup forever).
 func looksLikeMarkup(s string) bool {
 	for i := strings.IndexByte(s, '<'); i >= 0 && i+1 < len(s); {
 		c := s[i+1]
-		if c == '/' || c == '!' || c == '?' || (c|0x20 >= 'a' && c|0x20 <= 'z') {
+		if (c == '/' && i+2 < len(s)) || c == '!' || c == '?' || (c|0x20 >= 'a' && c|0x20 <= 'z') {
 			return true
 		}
 		j := strings.IndexByte(s[i+1:], '<')

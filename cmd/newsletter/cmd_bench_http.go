@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/digest"
@@ -445,7 +444,7 @@ func countSubscribed(ctx context.Context, db *sqlx.DB, emails []string) (int, er
 	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE bench_accepted (email text NOT NULL) ON COMMIT DROP`); err != nil {
 		return 0, err
 	}
-	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("bench_accepted", "email"))
+	stmt, err := tx.PrepareContext(ctx, `COPY bench_accepted (email) FROM STDIN`)
 	if err != nil {
 		return 0, err
 	}

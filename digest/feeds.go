@@ -372,7 +372,8 @@ func canonicalLink(base *url.URL, link string) string {
 		u = base.ResolveReference(u)
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+	// webHost: url.Parse takes hosts no browser can reach ("//::" gives host "::" and no name).
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !webHost(u.Hostname()) {
 		return ""
 	}
 	u.Host = strings.ToLower(u.Host)

@@ -22,6 +22,7 @@ import (
 	"github.com/mmcdole/gofeed"
 	ext "github.com/mmcdole/gofeed/extensions"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/idna"
 )
 
 // FeedConfig is one configured feed and the language of its articles.
@@ -372,11 +373,23 @@ func canonicalLink(base *url.URL, link string) string {
 		u = base.ResolveReference(u)
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
-	// webHost: url.Parse takes hosts no browser can reach ("//::" gives host "::" and no name).
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !webHost(u.Hostname()) {
+	// urlHost: url.Parse takes hosts no browser can reach ("//::" gives host "::" and no name).
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !urlHost(u) {
 		return ""
 	}
 	u.Host = strings.ToLower(u.Host)
+	if h := u.Hostname(); !isASCII(h) {
+		// An IDN host as its A-label: url.String would percent-encode it, which mail clients
+		// do not all resolve.
+		a, err := idna.Lookup.ToASCII(h)
+		if err != nil {
+			return ""
+		}
+		if p := u.Port(); p != "" {
+			a += ":" + p
+		}
+		u.Host = a
+	}
 	if (u.Scheme == "http" && u.Port() == "80") || (u.Scheme == "https" && u.Port() == "443") {
 		u.Host = u.Hostname()
 	}
@@ -396,6 +409,15 @@ func canonicalLink(base *url.URL, link string) string {
 		return ""
 	}
 	return s
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // feedImage picks the lead image: an image enclosure, else Media RSS content or thumbnail, else the

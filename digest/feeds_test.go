@@ -512,3 +512,22 @@ func TestLooksLikeMarkup(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalLinkHosts(t *testing.T) {
+	base, _ := url.Parse("https://news.example.com/feed.xml")
+	for link, want := range map[string]string{
+		"//::":                           "",
+		"//:::":                          "",
+		"https://:::/":                   "",
+		"https://[::1]/a":                "https://[::1]/a",
+		"https://[2001:db8::1]:8443/x":   "https://[2001:db8::1]:8443/x",
+		"https://1.2.3.4/x":              "https://1.2.3.4/x",
+		"https://a..b/":                  "",
+		"https://новости.example/x":      "https://xn--b1amnebsh.example/x",
+		"https://НОВОСТИ.example:8080/x": "https://xn--b1amnebsh.example:8080/x",
+	} {
+		if got := canonicalLink(base, link); got != want {
+			t.Errorf("canonicalLink(%q) = %q, want %q", link, got, want)
+		}
+	}
+}

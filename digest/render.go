@@ -334,13 +334,24 @@ func safeURL(u string) string {
 		return ""
 	}
 	p, err := url.Parse(u)
-	if err != nil || p.Host == "" || p.User != nil || !webHost(p.Hostname()) {
+	if err != nil || p.Host == "" || p.User != nil || !urlHost(p) {
 		return ""
 	}
 	if s := strings.ToLower(p.Scheme); s != "http" && s != "https" {
 		return ""
 	}
 	return u
+}
+
+// urlHost reports whether u's host is one a browser can reach: a DNS name or IPv4 address
+// (webHost), or an IPv6 address in brackets. url.Parse takes "https://:::/" (host ":::", whose
+// Hostname "::" is a valid address, but not one written the way a URL needs it).
+func urlHost(u *url.URL) bool {
+	h := u.Hostname()
+	if strings.Contains(h, ":") {
+		return strings.HasPrefix(u.Host, "[") && net.ParseIP(h) != nil
+	}
+	return webHost(h)
 }
 
 // webHost reports whether host is an IP address or a DNS name: dot-separated labels of letters of

@@ -531,3 +531,12 @@ func TestCanonicalLinkHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainTitleNoTagSurvives: characters dropped while cleaning never join the rest into a tag.
+func TestPlainTitleNoTagSurvives(t *testing.T) {
+	for _, in := range []string{"<<<<\x02A>A>A>A", "<\u200bb>bold</\u200bb>", "&lt;\x01script&gt;x", "&amp;amp;amp;amp;lt;b&amp;amp;amp;amp;gt;deep"} {
+		if got := plainTitle(in, 200); looksLikeMarkup(got) {
+			t.Errorf("plainTitle(%q) = %q: still markup", in, got)
+		}
+	}
+}

@@ -90,13 +90,27 @@ func plainLines(s string) []string {
 	for pass := 0; pass < 3 && looksLikeMarkup(strings.Join(lines, "\n")); pass++ {
 		lines = htmlLines(strings.Join(lines, "\n"))
 	}
+	if looksLikeMarkup(strings.Join(lines, "\n")) {
+		// Still markup after three decodings: input built to outlast them. Its '<' go, so
+		// nothing stored can read as a tag.
+		for i, l := range lines {
+			lines[i] = strings.ReplaceAll(l, "<", "")
+		}
+	}
 	return lines
 }
 
 // htmlLines tokenizes s once: text is decoded, chrome elements dropped, block ends and newlines
 // become line breaks, and each line's whitespace is folded.
 func htmlLines(s string) []string {
-	s = strings.ToValidUTF8(s, "")
+	// Invisible characters go before tokenizing, not after: dropped later, "<\x02a>" would turn
+	// into a tag the tokenizer never saw.
+	s = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.IsControl(r) && !unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
 	z := html.NewTokenizer(strings.NewReader(s))
 	var b strings.Builder
 	skipTag, skipDepth := "", 0 // inside a dropped element: its name and nesting depth

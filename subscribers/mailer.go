@@ -40,8 +40,17 @@ type MailerOptions struct {
 	MinBackoff  time.Duration // wait after the first failure, doubled after each; default 5s
 	MaxBackoff  time.Duration // longest wait between attempts; default 5 minutes
 	SendTimeout time.Duration // connecting, and one message on a connection; default 30s
-	Workers     int           // batches sent at once, each on its own SMTP connection; default 4
+	Workers     int           // batches sent at once, each on its own SMTP connection; default 2
+	// Yield, when set and true, holds each batch back a little (at most maxYield): subscriptions
+	// are queueing (Store.Busy), and requests come before the mail they cause.
+	Yield func() bool
 }
+
+// Under sustained load each batch waits at most maxYield, so confirmations slow but never stop.
+const (
+	yieldStep = 50 * time.Millisecond
+	maxYield  = 500 * time.Millisecond
+)
 
 // Mailer is the outbox worker that sends confirmation emails. Several may run (several serve
 // processes): rows are claimed with FOR UPDATE SKIP LOCKED and leased while they are sent.
@@ -83,7 +92,7 @@ func NewMailer(db *sqlx.DB, client MailClient, signer *Signer, fsys fs.FS, cat *
 		opts.SendTimeout = 30 * time.Second
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 2
 	}
 	from, err := netmail.ParseAddress(opts.From)
 	if err != nil {
@@ -163,6 +172,7 @@ func (m *Mailer) Run(ctx context.Context) error {
 // drain sends batches until none is due.
 func (m *Mailer) drain(ctx context.Context) {
 	for ctx.Err() == nil {
+		m.yield(ctx)
 		jobs, err := m.claim(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -177,9 +187,26 @@ func (m *Mailer) drain(ctx context.Context) {
 	}
 }
 
+// yield waits while opts.Yield says the request path is saturated, up to maxYield.
+func (m *Mailer) yield(ctx context.Context) {
+	if m.opts.Yield == nil {
+		return
+	}
+	for waited := time.Duration(0); waited < maxYield && m.opts.Yield(); waited += yieldStep {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(yieldStep):
+		}
+	}
+}
+
 // sendBatch sends claimed emails one after another over one SMTP connection (a new one after any
-// failure, whose session state is then unknown) and records each outcome as it is known. When ctx
-// ends, the message in flight finishes and the rest are handed back.
+// failure, whose session state is then unknown), then records every outcome in one transaction:
+// one commit per batch, not per email, keeps a burst of confirmations from competing with the
+// subscriptions themselves for WAL flushes. When ctx ends, the message in flight finishes, the
+// batch so far is recorded and the rest handed back. A crash before recording re-sends the batch's
+// emails once the lease ends: a duplicate confirmation, whose links both work.
 func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 	var conn *smtp.Client
 	defer func() {
@@ -187,6 +214,8 @@ func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 			m.client.CloseWithSMTPClient(conn)
 		}
 	}()
+	outcomes := make([]error, 0, len(jobs))
+	defer func() { m.record(jobs[:len(outcomes)], outcomes) }()
 	for i, j := range jobs {
 		if ctx.Err() != nil {
 			m.release(jobs[i:])
@@ -199,8 +228,8 @@ func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 			cancel()
 			if err != nil {
 				// Nothing of this batch can go now: each waits its own backoff.
-				for _, rest := range jobs[i:] {
-					m.record(rest, err)
+				for range jobs[i:] {
+					outcomes = append(outcomes, err)
 				}
 				return
 			}
@@ -211,7 +240,62 @@ func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 				conn = nil
 			}
 		}
-		m.record(j, err)
+		outcomes = append(outcomes, err)
+	}
+}
+
+// record stores the outcome of each email (errs[i] of jobs[i]): sent, or due again after a
+// backoff. It runs even when the mailer is stopping, so a message handed to SMTP is never left
+// looking unsent.
+func (m *Mailer) record(jobs []job, errs []error) {
+	if len(jobs) == 0 {
+		return
+	}
+	var sent []int64
+	var failedIDs, waits []int64
+	var reasons []string
+	for i, j := range jobs {
+		if errs[i] == nil {
+			sent = append(sent, j.ID)
+			continue
+		}
+		wait := m.backoff(j.Attempts)
+		msg := redact(errs[i].Error(), j.Email)
+		failedIDs, waits, reasons = append(failedIDs, j.ID), append(waits, wait.Milliseconds()), append(reasons, clipBytes(msg, 1000))
+		m.log.Warn("confirmation not sent, will retry", "outbox_id", j.ID, "attempt", j.Attempts, "retry_in", wait, "error", msg)
+	}
+	m.sent.Add(float64(len(sent)))
+	m.failed.Add(float64(len(failedIDs)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := func() error {
+		tx, err := m.db.BeginTxx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if len(sent) > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET sent_at = now(), last_error = '' WHERE id = ANY($1)`, pq.Array(sent)); err != nil {
+				return err
+			}
+		}
+		if len(failedIDs) > 0 {
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE outbox o SET next_attempt_at = now() + f.wait * interval '1 millisecond', last_error = f.reason
+				FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS f(id, wait, reason) WHERE o.id = f.id`,
+				pq.Array(failedIDs), pq.Array(waits), pq.Array(reasons)); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		// Sent ones go again after their lease (a duplicate); failed ones are retried then anyway.
+		m.log.Error("confirmation outcomes not recorded", "sent", len(sent), "failed", len(failedIDs), "error", err)
+		return
+	}
+	if len(sent) > 0 {
+		m.log.Info("confirmations sent", "count", len(sent), "outbox_ids", sent)
 	}
 }
 
@@ -291,31 +375,6 @@ func (m *Mailer) release(jobs []job) {
 	if _, err := m.db.ExecContext(ctx, `UPDATE outbox SET next_attempt_at = now(), attempts = attempts - 1 WHERE id = ANY($1)`, pq.Array(ids)); err != nil {
 		m.log.Warn("confirmation outbox: release at shutdown failed; rows wait for their lease", "error", err)
 	}
-}
-
-// record stores the outcome of one email: sent, or due again after a backoff. It runs even when the
-// mailer is stopping, so a message handed to SMTP is never left looking unsent.
-func (m *Mailer) record(j job, err error) {
-	rec, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err == nil {
-		m.sent.Inc()
-		if _, err := m.db.ExecContext(rec, `UPDATE outbox SET sent_at = now(), last_error = '' WHERE id = $1`, j.ID); err != nil {
-			m.log.Error("confirmation sent but not recorded", "outbox_id", j.ID, "error", err)
-			return
-		}
-		m.log.Info("confirmation sent", "outbox_id", j.ID, "attempt", j.Attempts)
-		return
-	}
-	m.failed.Inc()
-	wait := m.backoff(j.Attempts)
-	msg := redact(err.Error(), j.Email)
-	if _, dbErr := m.db.ExecContext(rec, `
-		UPDATE outbox SET next_attempt_at = now() + $2 * interval '1 millisecond', last_error = $3 WHERE id = $1`,
-		j.ID, wait.Milliseconds(), clipBytes(msg, 1000)); dbErr != nil {
-		m.log.Error("confirmation failed and its retry not recorded", "outbox_id", j.ID, "error", dbErr)
-	}
-	m.log.Warn("confirmation not sent, will retry", "outbox_id", j.ID, "attempt", j.Attempts, "retry_in", wait, "error", msg)
 }
 
 // backoff is the wait after the nth failed attempt: MinBackoff doubled each time, capped.

@@ -620,3 +620,28 @@ func BenchmarkMailerDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "emails/s")
 }
+
+// TestMailerYieldsButNeverStops: while the request path is saturated (Yield true) each batch
+// waits up to maxYield, and still goes.
+func TestMailerYieldsButNeverStops(t *testing.T) {
+	srv := smtptest.Start(t)
+	var asked atomic.Int64
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{Workers: 1, Yield: func() bool { asked.Add(1); return true }})
+	ctx := context.Background()
+	const n = 2 * batchSize
+	for i := range n {
+		if err := f.store.Subscribe(ctx, fmt.Sprintf("reader%d@example.com", i), "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	f.m.drain(ctx)
+	took := time.Since(start)
+	if got := len(srv.Messages()); got != n {
+		t.Fatalf("%d emails while yielding, want all %d", got, n)
+	}
+	// Two batches and the final empty claim each waited the longest.
+	if took < 3*maxYield || asked.Load() < 3 {
+		t.Errorf("drain took %s asking Yield %d times: it did not make way", took, asked.Load())
+	}
+}

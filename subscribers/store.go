@@ -71,6 +71,10 @@ func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Conse
 	return s.batch.subscribe(ctx, &subscription{email: email, name: name, lang: lang, consent: c, hash: s.suppressionHash(email)})
 }
 
+// Busy reports whether subscriptions are arriving faster than they can be committed one slot at a
+// time (lately one had to wait): background work such as the confirmation mailer makes way then.
+func (s *Store) Busy() bool { return s.batch.busy() }
+
 func clipBytes(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -47,6 +48,18 @@ type subscribeBatcher struct {
 	mu      sync.Mutex
 	queue   []*subscription
 	running int
+
+	lastQueued atomic.Int64 // unix nanoseconds when a subscription last had to wait for a slot
+}
+
+// busyWindow is how long after a subscription last waited for a committer slot the batcher
+// counts as busy (busy).
+const busyWindow = 100 * time.Millisecond
+
+// busy reports whether subscriptions have lately had to queue: the database (or the CPU) is
+// saturated by them, and background work should make way.
+func (b *subscribeBatcher) busy() bool {
+	return time.Now().UnixNano()-b.lastQueued.Load() < int64(busyWindow)
 }
 
 func (b *subscribeBatcher) subscribe(ctx context.Context, s *subscription) error {
@@ -62,6 +75,7 @@ func (b *subscribeBatcher) subscribe(ctx context.Context, s *subscription) error
 	}
 	b.queue = append(b.queue, s)
 	b.mu.Unlock()
+	b.lastQueued.Store(time.Now().UnixNano())
 
 	select {
 	case <-s.done:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestSubscribeBatchOneBadRow: a row the database refuses fails only its own subscription; the
@@ -97,5 +98,18 @@ func TestSubscribeBatchConcurrent(t *testing.T) {
 	}
 	if b := s.batch; b.running != 0 || len(b.queue) != 0 {
 		t.Errorf("after the run: running %d, queued %d; want 0, 0", b.running, len(b.queue))
+	}
+	// 200 at once cannot all hold a committer slot: some queued, which makes the store busy for
+	// busyWindow after.
+	last := s.batch.lastQueued.Load()
+	if last == 0 {
+		t.Fatal("200 concurrent subscriptions, and none queued")
+	}
+	if busy, want := s.Busy(), time.Since(time.Unix(0, last)) < busyWindow; busy != want {
+		t.Errorf("Busy() = %v %s after the last one queued", busy, time.Since(time.Unix(0, last)))
+	}
+	s.batch.lastQueued.Store(time.Now().Add(-busyWindow - time.Millisecond).UnixNano())
+	if s.Busy() {
+		t.Error("busy longer than busyWindow after the last queueing")
 	}
 }

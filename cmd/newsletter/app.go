@@ -104,8 +104,8 @@ func loadSecret(ctx context.Context, db *sqlx.DB, configured string) ([]byte, er
 	return hex.DecodeString(v)
 }
 
-// mailClient builds the go-mail client for NEWSLETTER_SMTP_URL.
-func (a *App) mailClient() (*mail.Client, error) {
+// mailClient builds the go-mail client for NEWSLETTER_SMTP_URL, with extra options last.
+func (a *App) mailClient(extra ...mail.Option) (*mail.Client, error) {
 	u, err := url.Parse(a.cfg.SMTPURL)
 	if err != nil {
 		return nil, errors.New("NEWSLETTER_SMTP_URL: not a URL")
@@ -129,7 +129,7 @@ func (a *App) mailClient() (*mail.Client, error) {
 		pass, _ := u.User.Password()
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain), mail.WithUsername(u.User.Username()), mail.WithPassword(pass))
 	}
-	c, err := mail.NewClient(u.Hostname(), opts...)
+	c, err := mail.NewClient(u.Hostname(), append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("NEWSLETTER_SMTP_URL: %v", err)
 	}

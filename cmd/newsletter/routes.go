@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wneessen/go-mail"
 
 	"newsletter/digest"
 	"newsletter/subscribers"
@@ -31,12 +32,13 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	subStore := subscribers.NewStore(a.db, a.secret)
 	signer := subscribers.NewSigner(a.secret)
 	// confirmation mailer
-	confirmClient, err := a.mailClient()
+	// Its connections live for one batch: no NOOP before each message (a round trip per email).
+	confirmClient, err := a.mailClient(mail.WithoutNoop())
 	if err != nil {
 		return nil, nil, err
 	}
 	mailer, err := subscribers.NewMailer(a.db, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
-		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication,
+		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication, Yield: subStore.Busy,
 	}, a.log, a.registry)
 	if err != nil {
 		return nil, nil, err

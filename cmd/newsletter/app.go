@@ -37,6 +37,7 @@ type App struct {
 	catalog  *templates.Catalog
 	pages    *templates.Pages
 	registry *prometheus.Registry
+	load     *requestLoad // requests in flight, for background work to make way (build sets it)
 
 	// ready, when set (tests), receives the web server's address once it listens.
 	ready chan string

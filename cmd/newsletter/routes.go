@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,6 +22,7 @@ import (
 // build constructs every store, handler and worker of serve and returns the route table.
 func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	var workers []worker
+	a.load = &requestLoad{}
 	mux := http.NewServeMux()
 
 	// --- service ---
@@ -38,7 +41,8 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 		return nil, nil, err
 	}
 	mailer, err := subscribers.NewMailer(a.db, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
-		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication, Yield: subStore.Busy,
+		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication,
+		Yield: func() bool { return subStore.Busy() || a.load.busy() },
 	}, a.log, a.registry)
 	if err != nil {
 		return nil, nil, err
@@ -157,6 +161,8 @@ func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
 func (a *App) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		a.load.enter()
+		defer a.load.leave()
 		securityHeaders(w.Header(), a.cfg.BaseURL)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
@@ -199,3 +205,27 @@ type statusRecorder struct {
 
 func (s *statusRecorder) WriteHeader(code int)        { s.status = code; s.ResponseWriter.WriteHeader(code) }
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// requestLoad counts the requests in flight. Background work that competes with them for the CPU
+// and the database (the confirmation mailer) asks busy, and makes way while many are being served.
+type requestLoad struct {
+	inflight atomic.Int64
+	lastBusy atomic.Int64 // unix nanoseconds when busyRequests were last in flight at once
+}
+
+// busyRequests in flight at once mean the service is under load: a few per core. Ordinary traffic
+// rarely holds more than one or two.
+var busyRequests = int64(max(4, 2*runtime.NumCPU()))
+
+func (l *requestLoad) enter() {
+	if l.inflight.Add(1) >= busyRequests {
+		l.lastBusy.Store(time.Now().UnixNano())
+	}
+}
+
+func (l *requestLoad) leave() { l.inflight.Add(-1) }
+
+// busy reports whether the service was under load within the last 100 ms.
+func (l *requestLoad) busy() bool {
+	return time.Now().UnixNano()-l.lastBusy.Load() < int64(100*time.Millisecond)
+}

@@ -41,8 +41,9 @@ type MailerOptions struct {
 	MaxBackoff  time.Duration // longest wait between attempts; default 5 minutes
 	SendTimeout time.Duration // connecting, and one message on a connection; default 30s
 	Workers     int           // batches sent at once, each on its own SMTP connection; default 2
-	// Yield, when set and true, holds each batch back a little (at most maxYield): subscriptions
-	// are queueing (Store.Busy), and requests come before the mail they cause.
+	// Yield, when set and true, holds each batch back a little (at most maxYield): the service is
+	// under load (serve: subscriptions queueing, see Store.Busy, or many requests in flight), and
+	// requests come before the mail they cause.
 	Yield func() bool
 }
 

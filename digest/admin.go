@@ -51,9 +51,9 @@ type adminPages struct {
 func (h *Handler) admin() *adminPages {
 	return &adminPages{
 		store: h.store, sessions: editorSessions{db: h.store.db, now: h.store.now}, renderer: h.renderer, pages: h.pages,
-		testSend: h.opts.TestSend, startSend: h.opts.StartSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval, secure: h.opts.SecureCookies,
-		trustProxy: h.opts.TrustProxy,
-		langs:      h.opts.Languages, maxArticles: h.opts.MaxArticles, publication: h.opts.Publication, log: h.log,
+		testSend: h.opts.TestSend, startSend: h.opts.StartSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval,
+		secure: h.opts.SecureCookies, trustProxy: h.opts.TrustProxy, langs: h.opts.Languages, maxArticles: h.opts.MaxArticles,
+		publication: h.opts.Publication, log: h.log,
 	}
 }
 

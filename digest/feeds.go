@@ -382,7 +382,7 @@ func canonicalLink(base *url.URL, link string) string {
 		// An IDN host as its A-label: url.String would percent-encode it, which mail clients
 		// do not all resolve.
 		a, err := idna.Lookup.ToASCII(h)
-		if err != nil {
+		if err != nil || !webHost(a) { // IDNA maps some characters to nothing
 			return ""
 		}
 		if p := u.Port(); p != "" {

@@ -355,8 +355,8 @@ func urlHost(u *url.URL) bool {
 }
 
 // webHost reports whether host is an IP address or a DNS name: dot-separated labels of letters of
-// any script (IDN), marks, digits, '-' and '_'. url.Parse lets far more through (quotes,
-// parentheses, stray bytes), which no browser can reach.
+// any script (IDN), marks, digits, '-' and '_', each starting with a letter or digit. url.Parse
+// lets far more through (quotes, parentheses, stray bytes), which no browser can reach.
 func webHost(host string) bool {
 	if host == "" || len(host) > 253 || !utf8.ValidString(host) {
 		return false
@@ -365,8 +365,8 @@ func webHost(host string) bool {
 		return true
 	}
 	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
-		if label == "" {
-			return false
+		if r, _ := utf8.DecodeRuneInString(label); !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			return false // empty, or starting with a mark or punctuation
 		}
 		for _, r := range label {
 			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) && r != '-' && r != '_' {

@@ -3,6 +3,7 @@ package digest
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -171,5 +172,33 @@ func TestArchive(t *testing.T) {
 	}
 	if _, body := get("/archive"); strings.Contains(body, `href="/archive/`+ru+`"`) {
 		t.Error("an issue still sending is listed")
+	}
+}
+
+// TestSaveArchiveKeepsTheCopySent: once an issue is sending, a second start (the schedule and an
+// editor's "send now" at once, say) does not replace the copy it went out with.
+func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t)
+	s, ids := goldenIssues(t, db)
+	id := ids["en"]
+	if err := s.SaveArchive(ctx, id, Rendered{HTML: "<p>as sent</p>", Text: "as sent", Subject: "As sent"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartSending(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveArchive(ctx, id, Rendered{HTML: "<p>changed later</p>", Text: "changed later", Subject: "Changed"}); err != nil {
+		t.Fatalf("second save of a sending issue: %v, want nil (kept)", err)
+	}
+	got, err := s.IssueByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ArchiveHTML != "<p>as sent</p>" || got.Subject != "As sent" {
+		t.Errorf("archive copy %q, subject %q: replaced after sending began", got.ArchiveHTML, got.Subject)
+	}
+	if err := s.SaveArchive(ctx, 999999, Rendered{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown issue: %v, want ErrNotFound", err)
 	}
 }

@@ -350,16 +350,24 @@ func (s *Store) Approve(ctx context.Context, id int64) error {
 
 // SaveArchive keeps the issue's copy without reader data (rendered with the zero Recipient), shown
 // at /archive/{id}; the sender calls it when the issue starts sending. The rendered subject and
-// preheader are kept too, so the archive lists what went out.
+// preheader are kept too, so the archive lists what went out. Only an issue that has not started
+// takes a copy: one already sending (a second start) keeps the copy it went out with.
 func (s *Store) SaveArchive(ctx context.Context, id int64, r Rendered) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE issues SET archive_html = $2, archive_text = $3,
-		subject = CASE WHEN subject = '' THEN $4 ELSE subject END, preheader = $5 WHERE id = $1`,
+		subject = CASE WHEN subject = '' THEN $4 ELSE subject END, preheader = $5
+		WHERE id = $1 AND status IN ('draft', 'approved')`,
 		id, r.HTML, r.Text, r.Subject, r.Preheader)
 	if err != nil {
 		return fmt.Errorf("save archive: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("save archive: issue %d: %w", id, ErrNotFound)
+		var exists bool
+		if err := s.db.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM issues WHERE id = $1)`, id); err != nil {
+			return fmt.Errorf("save archive: %w", err)
+		}
+		if !exists {
+			return fmt.Errorf("save archive: issue %d: %w", id, ErrNotFound)
+		}
 	}
 	return nil
 }

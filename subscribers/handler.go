@@ -255,22 +255,17 @@ func (h *Handler) accepted(w http.ResponseWriter, wantJSON bool, lang string) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "message": h.cat.T(lang, "subscribers.accepted.text")})
 		return
 	}
-	page, ok := h.acceptedPages.Load(lang)
-	if !ok {
-		m := message{Title: h.cat.T(lang, "subscribers.accepted.title"), Text: h.cat.T(lang, "subscribers.accepted.text"),
-			Detail: h.cat.T(lang, "subscribers.accepted.detail"), OK: true}
-		var buf bytes.Buffer
-		if err := h.pages.Render(&buf, "message", templates.View{Lang: lang, Title: m.Title, Publication: h.opts.Publication, Data: m}); err != nil {
-			// Not kept, so the next request tries again; this one gets the plain error page.
-			h.log.Error("subscribers: render page", "page", "message", "err", err)
-			http.Error(w, "Internal error.", http.StatusInternalServerError)
-			return
-		}
-		page, _ = h.acceptedPages.LoadOrStore(lang, buf.Bytes())
+	if page, ok := h.acceptedPages.Load(lang); ok {
+		h.writePage(w, http.StatusOK, "message", page.([]byte), nil)
+		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	w.Write(page.([]byte))
+	m := message{Title: h.cat.T(lang, "subscribers.accepted.title"), Text: h.cat.T(lang, "subscribers.accepted.text"),
+		Detail: h.cat.T(lang, "subscribers.accepted.detail"), OK: true}
+	page, err := h.page("message", lang, m.Title, m)
+	if err == nil { // a failed render is not kept: the next request tries again
+		h.acceptedPages.Store(lang, page)
+	}
+	h.writePage(w, http.StatusOK, "message", page, err)
 }
 
 func (h *Handler) fieldError(w http.ResponseWriter, r *http.Request, wantJSON bool, lang string, in subscribeInput, fe *FieldError) {
@@ -637,15 +632,27 @@ func (h *Handler) message(w http.ResponseWriter, status int, lang string, m mess
 // render writes page name with status; the page is rendered fully before the status goes out, so a
 // template error is a clean 500.
 func (h *Handler) render(w http.ResponseWriter, status int, name, lang, title string, data any) {
+	page, err := h.page(name, lang, title, data)
+	h.writePage(w, status, name, page, err)
+}
+
+// page renders page name in full.
+func (h *Handler) page(name, lang, title string, data any) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := h.pages.Render(&buf, name, templates.View{Lang: lang, Title: title, Publication: h.opts.Publication, Data: data}); err != nil {
+	err := h.pages.Render(&buf, name, templates.View{Lang: lang, Title: title, Publication: h.opts.Publication, Data: data})
+	return buf.Bytes(), err
+}
+
+// writePage sends a rendered page with status, or a plain 500 if rendering failed.
+func (h *Handler) writePage(w http.ResponseWriter, status int, name string, page []byte, err error) {
+	if err != nil {
 		h.log.Error("subscribers: render page", "page", name, "err", err)
 		http.Error(w, "Internal error.", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	w.Write(page)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -41,6 +41,7 @@ type adminPages struct {
 	requireApproval bool                                                  // scheduled sends wait for an editor's approval
 	secure          bool                                                  // https: cookies are Secure
 	trustProxy      bool                                                  // the login throttle keys clients by X-Forwarded-For
+	deviceKey       []byte                                                // signs device cookies; nil: none issued
 	langs           []string
 	maxArticles     int
 	publication     string
@@ -52,7 +53,7 @@ func (h *Handler) admin() *adminPages {
 	return &adminPages{
 		store: h.store, sessions: editorSessions{db: h.store.db, now: h.store.now}, renderer: h.renderer, pages: h.pages,
 		testSend: h.opts.TestSend, startSend: h.opts.StartSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval,
-		secure: h.opts.SecureCookies, trustProxy: h.opts.TrustProxy, langs: h.opts.Languages, maxArticles: h.opts.MaxArticles,
+		secure: h.opts.SecureCookies, trustProxy: h.opts.TrustProxy, deviceKey: h.opts.DeviceKey, langs: h.opts.Languages, maxArticles: h.opts.MaxArticles,
 		publication: h.opts.Publication, log: h.log,
 	}
 }
@@ -282,7 +283,11 @@ func (a *adminPages) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := clientKey(r, a.trustProxy)
-	if err := a.sessions.throttled(r.Context(), client); err != nil {
+	known := false
+	if c, err := r.Cookie(deviceCookie); err == nil {
+		known = deviceValid(a.deviceKey, c.Value)
+	}
+	if err := a.sessions.throttled(r.Context(), client, known); err != nil {
 		if errors.Is(err, errLoginThrottled) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow/time.Second)))
 			a.loginPage(w, r, http.StatusTooManyRequests, "Too many failed logins. Wait a few minutes, then try again.")
@@ -310,6 +315,10 @@ func (a *adminPages) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, sessionCookieFor(id, a.secure))
+	if len(a.deviceKey) > 0 && !known {
+		http.SetCookie(w, &http.Cookie{Name: deviceCookie, Value: deviceToken(a.deviceKey), Path: "/admin/login",
+			MaxAge: int(deviceMaxAge / time.Second), HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode})
+	}
 	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Path: "/admin/login", MaxAge: -1, HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode})
 	a.log.Info("admin: login", "client", client)
 	redirect(w, r, "/admin/")

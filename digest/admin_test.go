@@ -137,21 +137,21 @@ func TestAdminLoginThrottleStore(t *testing.T) {
 	s := editorSessions{db: db, now: clock.now}
 
 	for i := 0; i < loginClientLimit; i++ {
-		if err := s.throttled(ctx, "192.0.2.1"); err != nil {
+		if err := s.throttled(ctx, "192.0.2.1", false); err != nil {
 			t.Fatalf("attempt %d: %v", i+1, err)
 		}
 		if err := s.failed(ctx, "192.0.2.1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.throttled(ctx, "192.0.2.1"); !errors.Is(err, errLoginThrottled) {
+	if err := s.throttled(ctx, "192.0.2.1", false); !errors.Is(err, errLoginThrottled) {
 		t.Fatalf("after %d failures: %v, want errLoginThrottled", loginClientLimit, err)
 	}
-	if err := s.throttled(ctx, "192.0.2.2"); err != nil {
+	if err := s.throttled(ctx, "192.0.2.2", false); err != nil {
 		t.Fatalf("another client: %v", err)
 	}
 	clock.add(loginWindow + time.Second)
-	if err := s.throttled(ctx, "192.0.2.1"); err != nil {
+	if err := s.throttled(ctx, "192.0.2.1", false); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
 
@@ -161,7 +161,7 @@ func TestAdminLoginThrottleStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.throttled(ctx, "203.0.113.9"); !errors.Is(err, errLoginThrottled) {
+	if err := s.throttled(ctx, "203.0.113.9", false); !errors.Is(err, errLoginThrottled) {
 		t.Fatalf("after %d failures from many clients: %v, want errLoginThrottled", loginGlobalLimit, err)
 	}
 }
@@ -512,6 +512,56 @@ func TestAdminLoginThrottled(t *testing.T) {
 		}
 		if code := try("192.0.2.200:4000", testPassword); code != http.StatusTooManyRequests {
 			t.Fatalf("a fresh client after %d failures from many: %d, want 429", loginGlobalLimit, code)
+		}
+	})
+
+	// An editor's browser that logged in before holds a device cookie: guesses from everyone else
+	// cannot lock it out, though its own client limit still holds. A forged cookie counts for nothing.
+	t.Run("KnownDevice", func(t *testing.T) {
+		e := newAdminEnv(t, testPassword)
+		e.admin.deviceKey = []byte("device-key-for-the-test-0123456789")
+		try := func(remote, password string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
+			token := newSessionID()
+			form := url.Values{"csrf": {token}, "password": {password}}
+			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: token})
+			for _, c := range cookies {
+				req.AddCookie(c)
+			}
+			req.RemoteAddr = remote
+			w := httptest.NewRecorder()
+			e.admin.Login(w, req)
+			return w
+		}
+		first := try("192.0.2.50:4000", testPassword)
+		var device *http.Cookie
+		for _, c := range first.Result().Cookies() {
+			if c.Name == deviceCookie {
+				device = c
+			}
+		}
+		if first.Code != http.StatusSeeOther || device == nil || !device.HttpOnly || device.Path != "/admin/login" {
+			t.Fatalf("first login: %d, device cookie %+v", first.Code, device)
+		}
+		for i := 0; i < loginGlobalLimit; i++ {
+			try(fmt.Sprintf("10.1.%d.%d:4000", i/200, i%200), "wrong")
+		}
+		if code := try("192.0.2.51:4000", testPassword).Code; code != http.StatusTooManyRequests {
+			t.Fatalf("a new browser during the global lockout: %d, want 429", code)
+		}
+		forged := &http.Cookie{Name: deviceCookie, Value: "AAAAAAAAAAAAAAAAAAAAAA." + strings.Repeat("A", 43)}
+		if code := try("192.0.2.51:4000", testPassword, forged).Code; code != http.StatusTooManyRequests {
+			t.Errorf("a forged device cookie during the global lockout: %d, want 429", code)
+		}
+		if code := try("192.0.2.50:4000", testPassword, device).Code; code != http.StatusSeeOther {
+			t.Errorf("the editor's known browser during the global lockout: %d, want 303", code)
+		}
+		for i := 0; i < loginClientLimit; i++ {
+			try("192.0.2.60:4000", "wrong", device)
+		}
+		if code := try("192.0.2.60:4000", testPassword, device).Code; code != http.StatusTooManyRequests {
+			t.Errorf("a known device past its own client's limit: %d, want 429", code)
 		}
 	})
 
@@ -1229,5 +1279,30 @@ func TestAdminSendNow(t *testing.T) {
 	}
 	if n := len(e.smtp.Messages()); n != 3 {
 		t.Errorf("%d digests delivered, want 3", n)
+	}
+}
+
+func TestDeviceToken(t *testing.T) {
+	key := []byte("device-key-for-the-test-0123456789")
+	tok := deviceToken(key)
+	if !deviceValid(key, tok) {
+		t.Fatalf("a token this key issued is refused: %q", tok)
+	}
+	if deviceToken(key) == tok {
+		t.Error("two tokens alike")
+	}
+	id, mac, _ := strings.Cut(tok, ".")
+	flipped := []byte(mac)
+	flipped[0] ^= 1
+	for name, bad := range map[string]string{
+		"OtherKey": deviceToken([]byte("another-key-0123456789-0123456789")), "AlteredMAC": id + "." + string(flipped),
+		"NoMAC": id, "Empty": "", "ShortID": "AAAA." + mac, "Long": tok + strings.Repeat("A", 300),
+	} {
+		if deviceValid(key, bad) {
+			t.Errorf("%s: %q accepted", name, bad)
+		}
+	}
+	if deviceValid(nil, tok) {
+		t.Error("accepted without a key")
 	}
 }

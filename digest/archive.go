@@ -33,6 +33,9 @@ type HandlerOptions struct {
 	SecureCookies   bool // editor cookies get Secure (the service runs behind https)
 	RequireApproval bool
 	TrustProxy      bool // behind the operator's reverse proxy: clients by its X-Forwarded-For entry
+	// DeviceKey signs the cookie an editor's browser gets at login, which exempts it from the
+	// global login throttle (nil: no such cookie).
+	DeviceKey []byte
 	// TestSend sends issue issueID once to the address to ("send a test" on the editor pages).
 	TestSend func(ctx context.Context, issueID int64, to string) error
 	// StartSend starts sending an approved issue now ("send now" on the editor pages): the Sender's

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -33,7 +34,9 @@ const (
 const (
 	sessionCookie    = "newsletter_admin"
 	loginCSRFCookie  = "newsletter_admin_login"
+	deviceCookie     = "newsletter_admin_device"
 	sessionCookieLen = 43 // base64url of 32 random bytes
+	deviceMaxAge     = 90 * 24 * time.Hour
 )
 
 var (
@@ -129,8 +132,10 @@ func (s editorSessions) end(ctx context.Context, id string) error {
 }
 
 // throttled reports whether client, or everyone together, failed to log in too often lately. It
-// is asked before the password is even compared, so a throttled guess learns nothing.
-func (s editorSessions) throttled(ctx context.Context, client string) error {
+// is asked before the password is even compared, so a throttled guess learns nothing. A known
+// device (knownDevice) is held to its own client's limit only, so guesses from elsewhere cannot
+// lock out an editor's own browser.
+func (s editorSessions) throttled(ctx context.Context, client string, knownDevice bool) error {
 	var n struct {
 		Client int `db:"client"`
 		All    int `db:"total"`
@@ -140,7 +145,7 @@ func (s editorSessions) throttled(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("digest: login throttle: %w", err)
 	}
-	if n.Client >= loginClientLimit || n.All >= loginGlobalLimit {
+	if n.Client >= loginClientLimit || (n.All >= loginGlobalLimit && !knownDevice) {
 		return errLoginThrottled
 	}
 	return nil
@@ -191,6 +196,35 @@ func csrfEqual(cookie, form string) bool {
 // shares the proxy's address, so the per-client limit then acts as a second global one.
 func clientKey(r *http.Request, trustProxy bool) string {
 	return clientaddr.Key(clientaddr.Of(r, trustProxy))
+}
+
+// deviceToken is the value of the device cookie a browser gets at a successful login: a random id
+// and its HMAC under key, so only this service can have issued it. It holds no session and grants
+// nothing but an exemption from the global login throttle (see throttled).
+func deviceToken(key []byte) string {
+	id := make([]byte, 16)
+	rand.Read(id)
+	return base64.RawURLEncoding.EncodeToString(id) + "." + deviceMAC(key, id)
+}
+
+func deviceMAC(key, id []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("newsletter editor device\x00"))
+	m.Write(id)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// deviceValid reports whether token is a device cookie this service issued (with key; none without).
+func deviceValid(key []byte, token string) bool {
+	if len(key) == 0 || len(token) > 200 {
+		return false
+	}
+	idPart, mac, ok := strings.Cut(token, ".")
+	id, err := base64.RawURLEncoding.DecodeString(idPart)
+	if !ok || err != nil || len(id) != 16 {
+		return false
+	}
+	return hmac.Equal([]byte(mac), []byte(deviceMAC(key, id)))
 }
 
 // sessionCookieFor builds the session cookie; an empty value (with MaxAge -1) removes it.

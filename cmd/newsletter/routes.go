@@ -94,7 +94,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	digestHandler := digest.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, digest.HandlerOptions{
 		BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
 		AdminPassword: a.cfg.AdminPassword, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"), RequireApproval: a.cfg.RequireApproval,
-		TrustProxy: a.cfg.TrustProxy,
+		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret,
 	}, a.log, a.registry)
 	mux.HandleFunc("GET /archive", digestHandler.Archive)
 	mux.HandleFunc("GET /archive/{id}", digestHandler.ArchiveIssue)

@@ -378,7 +378,7 @@ func canonicalLink(base *url.URL, link string) string {
 		return ""
 	}
 	u.Host = strings.ToLower(u.Host)
-	if h := u.Hostname(); !isASCII(h) {
+	if h := u.Hostname(); !isASCIIPrintable(h) { // urlHost let no control character through
 		// An IDN host as its A-label: url.String would percent-encode it, which mail clients
 		// do not all resolve.
 		a, err := idna.Lookup.ToASCII(h)
@@ -409,15 +409,6 @@ func canonicalLink(base *url.URL, link string) string {
 		return ""
 	}
 	return s
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 // feedImage picks the lead image: an image enclosure, else Media RSS content or thumbnail, else the

@@ -106,7 +106,7 @@ func htmlLines(s string) []string {
 	// Invisible characters go before tokenizing, not after: dropped later, "<\x02a>" would turn
 	// into a tag the tokenizer never saw.
 	s = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.IsControl(r) && !unicode.IsSpace(r) {
+		if invisible(r) && !unicode.IsSpace(r) {
 			return -1
 		}
 		return r
@@ -210,7 +210,7 @@ func foldSpace(s string) string {
 		case unicode.IsSpace(r):
 			space = true
 			continue
-		case unicode.IsControl(r), unicode.Is(unicode.Cf, r), r == utf8.RuneError:
+		case invisible(r):
 			continue
 		}
 		if space && b.Len() > 0 {
@@ -220,6 +220,12 @@ func foldSpace(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// invisible reports whether r is a control or invisible format character (or a decoding error):
+// NUL breaks PostgreSQL text, zero-width ones break matching, and none belongs in a summary.
+func invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
 }
 
 // dropChrome returns line without site chrome: "" for a chrome line, the line minus a trailing

@@ -95,10 +95,14 @@ func (c *smtpConn) send(from, to string, msg []byte, beforeCommit func()) error 
 	if c.pipelined() && len(msg) > 0 {
 		return c.sendPipelined(from, to, msg, beforeCommit)
 	}
-	if err := c.c.Mail(from); err != nil {
+	if strings.ContainsAny(from+to, "\r\n<>") {
+		return newSendError(stageRcpt, &textproto.Error{Code: 501, Msg: "address with line break or angle bracket"})
+	}
+	// go-mail's Mail and Rcpt write their argument as given: RFC 5321 wants the path in brackets.
+	if err := c.c.Mail("<" + from + ">"); err != nil {
 		return c.fail(stageMail, err)
 	}
-	if err := c.c.Rcpt(to); err != nil {
+	if err := c.c.Rcpt("<" + to + ">"); err != nil {
 		return c.fail(stageRcpt, err)
 	}
 	w, err := c.c.Data()

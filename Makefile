@@ -1,6 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 GO ?= go
-MAILPIT ?= github.com/axllent/mailpit@v1.33.1
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
 # The Go vulnerability database as the module proxy serves it (its data/osv holds one OSV file per
@@ -8,20 +7,24 @@ GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
 # Bump the version for newer advisories, or run `make lint VULNDB=golang.org/x/vulndb@latest`.
 VULNDB ?= golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018
 
-.PHONY: run test build lint bench fuzz clean
+.PHONY: run test build mailpit lint bench fuzz clean
 
 ## run: the service with working defaults (local PostgreSQL, Mailpit, demo content)
 run:
 	./scripts/run-dev
 
-## test: every test, against a real PostgreSQL, a real SMTP server and headless Chromium
-test:
+## test: every test, against a real PostgreSQL, real SMTP servers (one of them Mailpit) and headless Chromium
+test: mailpit
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
 ## build: a static binary in ./bin/newsletter
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/newsletter ./cmd/newsletter
+
+## mailpit: bin/mailpit, the mail catcher with its web UI, built once (needs Node.js and npm)
+mailpit:
+	GO=$(GO) ./scripts/build-mailpit
 
 ## lint: gofmt, go vet, staticcheck and govulncheck (which also judges the Go release in use)
 lint:

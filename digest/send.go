@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/wneessen/go-mail/smtp"
 	"golang.org/x/time/rate"
 
+	"newsletter/internal/smtpout"
 	"newsletter/subscribers"
 )
 
@@ -47,7 +47,7 @@ type SenderOptions struct {
 	FailureStreak int
 	// Poll is how often Run looks for issues to send when not woken (default 5s).
 	Poll time.Duration
-	DKIM *DKIMSigner // nil: messages are not signed
+	DKIM *smtpout.DKIMSigner // nil: messages are not signed
 }
 
 func (o *SenderOptions) defaults() {
@@ -94,18 +94,13 @@ type bounceMarker interface {
 	MarkBounced(ctx context.Context, id int64, reason string) error
 }
 
-// smtpDialer opens one SMTP connection, greeted, with STARTTLS and AUTH done (*mail.Client).
-type smtpDialer interface {
-	DialToSMTPClientWithContext(ctx context.Context) (*smtp.Client, error)
-}
-
 // Sender sends issues to their readers from the ledger, over long-lived SMTP connections.
 type Sender struct {
 	store   *Store
 	render  issueRenderer
 	signer  *subscribers.Signer
 	bounces bounceMarker
-	dialer  smtpDialer
+	dialer  smtpout.Dialer
 	opts    SenderOptions
 	log     *slog.Logger
 	metrics senderMetrics
@@ -119,7 +114,7 @@ type Sender struct {
 
 // NewSender returns a Sender. renderer is the digest Renderer, bounces the subscribers Store,
 // dialer the go-mail client of the SMTP relay.
-func NewSender(store *Store, renderer issueRenderer, signer *subscribers.Signer, bounces bounceMarker, dialer smtpDialer,
+func NewSender(store *Store, renderer issueRenderer, signer *subscribers.Signer, bounces bounceMarker, dialer smtpout.Dialer,
 	opts SenderOptions, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
 	opts.defaults()
 	from, err := netmail.ParseAddress(opts.From)
@@ -372,8 +367,9 @@ type outcomeKind uint8
 const (
 	outSent outcomeKind = iota
 	outRetry
-	outFailed // permanent: the reader's address was refused
-	outConfig // our setup was refused (MAIL FROM, AUTH): pause the issue
+	outFailed        // permanent: the reader's address was refused
+	outUndeliverable // permanent for this issue, but no fault of the address (see smtpout.Error.Local)
+	outConfig        // our setup was refused (MAIL FROM, AUTH): pause the issue
 )
 
 type outcome struct {
@@ -655,11 +651,12 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
 }
 
 // work is one SMTP connection: it sends queued jobs one after another over the same connection,
-// redialling when it breaks.
+// redialling when it breaks. On the DATA path the next job's envelope goes out with the current
+// message's end (smtpout.Conn.Send's next), so the worker takes that job from the queue early.
 func (e *engine) work(ctx context.Context) {
 	s := e.s
-	c := &smtpConn{dialer: s.dialer, timeout: s.opts.Timeout, backoffBase: s.opts.ConnBackoff, noChunking: s.noChunking}
-	defer c.close()
+	c := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout, BackoffBase: s.opts.ConnBackoff, NoChunking: s.noChunking}
+	defer c.Close()
 	ack := make(chan struct{}, 1)
 	pending := false
 	waitAck := func() {
@@ -669,8 +666,38 @@ func (e *engine) work(ctx context.Context) {
 		}
 	}
 	var buf, signed []byte
-	for j := range e.jobs {
+	var ahead *job // taken from the queue early, its envelope maybe already on the wire
+	// takeNext is offered to Send: with a rate limit every message waits its turn instead.
+	var takeNext func() (smtpout.Envelope, bool)
+	if s.limiter == nil {
+		takeNext = func() (smtpout.Envelope, bool) {
+			select {
+			case j, ok := <-e.jobs:
+				if !ok {
+					return smtpout.Envelope{}, false
+				}
+				ahead = &j
+				if e.halted() || time.Now().After(j.deadline) {
+					return smtpout.Envelope{}, false
+				}
+				return smtpout.Envelope{From: s.from.Address, To: j.row.Email}, true
+			default:
+				return smtpout.Envelope{}, false
+			}
+		}
+	}
+	for {
+		var j job
+		if ahead != nil {
+			j, ahead = *ahead, nil
+		} else {
+			var ok bool
+			if j, ok = <-e.jobs; !ok {
+				break
+			}
+		}
 		if ctx.Err() != nil || e.halted() || time.Now().After(j.deadline) {
+			c.Abandon()
 			e.giveBack(j.row)
 			continue
 		}
@@ -683,38 +710,39 @@ func (e *engine) work(ctx context.Context) {
 		var err error
 		buf, err = s.compose(buf[:0], e.issue, j.row)
 		if err != nil {
+			c.Abandon()
 			e.outcomes <- outcome{kind: outRetry, row: j.row, reason: "compose: " + err.Error()}
 			continue
 		}
 		msg := buf
 		if s.opts.DKIM != nil {
-			if signed, err = s.opts.DKIM.sign(signed[:0], buf); err != nil {
+			if signed, err = s.opts.DKIM.Sign(signed[:0], buf); err != nil {
+				c.Abandon()
 				e.outcomes <- outcome{kind: outRetry, row: j.row, reason: "dkim: " + err.Error()}
 				continue
 			}
 			msg = signed
 		}
-		if err := c.ensure(ctx); err != nil {
+		if err := c.Ensure(ctx); err != nil {
 			if ctx.Err() != nil {
 				e.giveBack(j.row)
 				continue
 			}
 			e.outcomes <- e.classify(j.row, err)
-			c.pause(ctx, e.halt)
+			c.Pause(ctx, e.halt)
 			continue
 		}
 		start := time.Now()
-		err = c.send(s.from.Address, j.row.Email, msg, waitAck)
+		err = c.Send(smtpout.Envelope{From: s.from.Address, To: j.row.Email}, msg, waitAck, takeNext)
 		if err == nil {
 			s.metrics.latency.Observe(time.Since(start).Seconds())
 			pending = true
 			e.outcomes <- outcome{kind: outSent, row: j.row, ack: ack}
 			continue
 		}
-		o := e.classify(j.row, err)
-		e.outcomes <- o
-		if se := asSendError(err); se != nil && se.code == 421 {
-			c.pause(ctx, e.halt)
+		e.outcomes <- e.classify(j.row, err)
+		if se := smtpout.AsError(err); se != nil && se.Code == 421 {
+			c.Pause(ctx, e.halt)
 		}
 	}
 	waitAck()
@@ -722,16 +750,20 @@ func (e *engine) work(ctx context.Context) {
 
 // classify turns an SMTP error into an outcome.
 func (e *engine) classify(r claimedRow, err error) outcome {
-	se := asSendError(err)
+	se := smtpout.AsError(err)
 	reason := err.Error()
 	switch {
-	case se == nil || se.code < 500:
+	case se == nil || !se.Permanent():
 		// 4xx, timeouts, dropped connections: try again later.
 		return outcome{kind: outRetry, row: r, reason: reason}
-	case se.stage == stageConnect || se.stage == stageMail:
-		return outcome{kind: outConfig, row: r, reason: reason}
-	default:
+	case se.Refused():
 		return outcome{kind: outFailed, row: r, reason: reason}
+	case se.Local && se.Stage != smtpout.StageMail:
+		// An address this relay cannot carry: this issue fails for the reader, who is not bounced.
+		return outcome{kind: outUndeliverable, row: r, reason: reason}
+	default:
+		// Our connection, login or sender was refused: pause until someone fixes the setup.
+		return outcome{kind: outConfig, row: r, reason: reason}
 	}
 }
 
@@ -821,11 +853,11 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 			e.retried.Add(1)
 			s.metrics.retried.Inc()
 		}
-	case outFailed:
+	case outFailed, outUndeliverable:
 		e.untilWritten("record failure", func() error { return s.store.markFailed(ctx, id, o.row.SubscriberID, o.reason) })
 		e.failed.Add(1)
 		s.metrics.failed.Inc()
-		if s.bounces != nil {
+		if s.bounces != nil && o.kind == outFailed {
 			e.untilWritten("mark reader bounced", func() error {
 				if err := s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason); err != nil && !errors.Is(err, subscribers.ErrNotFound) {
 					return err

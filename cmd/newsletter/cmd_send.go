@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"newsletter/digest"
+	"newsletter/internal/smtpout"
 	"newsletter/subscribers"
 )
 
@@ -27,13 +28,13 @@ func (a *App) newSender(store *digest.Store) (*digest.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	var dkim *digest.DKIMSigner
+	var dkim *smtpout.DKIMSigner
 	if a.cfg.DKIMDomain != "" {
 		key, err := os.ReadFile(a.cfg.DKIMKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("NEWSLETTER_DKIM_KEY_FILE: %w", err)
 		}
-		if dkim, err = digest.NewDKIMSigner(a.cfg.DKIMDomain, a.cfg.DKIMSelector, key); err != nil {
+		if dkim, err = smtpout.NewDKIMSigner(a.cfg.DKIMDomain, a.cfg.DKIMSelector, key); err != nil {
 			return nil, fmt.Errorf("NEWSLETTER_DKIM_KEY_FILE: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package digest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -20,13 +21,9 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/internal/smtpout"
 	"newsletter/templates"
 )
-
-// mailSender is the one go-mail method the test send needs (*mail.Client has it).
-type mailSender interface {
-	DialAndSendWithContext(ctx context.Context, messages ...*gomail.Msg) error
-}
 
 // adminPages serves the editor pages. It keeps no state between requests (sessions and the login
 // throttle are in PostgreSQL), so any number of serve processes can answer the same editor.
@@ -803,9 +800,10 @@ func (a *adminPages) TestSend(w http.ResponseWriter, r *http.Request) {
 
 // TestSender returns the function behind "send a test" (HandlerOptions.TestSend): issue issueID,
 // rendered by the same Renderer as the real send, to one address with "[TEST] " before the
-// subject, sent with client. It writes no ledger row and counts as no send. There is no reader,
-// so the unsubscribe and manage links point at harmless pages of this service.
-func TestSender(store *Store, renderer *Renderer, client mailSender, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
+// subject, signed with dkim (when set) and sent over a connection of dialer through the same
+// transaction code as every reader's copy. It writes no ledger row and counts as no send. There is
+// no reader, so the unsubscribe and manage links point at harmless pages of this service.
+func TestSender(store *Store, renderer *Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
 	baseURL = strings.TrimRight(baseURL, "/")
 	return func(ctx context.Context, issueID int64, to string) error {
 		to, err := testAddress(to)
@@ -832,7 +830,26 @@ func TestSender(store *Store, renderer *Renderer, client mailSender, from, baseU
 		m.SetMessageIDWithValue(randomHex(16) + ".test@" + testFromDomain(from))
 		m.SetBodyString(gomail.TypeTextPlain, out.Text)
 		m.AddAlternativeString(gomail.TypeTextHTML, out.HTML)
-		if err := client.DialAndSendWithContext(ctx, m); err != nil {
+		var raw bytes.Buffer
+		if _, err := m.WriteTo(&raw); err != nil {
+			return fmt.Errorf("test send: %w", err)
+		}
+		msg := raw.Bytes()
+		if dkim != nil {
+			if msg, err = dkim.Sign(nil, msg); err != nil {
+				return fmt.Errorf("test send: dkim: %w", err)
+			}
+		}
+		sender, err := mail.ParseAddress(from)
+		if err != nil {
+			return fmt.Errorf("test send: from: %w", err)
+		}
+		conn := &smtpout.Conn{Dialer: dialer, Timeout: 30 * time.Second}
+		defer conn.Close()
+		if err := conn.Ensure(ctx); err != nil {
+			return fmt.Errorf("test send: %w", err)
+		}
+		if err := conn.Send(smtpout.Envelope{From: sender.Address, To: to}, msg, func() {}, nil); err != nil {
 			return fmt.Errorf("test send: %w", err)
 		}
 		return nil

@@ -256,7 +256,7 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	}
 	a := &adminPages{
 		store: store, sessions: editorSessions{db: db, now: store.now}, renderer: renderer, pages: pages,
-		testSend: TestSender(store, renderer, client, "Digest <digest@news.example>", "http://news.example", 12),
+		testSend: TestSender(store, renderer, client, nil, "Digest <digest@news.example>", "http://news.example", 12),
 		password: password, langs: []string{"en", "ru"}, maxArticles: 12, publication: "The Test Weekly",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

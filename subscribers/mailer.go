@@ -19,28 +19,22 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wneessen/go-mail"
-	"github.com/wneessen/go-mail/smtp"
 
+	"newsletter/internal/smtpout"
 	"newsletter/templates"
 )
 
-// MailClient is the part of *mail.Client the mailer uses: one connection carries a claimed batch.
-type MailClient interface {
-	DialToSMTPClientWithContext(context.Context) (*smtp.Client, error)
-	SendWithSMTPClient(*smtp.Client, ...*mail.Msg) error
-	CloseWithSMTPClient(*smtp.Client) error
-}
-
 // MailerOptions configures the confirmation mailer.
 type MailerOptions struct {
-	BaseURL     string        // public root of the confirm links
-	From        string        // From header, e.g. "Weekly Digest <digest@example.com>"
-	Publication string        // the publication's name, in the subject and the text
-	Poll        time.Duration // how often to look for due emails without a Wake; default 2s
-	MinBackoff  time.Duration // wait after the first failure, doubled after each; default 5s
-	MaxBackoff  time.Duration // longest wait between attempts; default 5 minutes
-	SendTimeout time.Duration // connecting, and one message on a connection; default 30s
-	Workers     int           // batches sent at once, each on its own SMTP connection; default 2
+	BaseURL     string              // public root of the confirm links
+	From        string              // From header, e.g. "Weekly Digest <digest@example.com>"
+	Publication string              // the publication's name, in the subject and the text
+	Poll        time.Duration       // how often to look for due emails without a Wake; default 2s
+	MinBackoff  time.Duration       // wait after the first failure, doubled after each; default 5s
+	MaxBackoff  time.Duration       // longest wait between attempts; default 5 minutes
+	SendTimeout time.Duration       // connecting, and one message on a connection; default 30s
+	Workers     int                 // batches sent at once, each on its own SMTP connection; default 2
+	DKIM        *smtpout.DKIMSigner // nil: not signed
 	// Yield, when set and true, holds each batch back a little (at most maxYield): the service is
 	// under load (serve: subscriptions queueing, see Store.Busy, or many requests in flight), and
 	// requests come before the mail they cause.
@@ -56,18 +50,19 @@ const (
 // Mailer is the outbox worker that sends confirmation emails. Several may run (several serve
 // processes): rows are claimed with FOR UPDATE SKIP LOCKED and leased while they are sent.
 type Mailer struct {
-	db     *sqlx.DB
-	client MailClient
-	signer *Signer
-	cat    *templates.Catalog
-	opts   MailerOptions
-	log    *slog.Logger
-	html   *htmltemplate.Template
-	text   *texttemplate.Template
-	domain string          // of From, for Message-IDs
-	wake   []chan struct{} // one per worker
+	db       *sqlx.DB
+	dialer   smtpout.Dialer
+	signer   *Signer
+	cat      *templates.Catalog
+	opts     MailerOptions
+	log      *slog.Logger
+	html     *htmltemplate.Template
+	text     *texttemplate.Template
+	fromAddr string          // the envelope sender: From's address
+	domain   string          // of From, for Message-IDs
+	wake     []chan struct{} // one per worker
 
-	sent, failed prometheus.Counter
+	sent, failed, refused prometheus.Counter
 }
 
 // batchSize is how many due emails one claim takes, sent over one SMTP connection. Small, because
@@ -75,8 +70,9 @@ type Mailer struct {
 const batchSize = 10
 
 // NewMailer parses the confirmation templates (email/confirm.html and email/confirm.txt of fsys)
-// and registers the mailer's metrics with reg (nil: not registered).
-func NewMailer(db *sqlx.DB, client MailClient, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
+// and registers the mailer's metrics with reg (nil: not registered). dialer opens the SMTP
+// connections (*mail.Client).
+func NewMailer(db *sqlx.DB, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
 	}
@@ -102,8 +98,8 @@ func NewMailer(db *sqlx.DB, client MailClient, signer *Signer, fsys fs.FS, cat *
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m := &Mailer{db: db, client: client, signer: signer, cat: cat, opts: opts, log: log,
-		domain: from.Address[strings.LastIndexByte(from.Address, '@')+1:]}
+	m := &Mailer{db: db, dialer: dialer, signer: signer, cat: cat, opts: opts, log: log,
+		fromAddr: from.Address, domain: from.Address[strings.LastIndexByte(from.Address, '@')+1:]}
 	for range opts.Workers {
 		m.wake = append(m.wake, make(chan struct{}, 1))
 	}
@@ -125,9 +121,11 @@ func NewMailer(db *sqlx.DB, client MailClient, signer *Signer, fsys fs.FS, cat *
 	m.sent = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_sent_total",
 		Help: "Confirmation emails handed to the SMTP server."})
 	m.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_failed_total",
-		Help: "Attempts to send a confirmation email that failed (each is retried)."})
+		Help: "Attempts to send a confirmation email that failed and will be retried."})
+	m.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_refused_total",
+		Help: "Confirmation emails refused for good (a 5xx for the address): the reader is marked bounced."})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sent, m.failed} {
+		for _, c := range []prometheus.Collector{m.sent, m.failed, m.refused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("mailer: metrics: %w", err)
 			}
@@ -148,7 +146,8 @@ func (m *Mailer) Wake() {
 
 // Run sends due confirmations with opts.Workers workers until ctx ends, then returns nil. While
 // SMTP is down each email is retried with exponential backoff, forever: an accepted subscription
-// never loses its email.
+// never loses its email. A permanent refusal of the address (a 5xx to RCPT or to the message) is
+// final: the reader is marked bounced and gets no more.
 func (m *Mailer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, wake := range m.wake {
@@ -202,30 +201,33 @@ func (m *Mailer) yield(ctx context.Context) {
 	}
 }
 
-// sendBatch sends claimed emails one after another over one SMTP connection (a new one after any
-// failure, whose session state is then unknown), then records every outcome in one transaction:
-// one commit per batch, not per email, keeps a burst of confirmations from competing with the
-// subscriptions themselves for WAL flushes. When ctx ends, the message in flight finishes, the
-// batch so far is recorded and the rest handed back. A crash before recording re-sends the batch's
-// emails once the lease ends: a duplicate confirmation, whose links both work.
+// sendBatch sends claimed emails one after another over one SMTP connection, through the same
+// transaction code as the digests (smtpout: pipelined, the next envelope riding with the previous
+// message's end), then records every outcome in one transaction: one commit per batch, not per
+// email, keeps a burst of confirmations from competing with the subscriptions themselves for WAL
+// flushes. When ctx ends, the message in flight finishes, the batch so far is recorded and the
+// rest handed back. A crash before recording re-sends the batch's emails once the lease ends: a
+// duplicate confirmation (the same Message-ID), whose links both work.
 func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
-	var conn *smtp.Client
-	defer func() {
-		if conn != nil {
-			m.client.CloseWithSMTPClient(conn)
-		}
-	}()
+	conn := &smtpout.Conn{Dialer: m.dialer, Timeout: m.opts.SendTimeout}
+	defer conn.Close()
 	outcomes := make([]error, 0, len(jobs))
 	defer func() { m.record(jobs[:len(outcomes)], outcomes) }()
+	msgs := make([][]byte, len(jobs))
+	errs := make([]error, len(jobs))
 	for i, j := range jobs {
+		msgs[i], errs[i] = m.message(j)
+	}
+	envelope := func(i int) smtpout.Envelope { return smtpout.Envelope{From: m.fromAddr, To: jobs[i].Email} }
+	for i := range jobs {
 		if ctx.Err() != nil {
 			m.release(jobs[i:])
 			return
 		}
-		msg, err := m.message(j)
-		if err == nil && conn == nil {
+		err := errs[i]
+		if err == nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.SendTimeout)
-			conn, err = m.client.DialToSMTPClientWithContext(dctx)
+			err = conn.Ensure(dctx)
 			cancel()
 			if err != nil {
 				// Nothing of this batch can go now: each waits its own backoff.
@@ -236,18 +238,23 @@ func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 			}
 		}
 		if err == nil {
-			if err = m.client.SendWithSMTPClient(conn, msg); err != nil {
-				m.client.CloseWithSMTPClient(conn)
-				conn = nil
+			next := func() (smtpout.Envelope, bool) {
+				if i+1 < len(jobs) && errs[i+1] == nil && ctx.Err() == nil {
+					return envelope(i + 1), true
+				}
+				return smtpout.Envelope{}, false
 			}
+			err = conn.Send(envelope(i), msgs[i], func() {}, next)
+		} else {
+			conn.Abandon()
 		}
 		outcomes = append(outcomes, err)
 	}
 }
 
-// record stores the outcome of each email (errs[i] of jobs[i]): sent, or due again after a
-// backoff. It runs even when the mailer is stopping, so a message handed to SMTP is never left
-// looking unsent.
+// record stores the outcome of each email (errs[i] of jobs[i]): sent; refused for good, the reader
+// then bounced; or due again after a backoff. It runs even when the mailer is stopping, so a
+// message handed to SMTP is never left looking unsent.
 func (m *Mailer) record(jobs []job, errs []error) {
 	if len(jobs) == 0 {
 		return
@@ -255,18 +262,26 @@ func (m *Mailer) record(jobs []job, errs []error) {
 	var sent []int64
 	var failedIDs, waits []int64
 	var reasons []string
+	var refusedIDs []int64
+	var refusedReasons []string
 	for i, j := range jobs {
 		if errs[i] == nil {
 			sent = append(sent, j.ID)
 			continue
 		}
+		msg := clipBytes(redact(errs[i].Error(), j.Email), 1000)
+		if se := smtpout.AsError(errs[i]); se != nil && se.Permanent() && (se.Refused() || se.Local && se.Stage != smtpout.StageMail) {
+			refusedIDs, refusedReasons = append(refusedIDs, j.ID), append(refusedReasons, msg)
+			m.log.Warn("confirmation refused for good; the reader is marked bounced", "outbox_id", j.ID, "error", msg)
+			continue
+		}
 		wait := m.backoff(j.Attempts)
-		msg := redact(errs[i].Error(), j.Email)
-		failedIDs, waits, reasons = append(failedIDs, j.ID), append(waits, wait.Milliseconds()), append(reasons, clipBytes(msg, 1000))
+		failedIDs, waits, reasons = append(failedIDs, j.ID), append(waits, wait.Milliseconds()), append(reasons, msg)
 		m.log.Warn("confirmation not sent, will retry", "outbox_id", j.ID, "attempt", j.Attempts, "retry_in", wait, "error", msg)
 	}
 	m.sent.Add(float64(len(sent)))
 	m.failed.Add(float64(len(failedIDs)))
+	m.refused.Add(float64(len(refusedIDs)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := func() error {
@@ -288,11 +303,26 @@ func (m *Mailer) record(jobs []job, errs []error) {
 				return err
 			}
 		}
+		if len(refusedIDs) > 0 {
+			// The address does not take mail: a pending reader becomes bounced, which Subscribe
+			// leaves alone, so no further confirmation goes to it.
+			if _, err := tx.ExecContext(ctx, `
+				WITH f AS (
+					UPDATE outbox o SET failed_at = now(), last_error = f.reason
+					FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id
+					RETURNING o.subscriber_id, f.reason
+				)
+				UPDATE subscribers s SET status = 'bounced', bounced_at = now(), bounce_reason = f.reason, updated_at = now()
+				FROM f WHERE s.id = f.subscriber_id AND s.status = 'pending'`,
+				pq.Array(refusedIDs), pq.Array(refusedReasons)); err != nil {
+				return err
+			}
+		}
 		return tx.Commit()
 	}()
 	if err != nil {
 		// Sent ones go again after their lease (a duplicate); failed ones are retried then anyway.
-		m.log.Error("confirmation outcomes not recorded", "sent", len(sent), "failed", len(failedIDs), "error", err)
+		m.log.Error("confirmation outcomes not recorded", "sent", len(sent), "failed", len(failedIDs), "refused", len(refusedIDs), "error", err)
 		return
 	}
 	if len(sent) > 0 {
@@ -328,7 +358,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	err = tx.SelectContext(ctx, &all, `
 		WITH due AS (
 			SELECT id FROM outbox
-			WHERE kind = 'confirm' AND sent_at IS NULL AND skipped_at IS NULL AND next_attempt_at <= now()
+			WHERE kind = 'confirm' AND sent_at IS NULL AND skipped_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
 			ORDER BY next_attempt_at, id
 			LIMIT $1
 			FOR UPDATE SKIP LOCKED
@@ -403,9 +433,9 @@ type confirmData struct {
 	Days        int
 }
 
-// message renders the email in the reader's language as multipart/alternative: text/plain first,
-// then text/html, UTF-8.
-func (m *Mailer) message(j job) (*mail.Msg, error) {
+// message renders the email in the reader's language as multipart/alternative (text/plain first,
+// then text/html, UTF-8, quoted-printable so it is 7-bit on the wire), DKIM-signed when set.
+func (m *Mailer) message(j job) ([]byte, error) {
 	issued := j.Now
 	if issued.Before(j.SubscribedAt) {
 		issued = j.SubscribedAt
@@ -440,5 +470,16 @@ func (m *Mailer) message(j job) (*mail.Msg, error) {
 	msg.SetGenHeader(mail.HeaderXAutoResponseSuppress, "All")
 	msg.SetBodyString(mail.TypeTextPlain, text.String())
 	msg.AddAlternativeString(mail.TypeTextHTML, html.String())
-	return msg, nil
+	var raw bytes.Buffer
+	if _, err := msg.WriteTo(&raw); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	if m.opts.DKIM == nil {
+		return raw.Bytes(), nil
+	}
+	signed, err := m.opts.DKIM.Sign(nil, raw.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	return signed, nil
 }

@@ -3,6 +3,11 @@ package subscribers
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +30,7 @@ import (
 	"github.com/wneessen/go-mail"
 	gmsmtp "github.com/wneessen/go-mail/smtp"
 
+	"newsletter/internal/smtpout"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/templates"
@@ -63,7 +70,7 @@ func smtpClient(t *testing.T, port int) *mail.Client {
 	return c
 }
 
-func newMailerFixture(t *testing.T, client MailClient, opts MailerOptions) *mailerFixture {
+func newMailerFixture(t *testing.T, client smtpout.Dialer, opts MailerOptions) *mailerFixture {
 	t.Helper()
 	db := testdb.New(t)
 	fsys := templates.FS("")
@@ -230,12 +237,6 @@ type switchClient struct{ c atomic.Pointer[mail.Client] }
 func (s *switchClient) DialToSMTPClientWithContext(ctx context.Context) (*gmsmtp.Client, error) {
 	return s.c.Load().DialToSMTPClientWithContext(ctx)
 }
-func (s *switchClient) SendWithSMTPClient(c *gmsmtp.Client, m ...*mail.Msg) error {
-	return s.c.Load().SendWithSMTPClient(c, m...)
-}
-func (s *switchClient) CloseWithSMTPClient(c *gmsmtp.Client) error {
-	return s.c.Load().CloseWithSMTPClient(c)
-}
 
 // deadPort returns a loopback port nobody listens on.
 func deadPort(t *testing.T) int {
@@ -373,27 +374,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// gateClient holds each send until the test opens the gate, and tells the test when one started.
-type gateClient struct {
-	*mail.Client
-	started chan struct{}
-	gate    chan struct{}
-}
-
-func (g *gateClient) SendWithSMTPClient(c *gmsmtp.Client, m ...*mail.Msg) error {
-	g.started <- struct{}{}
-	<-g.gate
-	return g.Client.SendWithSMTPClient(c, m...)
-}
-
 // TestMailerShutdownFinishesInFlight: when Run's context ends mid-send, the message in flight is
 // still delivered and recorded, and the rest of the claimed batch is handed back at once.
 func TestMailerShutdownFinishesInFlight(t *testing.T) {
 	srv := smtptest.Start(t)
-	g := &gateClient{started: make(chan struct{}, 10), gate: make(chan struct{})}
-	f := newMailerFixture(t, nil, MailerOptions{})
-	g.Client = smtpClient(t, srv.Port)
-	f.m.client = g
+	// The server holds each message's reply until the gate opens: the message is in flight.
+	started, gate := make(chan struct{}, 10), make(chan struct{})
+	srv.OnData(func(smtptest.Message) error {
+		started <- struct{}{}
+		<-gate
+		return nil
+	})
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
 	ctx := context.Background()
 	for _, email := range []string{"first@example.com", "second@example.com"} {
 		if err := f.store.Subscribe(ctx, email, "", "en", formConsent); err != nil {
@@ -403,9 +395,9 @@ func TestMailerShutdownFinishesInFlight(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { f.m.Run(runCtx); close(done) }()
-	<-g.started
+	<-started
 	cancel()
-	close(g.gate)
+	close(gate)
 	<-done
 	msgs := srv.Messages()
 	if len(msgs) != 1 {
@@ -506,7 +498,7 @@ func TestMailerWake(t *testing.T) {
 
 // TestMailerBatchSharesConnection: a claimed batch goes over one SMTP connection; a recipient the
 // server refuses mid-batch fails alone (retried later) and the rest of the batch still goes, over
-// a new connection.
+// the same connection.
 func TestMailerBatchSharesConnection(t *testing.T) {
 	srv := smtptest.Start(t)
 	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{MinBackoff: time.Hour})
@@ -522,9 +514,9 @@ func TestMailerBatchSharesConnection(t *testing.T) {
 	if got := len(srv.Messages()); got != n-1 {
 		t.Errorf("%d emails delivered, want %d (all but the refused one)", got, n-1)
 	}
-	// Two batches, plus one new connection after the refusal.
-	if got := srv.Sessions(); got != 3 {
-		t.Errorf("%d SMTP connections for %d emails in batches of %d with one refusal, want 3", got, n, batchSize)
+	// Two batches; a refusal is a reply, after which the connection goes on.
+	if got := srv.Sessions(); got != 2 {
+		t.Errorf("%d SMTP connections for %d emails in batches of %d with one refusal, want 2", got, n, batchSize)
 	}
 	var rows []struct {
 		Email string `db:"email"`
@@ -643,5 +635,111 @@ func TestMailerYieldsButNeverStops(t *testing.T) {
 	// Two batches and the final empty claim each waited the longest.
 	if took < 3*maxYield || asked.Load() < 3 {
 		t.Errorf("drain took %s asking Yield %d times: it did not make way", took, asked.Load())
+	}
+}
+
+// TestMailerPermanentRefusalIsFinal: a 5xx for the address, at RCPT or after the message, is never
+// retried; the reader is marked bounced, and subscribing the address again sends nothing more.
+// A 5xx to MAIL FROM is our setup's fault and is retried.
+func TestMailerPermanentRefusalIsFinal(t *testing.T) {
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	ctx := context.Background()
+	srv.OnRcpt(func(to string) error {
+		if to == "gone@example.com" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user gone@example.com"}
+		}
+		return nil
+	})
+	srv.Script("full@example.com", smtptest.Answer{At: smtptest.AtData, Code: 552})
+	for _, email := range []string{"gone@example.com", "full@example.com", "fine@example.com"} {
+		if err := f.store.Subscribe(ctx, email, "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.run()
+	f.m.Wake()
+	waitFor(t, "both refusals recorded", func() bool {
+		var n int
+		f.db.Get(&n, `SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL`)
+		return n == 2
+	})
+	time.Sleep(100 * time.Millisecond) // several backoffs: a retry would show now
+	if got := srv.Attempts("gone@example.com") + srv.Attempts("full@example.com"); got != 2 {
+		t.Errorf("%d attempts for the two refused addresses, want one each", got)
+	}
+	var rows []struct {
+		Email  string `db:"email"`
+		Status Status `db:"status"`
+		Reason string `db:"bounce_reason"`
+	}
+	if err := f.db.Select(&rows, `SELECT email, status, bounce_reason FROM subscribers ORDER BY email`); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Status{"fine@example.com": StatusPending, "full@example.com": StatusBounced, "gone@example.com": StatusBounced}
+	for _, r := range rows {
+		if r.Status != want[r.Email] {
+			t.Errorf("%s is %s, want %s", r.Email, r.Status, want[r.Email])
+		}
+		if r.Status == StatusBounced && (!strings.Contains(r.Reason, "55") || strings.Contains(r.Reason, r.Email)) {
+			t.Errorf("%s: bounce reason %q, want the server's refusal without the address", r.Email, r.Reason)
+		}
+	}
+	if got := testutil.ToFloat64(f.m.refused); got != 2 {
+		t.Errorf("refused counter = %v, want 2", got)
+	}
+	// Asking again changes nothing and queues nothing.
+	db := f.db
+	before := countRows(t, db, `SELECT count(*) FROM outbox`)
+	if err := f.store.Subscribe(ctx, "gone@example.com", "", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	if after := countRows(t, db, `SELECT count(*) FROM outbox`); after != before {
+		t.Errorf("a new confirmation was queued for a bounced address (%d -> %d rows)", before, after)
+	}
+
+	// The server refusing our sender is not the reader's fault: retried, reader still pending.
+	srv.OnMail(func(string) error { return &smtp.SMTPError{Code: 553, Message: "sender not allowed"} })
+	if err := f.store.Subscribe(ctx, "later@example.com", "", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	f.m.Wake()
+	waitFor(t, "two failed attempts for later@", func() bool { return testutil.ToFloat64(f.m.failed) >= 2 })
+	var st Status
+	db.Get(&st, `SELECT status FROM subscribers WHERE email = 'later@example.com'`)
+	if st != StatusPending {
+		t.Errorf("after a refused MAIL FROM the reader is %s, want pending", st)
+	}
+}
+
+// TestMailerSignsWithDKIM: confirmations are signed like digests, and the signature verifies on
+// what the server received.
+func TestMailerSignsWithDKIM(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	signer, err := smtpout.NewDKIMSigner("news.test", "confirm", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtptest.Start(t)
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{DKIM: signer})
+	if err := f.store.Subscribe(context.Background(), "signed@example.com", "Анна", "ru", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	f.run()
+	f.m.Wake()
+	msg := srv.WaitFor(t, 1, 10*time.Second)[0]
+	txt := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(msg.Data), &dkim.VerifyOptions{LookupTXT: func(domain string) ([]string, error) {
+		if domain != "confirm._domainkey.news.test" {
+			return nil, fmt.Errorf("no record %s", domain)
+		}
+		return []string{txt}, nil
+	}})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "news.test" {
+		t.Fatalf("verify: %v %+v", err, vs)
 	}
 }

@@ -48,7 +48,8 @@ func (s *Store) suppressionHash(normalized string) []byte {
 
 // Subscribe records an opt-in in one transaction (shared with concurrent subscriptions, see
 // subscribeBatcher; it returns once that has committed): the reader (new: pending; pending: unchanged but
-// name and language; left: pending again with a new subscribed_at; confirmed: nothing at all), the
+// name and language; unsubscribed or complained: pending again with a new subscribed_at; confirmed
+// or bounced: nothing at all), the
 // consent, and a queued confirmation email unless one was queued for the address within
 // ConfirmThrottle or is still waiting. The outcome looks the same whether or not the address was
 // known. Concurrent calls for one address serialise on the row (ON CONFLICT), never fail.

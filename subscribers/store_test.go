@@ -81,10 +81,10 @@ func TestStoreSubscribeByStatus(t *testing.T) {
 			db.MustExec(`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now(), confirmation_sent_at = now() - interval '1 day'`)
 			db.MustExec(`UPDATE outbox SET sent_at = now()`)
 		}, StatusPending, true, 2, 2, "Second"},
-		{"bounced opts in again", func(t *testing.T, db *sqlx.DB, _ *Store) {
+		{"bounced: nothing at all, no email to an address that refuses mail", func(t *testing.T, db *sqlx.DB, _ *Store) {
 			db.MustExec(`UPDATE subscribers SET status = 'bounced', bounced_at = now(), confirmation_sent_at = now() - interval '1 day'`)
 			db.MustExec(`UPDATE outbox SET sent_at = now()`)
-		}, StatusPending, true, 2, 2, "Second"},
+		}, StatusBounced, false, 1, 1, "First"},
 		{"complained opts in again, within the throttle no email yet", func(t *testing.T, db *sqlx.DB, _ *Store) {
 			db.MustExec(`UPDATE subscribers SET status = 'complained', complained_at = now()`)
 			db.MustExec(`UPDATE outbox SET sent_at = now()`)

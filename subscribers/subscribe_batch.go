@@ -160,7 +160,8 @@ func (b *subscribeBatcher) commit(ctx context.Context, s *subscription) {
 
 // write records a batch of opt-ins in one statement, so in one implicit transaction:
 // for each, the reader (new: pending; pending: unchanged but name and language; left: pending
-// again with a new subscribed_at; confirmed: no row at all, so nothing is written for them), the
+// again with a new subscribed_at; confirmed, or bounced (the address refused mail for good, and
+// one more confirmation would only bounce again): no row at all, so nothing is written for them), the
 // consent, the lifted suppression (new consent was given: an earlier erasure no longer stands in
 // the way of imports) and a queued confirmation email. A new reader always gets one; a known one
 // unless one was queued within ConfirmThrottle or is still unsent. The CTEs share one snapshot, so
@@ -218,9 +219,9 @@ const subscribeSQL = `
 				confirmation_sent_at = CASE
 					WHEN (r.confirmation_sent_at IS NULL OR r.confirmation_sent_at <= now() - $9 * interval '1 second')
 					 AND NOT EXISTS (SELECT 1 FROM outbox o
-					                 WHERE o.subscriber_id = r.id AND o.kind = 'confirm' AND o.sent_at IS NULL AND o.skipped_at IS NULL)
+					                 WHERE o.subscriber_id = r.id AND o.kind = 'confirm' AND o.sent_at IS NULL AND o.skipped_at IS NULL AND o.failed_at IS NULL)
 					THEN now() ELSE r.confirmation_sent_at END
-			WHERE r.status <> 'confirmed'
+			WHERE r.status NOT IN ('confirmed', 'bounced')
 			RETURNING r.id, lower(r.email) AS key, r.confirmation_sent_at = now() AS queue
 		), consent AS (
 			INSERT INTO consents (subscriber_id, ip, user_agent, source, text_version)

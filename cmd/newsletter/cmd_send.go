@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"newsletter/digest"
-	"newsletter/internal/smtpout"
 	"newsletter/subscribers"
 )
 
@@ -28,15 +27,9 @@ func (a *App) newSender(store *digest.Store) (*digest.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	var dkim *smtpout.DKIMSigner
-	if a.cfg.DKIMDomain != "" {
-		key, err := os.ReadFile(a.cfg.DKIMKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("NEWSLETTER_DKIM_KEY_FILE: %w", err)
-		}
-		if dkim, err = smtpout.NewDKIMSigner(a.cfg.DKIMDomain, a.cfg.DKIMSelector, key); err != nil {
-			return nil, fmt.Errorf("NEWSLETTER_DKIM_KEY_FILE: %w", err)
-		}
+	dkim, err := a.dkimSigner()
+	if err != nil {
+		return nil, err
 	}
 	return digest.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client,
 		digest.SenderOptions{

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"newsletter/subscribers"
 )
 
 // Config is every setting of the service. Defaults work on a laptop with a local PostgreSQL and a
@@ -36,6 +38,7 @@ type Config struct {
 	DigestMaxArticles int
 	RequireApproval   bool
 	MaxLateness       time.Duration
+	UnconfirmedExpiry time.Duration
 
 	SendConcurrency int
 	SendRate        float64
@@ -95,7 +98,7 @@ func positiveInt(p func(c *Config) *int, allowZero bool) func(*Config, string) e
 var settings = []setting{
 	{"NEWSLETTER_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter?sslmode=disable", "PostgreSQL URL; the database is created if missing",
 		str(func(c *Config) *string { return &c.DatabaseURL })},
-	{"NEWSLETTER_SMTP_URL", "smtp://127.0.0.1:1025", "SMTP relay: smtp://[user:pass@]host:port (STARTTLS when offered; ?tls=required insists), smtps:// for implicit TLS",
+	{"NEWSLETTER_SMTP_URL", "smtp://127.0.0.1:1025", "SMTP relay: smtp://[user:pass@]host:port (STARTTLS when offered; ?tls=required insists; ?auth=login, cram-md5, scram-sha-256 or auto instead of PLAIN), smtps:// for implicit TLS",
 		str(func(c *Config) *string { return &c.SMTPURL })},
 	{"NEWSLETTER_HTTP_ADDR", "127.0.0.1:8080", "where the web server listens",
 		str(func(c *Config) *string { return &c.HTTPAddr })},
@@ -141,6 +144,13 @@ var settings = []setting{
 		func(c *Config, v string) (err error) { c.RequireApproval, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_MAX_LATENESS", "6h", "a scheduled run later than this waits for an editor instead of sending",
 		func(c *Config, v string) (err error) { c.MaxLateness, err = time.ParseDuration(v); return err }},
+	{"NEWSLETTER_UNCONFIRMED_EXPIRY", "30d", "sign-ups still unconfirmed this long after the last confirmation email are removed with their consent (days as 30d, or a duration such as 720h; at least the confirm link's 7 days)",
+		func(c *Config, v string) (err error) {
+			if c.UnconfirmedExpiry, err = parseDays(v); err == nil && c.UnconfirmedExpiry < subscribers.ConfirmTTL {
+				err = fmt.Errorf("want at least %v, how long a confirm link works", subscribers.ConfirmTTL)
+			}
+			return err
+		}},
 	{"NEWSLETTER_SEND_CONCURRENCY", "", "SMTP connections used by one sending process (default: chosen for speed)",
 		func(c *Config, v string) error {
 			if v == "" {
@@ -160,7 +170,7 @@ var settings = []setting{
 		}},
 	{"NEWSLETTER_SEND_MAX_ATTEMPTS", "5", "tries per reader before a temporary failure becomes final",
 		positiveInt(func(c *Config) *int { return &c.SendMaxAttempts }, false)},
-	{"NEWSLETTER_DKIM_DOMAIN", "", "sign every digest with DKIM for this domain (with _SELECTOR and _KEY_FILE)",
+	{"NEWSLETTER_DKIM_DOMAIN", "", "sign every email (digests, confirmations, test sends) with DKIM for this domain (with _SELECTOR and _KEY_FILE)",
 		str(func(c *Config) *string { return &c.DKIMDomain })},
 	{"NEWSLETTER_DKIM_SELECTOR", "", "DKIM selector",
 		str(func(c *Config) *string { return &c.DKIMSelector })},
@@ -174,6 +184,18 @@ var settings = []setting{
 		func(c *Config, v string) (err error) { c.Demo, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_LOG_LEVEL", "info", "debug, info, warn or error",
 		str(func(c *Config) *string { return &c.LogLevel })},
+}
+
+// parseDays reads "30d" as 30 days, and anything else as a Go duration ("720h").
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, errors.New("want a number of days such as 30d, or a duration such as 720h")
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // LoadConfig reads every setting from getenv, applying defaults, then validates the whole.
@@ -206,6 +228,8 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
 		errs = append(errs, errors.New("NEWSLETTER_SMTP_URL: want smtp://host:port or smtps://host:port"))
+	} else if _, ok := smtpAuthTypes[u.Query().Get("auth")]; !ok {
+		errs = append(errs, errors.New("NEWSLETTER_SMTP_URL: ?auth= takes plain, login, cram-md5, scram-sha-256 or auto"))
 	}
 	if _, err := mail.ParseAddress(c.From); err != nil {
 		errs = append(errs, errors.New("NEWSLETTER_FROM: want an address such as Weekly Digest <digest@example.org>"))

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -15,7 +16,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if c.DatabaseURL != "postgres://postgres@127.0.0.1:5432/newsletter?sslmode=disable" || c.SMTPURL != "smtp://127.0.0.1:1025" ||
 		c.HTTPAddr != "127.0.0.1:8080" || c.BaseURL != "http://localhost:8080" || c.DigestMaxArticles != 12 ||
-		c.SendMaxAttempts != 5 || c.SendConcurrency < 1 || strings.Join(c.Languages, ",") != "en,ru" {
+		c.SendMaxAttempts != 5 || c.SendConcurrency < 1 || strings.Join(c.Languages, ",") != "en,ru" ||
+		c.UnconfirmedExpiry != 30*24*time.Hour {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -35,6 +37,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"BadMax", map[string]string{"NEWSLETTER_DIGEST_MAX_ARTICLES": "0"}, "NEWSLETTER_DIGEST_MAX_ARTICLES"},
 		{"DKIMPartial", map[string]string{"NEWSLETTER_DKIM_DOMAIN": "example.org"}, "DKIM"},
 		{"BadLateness", map[string]string{"NEWSLETTER_MAX_LATENESS": "soon"}, "NEWSLETTER_MAX_LATENESS"},
+		{"BadSMTPAuth", map[string]string{"NEWSLETTER_SMTP_URL": "smtp://u:p@x:25?auth=xoauth"}, "NEWSLETTER_SMTP_URL"},
+		{"BadExpiry", map[string]string{"NEWSLETTER_UNCONFIRMED_EXPIRY": "a month"}, "NEWSLETTER_UNCONFIRMED_EXPIRY"},
+		{"ExpiryShorterThanLinks", map[string]string{"NEWSLETTER_UNCONFIRMED_EXPIRY": "3d"}, "NEWSLETTER_UNCONFIRMED_EXPIRY"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

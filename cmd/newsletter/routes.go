@@ -40,14 +40,23 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	dkim, err := a.dkimSigner()
+	if err != nil {
+		return nil, nil, err
+	}
 	mailer, err := subscribers.NewMailer(a.db, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
-		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication,
+		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication, DKIM: dkim,
 		Yield: func() bool { return subStore.Busy() || a.load.busy() },
 	}, a.log, a.registry)
 	if err != nil {
 		return nil, nil, err
 	}
 	workers = append(workers, worker{name: "confirmation mailer", run: mailer.Run})
+	expiry, err := subscribers.NewExpiry(subStore, a.cfg.UnconfirmedExpiry, time.Hour, a.log, a.registry)
+	if err != nil {
+		return nil, nil, err
+	}
+	workers = append(workers, worker{name: "unconfirmed expiry", run: expiry.Run})
 	var wake interface{ Wake() } = mailer
 	subs := subscribers.NewHandler(subStore, signer, a.pages, a.catalog, wake, subscribers.HandlerOptions{
 		Publication: a.cfg.Publication, Languages: a.cfg.Languages, Schedule: a.cfg.DigestSchedule,
@@ -108,7 +117,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestHandler.WithTestSend(digest.TestSender(digestStore, digestRenderer, testClient, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles)).
+	editor := digestHandler.WithTestSend(digest.TestSender(digestStore, digestRenderer, testClient, dkim, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles)).
 		WithStartSend(sender.Start)
 	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
 	mux.HandleFunc("POST /admin/login", editor.AdminLogin)

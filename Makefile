@@ -37,9 +37,11 @@ lint:
 	echo "$(GO) run $(GOVULNCHECK) -db file://$$vulndb/data/osv ./..."; \
 	$(GO) run $(GOVULNCHECK) -db "file://$$vulndb/data/osv" ./...
 
-## bench: the sending engine against a local sink, then the Go benchmarks
+## bench: the sending engine against a local sink, then through a 50 ms round trip (BDAT, DATA), then the Go benchmarks
 bench:
 	$(GO) run ./cmd/newsletter bench send --readers 100000
+	NEWSLETTER_SEND_CONCURRENCY=4 $(GO) run ./cmd/newsletter bench send --readers 800 --rtt 50ms
+	NEWSLETTER_SEND_CONCURRENCY=4 $(GO) run ./cmd/newsletter bench send --readers 800 --rtt 50ms --data
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

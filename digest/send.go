@@ -48,6 +48,9 @@ type SenderOptions struct {
 	// Poll is how often Run looks for issues to send when not woken (default 5s).
 	Poll time.Duration
 	DKIM *smtpout.DKIMSigner // nil: messages are not signed
+	// NoChunking sends with DATA even where the server offers CHUNKING (tests and benchmarks of
+	// that path, which Mailpit, Amazon SES and many relays take).
+	NoChunking bool
 }
 
 func (o *SenderOptions) defaults() {
@@ -108,8 +111,6 @@ type Sender struct {
 	from    *netmail.Address
 	domain  string
 	wake    chan struct{}
-	// noChunking makes every message go with DATA (tests of that path).
-	noChunking bool
 }
 
 // NewSender returns a Sender. renderer is the digest Renderer, bounces the subscribers Store,
@@ -655,7 +656,7 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
 // message's end (smtpout.Conn.Send's next), so the worker takes that job from the queue early.
 func (e *engine) work(ctx context.Context) {
 	s := e.s
-	c := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout, BackoffBase: s.opts.ConnBackoff, NoChunking: s.noChunking}
+	c := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout, BackoffBase: s.opts.ConnBackoff, NoChunking: s.opts.NoChunking}
 	defer c.Close()
 	ack := make(chan struct{}, 1)
 	pending := false

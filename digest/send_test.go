@@ -157,7 +157,7 @@ func TestSendOutcomes(t *testing.T) {
 				f := newSendFixture(t, 12)
 				tc.script(f.srv)
 				s := f.sender(t, tc.tune)
-				s.noChunking = transport == "DATA"
+				s.opts.NoChunking = transport == "DATA"
 				checkOutcome(t, f, s, tc, target)
 			})
 		}

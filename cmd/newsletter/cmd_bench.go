@@ -27,9 +27,12 @@ import (
 	"newsletter/templates"
 )
 
-// benchCmd runs `newsletter bench send --readers N`: N confirmed readers seeded with COPY into a
-// throwaway database on the configured server, one issue of realistic size sent by the real engine
-// to an in-process discard SMTP server on 127.0.0.1; it prints messages/s, CPU seconds and peak RSS.
+// benchCmd runs `newsletter bench send --readers N [--rtt D] [--data]`: N confirmed readers seeded
+// with COPY into a throwaway database on the configured server, one issue of realistic size sent by
+// the real engine to an in-process discard SMTP server on 127.0.0.1; it prints messages/s, CPU
+// seconds and peak RSS. --rtt puts a latency proxy in front of the sink (a relay that far away) and
+// reports messages/s per connection against the one-round-trip ideal, 1/RTT; --data sends with
+// DATA instead of BDAT, as to a server without CHUNKING.
 func (a *App) benchCmd(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "http" {
 		return a.benchHTTPCmd(ctx, args[1:])
@@ -40,11 +43,13 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench send", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	readers := fs.Int("readers", 100000, "confirmed readers to seed")
+	rtt := fs.Duration("rtt", 0, "round trip to the sink, through a latency proxy (0: none)")
+	data := fs.Bool("data", false, "send with DATA, not BDAT")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{"bench send: " + err.Error()}
 	}
-	if fs.NArg() > 0 || *readers <= 0 {
-		return usageError{"bench send: want --readers N (N > 0)"}
+	if fs.NArg() > 0 || *readers <= 0 || *rtt < 0 {
+		return usageError{"bench send: want --readers N (N > 0), --rtt D (0 or more) and --data"}
 	}
 
 	// A throwaway database, dropped afterwards.
@@ -89,13 +94,21 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	bench.secret = append(bench.secret, "bench-secret-padding"...)
 	bench.registry = prometheus.NewRegistry()
 	bench.cfg.SMTPURL = sink.URL()
+	if *rtt > 0 {
+		proxy, err := smtptest.ListenProxy(sink.Addr, *rtt/2)
+		if err != nil {
+			return err
+		}
+		defer proxy.Close()
+		bench.cfg.SMTPURL = "smtp://" + proxy.Addr
+	}
 	bench.cfg.DigestMaxArticles = 16 // every seeded article shown: about 30 KB of HTML
 	bench.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if bench.catalog, err = templates.LoadCatalog(templates.FS(a.cfg.TemplatesDir)); err != nil {
 		return err
 	}
 	store := digest.NewStore(db, nil)
-	sender, err := bench.newSender(store)
+	sender, err := bench.newSender(store, func(o *digest.SenderOptions) { o.NoChunking = *data })
 	if err != nil {
 		return err
 	}
@@ -146,8 +159,19 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	sent := sink.Count()
-	fmt.Fprintf(a.stdout, "sent %d messages in %s over %d connections: %.0f messages/s\n", sent, elapsed.Round(time.Millisecond),
-		a.cfg.SendConcurrency, float64(sent)/elapsed.Seconds())
+	path := "BDAT"
+	if *data {
+		path = "DATA"
+	}
+	rate := float64(sent) / elapsed.Seconds()
+	fmt.Fprintf(a.stdout, "sent %d messages in %s over %d connections with %s: %.0f messages/s\n", sent, elapsed.Round(time.Millisecond),
+		a.cfg.SendConcurrency, path, rate)
+	if *rtt > 0 {
+		perConn := rate / float64(a.cfg.SendConcurrency)
+		ideal := 1 / rtt.Seconds()
+		fmt.Fprintf(a.stdout, "round trip %s: %.1f messages/s per connection, %.2f of the one-round-trip ideal (%.1f/s)\n",
+			*rtt, perConn, perConn/ideal, ideal)
+	}
 	fmt.Fprintf(a.stdout, "CPU %.1f s (this process, sink included; PostgreSQL not counted), %.0f µs per message\n", cpu, cpu/float64(max(1, sent))*1e6)
 	fmt.Fprintf(a.stdout, "peak RSS %s\n", peakRSS())
 	return nil

@@ -17,8 +17,9 @@ import (
 	"newsletter/subscribers"
 )
 
-// newSender builds the digest sending engine from the settings (serve and `digest send`).
-func (a *App) newSender(store *digest.Store) (*digest.Sender, error) {
+// newSender builds the digest sending engine from the settings (serve and `digest send`); tune, when
+// given, adjusts its options last (the bench).
+func (a *App) newSender(store *digest.Store, tune ...func(*digest.SenderOptions)) (*digest.Sender, error) {
 	renderer, err := a.digestRenderer()
 	if err != nil {
 		return nil, err
@@ -31,12 +32,15 @@ func (a *App) newSender(store *digest.Store) (*digest.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return digest.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client,
-		digest.SenderOptions{
-			From: a.cfg.From, BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Secret: a.secret,
-			MaxArticles: a.cfg.DigestMaxArticles, Concurrency: a.cfg.SendConcurrency, Rate: a.cfg.SendRate,
-			MaxAttempts: a.cfg.SendMaxAttempts, DKIM: dkim,
-		}, a.log, a.registry)
+	opts := digest.SenderOptions{
+		From: a.cfg.From, BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Secret: a.secret,
+		MaxArticles: a.cfg.DigestMaxArticles, Concurrency: a.cfg.SendConcurrency, Rate: a.cfg.SendRate,
+		MaxAttempts: a.cfg.SendMaxAttempts, DKIM: dkim,
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	return digest.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client, opts, a.log, a.registry)
 }
 
 // digestSend runs `newsletter digest send [--lang L|all] [--yes]`: it assembles the issue of the

@@ -16,7 +16,8 @@ import (
 
 // articleColumns lists every column of an Article, for SELECT and RETURNING.
 const articleColumns = `id, lang, guid, source, feed_url, title, link, summary, author, section,
-	image_url, image_alt, published_at, first_seen_at, updated_at, pinned, hidden, position`
+	image_url, image_alt, published_at, first_seen_at, updated_at, pinned, hidden, position,
+	baseline, undated, picked`
 
 // editorSummaryMaxRunes bounds an editor's summary; it is shown whole, not cut like a feed's.
 const editorSummaryMaxRunes = 2000

@@ -38,6 +38,10 @@ type Article struct {
 	Pinned      bool      `db:"pinned"`
 	Hidden      bool      `db:"hidden"`
 	Position    *int      `db:"position"`
+	// Baseline, Undated and Picked feed the window rule (window.go).
+	Baseline bool `db:"baseline"`
+	Undated  bool `db:"undated"`
+	Picked   bool `db:"picked"`
 }
 
 // Issue statuses: draft -> approved -> sending <-> paused -> sent; or cancelled / skipped.

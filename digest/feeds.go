@@ -521,6 +521,16 @@ func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFee
 		return 0, 0, fmt.Errorf("store feed: %w", err)
 	}
 	defer tx.Rollback()
+	// A feed's first successful fetch is its baseline (window.go): what it already carries is
+	// stored, but it is not news. The row lock makes two first fetches at once agree.
+	var baseline bool
+	err = tx.GetContext(ctx, &baseline, `SELECT last_ok_at IS NULL FROM feeds WHERE url = $1 FOR UPDATE`, f.URL)
+	if errors.Is(err, sql.ErrNoRows) {
+		baseline, err = true, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("store feed: %w", err)
+	}
 	seen := map[string]bool{}
 	for _, item := range fetched.feed.Items {
 		if item == nil {
@@ -532,7 +542,7 @@ func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFee
 		}
 		seen[a.GUID] = true
 		a.FeedURL = f.URL
-		inserted, changed, err := upsertFeedArticle(ctx, tx, a, date, now)
+		inserted, changed, err := upsertFeedArticle(ctx, tx, a, date, now, baseline)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -554,18 +564,21 @@ func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFee
 
 // upsertFeedArticle inserts a, or updates the stored article when something changed. Editors'
 // pinned/hidden/position are never touched, and an article an editor edited (source 'editor')
-// keeps the editor's text. A missing date keeps the stored one. (xmax = 0) tells an insert from an
+// keeps the editor's text. A missing date keeps the stored one. baseline marks a new article as
+// part of its feed's baseline; a stored one keeps its mark. (xmax = 0) tells an insert from an
 // update; no row back means nothing changed.
-func upsertFeedArticle(ctx context.Context, tx *sqlx.Tx, a Article, date *time.Time, now time.Time) (inserted, changed bool, err error) {
+func upsertFeedArticle(ctx context.Context, tx *sqlx.Tx, a Article, date *time.Time, now time.Time, baseline bool) (inserted, changed bool, err error) {
 	err = tx.QueryRowContext(ctx, `
 		INSERT INTO articles (lang, guid, source, feed_url, title, link, summary, author, section,
-			image_url, image_alt, published_at, first_seen_at, updated_at)
-		VALUES ($1, $2, 'feed', $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, $12::timestamptz), $12, $12)
+			image_url, image_alt, published_at, first_seen_at, updated_at, baseline, undated)
+		VALUES ($1, $2, 'feed', $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, $12::timestamptz), $12, $12,
+			$13, $11::timestamptz IS NULL)
 		ON CONFLICT (lang, guid) DO UPDATE SET
 			feed_url = EXCLUDED.feed_url, title = EXCLUDED.title, link = EXCLUDED.link,
 			summary = EXCLUDED.summary, author = EXCLUDED.author, section = EXCLUDED.section,
 			image_url = EXCLUDED.image_url, image_alt = EXCLUDED.image_alt,
-			published_at = COALESCE($11::timestamptz, articles.published_at), updated_at = $12
+			published_at = COALESCE($11::timestamptz, articles.published_at),
+			undated = articles.undated AND $11::timestamptz IS NULL, updated_at = $12
 		WHERE articles.source = 'feed'
 			AND (articles.title, articles.link, articles.summary, articles.author, articles.section,
 				articles.image_url, articles.image_alt, articles.published_at)
@@ -573,7 +586,7 @@ func upsertFeedArticle(ctx context.Context, tx *sqlx.Tx, a Article, date *time.T
 				EXCLUDED.section, EXCLUDED.image_url, EXCLUDED.image_alt, COALESCE($11::timestamptz, articles.published_at))
 		RETURNING (xmax = 0)`,
 		a.Lang, a.GUID, a.FeedURL, a.Title, a.Link, a.Summary, a.Author, a.Section,
-		a.ImageURL, a.ImageAlt, date, now).Scan(&inserted)
+		a.ImageURL, a.ImageAlt, date, now, baseline).Scan(&inserted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, false, nil
 	}

@@ -45,7 +45,10 @@ type IngestOptions struct {
 	Concurrency  int           // feeds fetched at once; default 4
 	BaseURL      string        // named in the User-Agent so a feed's owner can see who polls
 	UserAgent    string        // default "newsletter/1.0 (+BaseURL)"
-	Client       *http.Client  // default: a client of its own
+	// AllowPrivate lets fetches reach loopback and private addresses (an intranet feed, local
+	// tests); otherwise only public addresses are dialled, redirects and every DNS answer included.
+	AllowPrivate bool
+	Client       *http.Client // default: a client of its own; a given one is used as is, without the address check
 }
 
 // Ingester fetches the configured feeds and stores their items as articles.
@@ -78,8 +81,8 @@ func NewIngester(store *Store, feeds []FeedConfig, opts IngestOptions, log *slog
 	}
 	client := opts.Client
 	if client == nil {
-		// The default transport asks for gzip and decompresses it; the body cap applies after that.
-		client = &http.Client{Timeout: opts.Timeout}
+		// The transport asks for gzip and decompresses it; the body cap applies after that.
+		client = &http.Client{Timeout: opts.Timeout, Transport: newFeedTransport(feedAddrCheck(opts.AllowPrivate), nil)}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -235,6 +238,10 @@ func (i *Ingester) fetch(ctx context.Context, feedURL string, state FeedStatus) 
 func (i *Ingester) fetchError(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("timed out after %s", i.opts.Timeout)
+	}
+	if errors.Is(err, errAddressNotAllowed) {
+		// Without the address or port: one message for every refusal.
+		return fmt.Errorf("fetch: %w", errAddressNotAllowed)
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -58,7 +58,7 @@ func TestIngestFixtures(t *testing.T) {
 		{"ru", srv.URL + "/ru.atom.xml"},
 		{"en", srv.URL + "/en.json-feed.json"},
 	}
-	ing := NewIngester(s, feeds, IngestOptions{}, nil, nil)
+	ing := NewIngester(s, feeds, IngestOptions{AllowPrivate: true}, nil, nil)
 	results := ing.PollAll(context.Background())
 	wantNew := []int{8, 6, 3} // 9 RSS items and 7 Atom entries, one duplicate GUID each
 	for i, r := range results {
@@ -263,7 +263,7 @@ func TestIngestConditionalGet(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	reg := prometheus.NewRegistry()
-	ing := NewIngester(s, []FeedConfig{{"en", srv.URL}}, IngestOptions{BaseURL: "https://letters.example.org"}, nil, reg)
+	ing := NewIngester(s, []FeedConfig{{"en", srv.URL}}, IngestOptions{BaseURL: "https://letters.example.org", AllowPrivate: true}, nil, reg)
 
 	r := ing.Poll(context.Background(), FeedConfig{"en", srv.URL})
 	if r.Err != nil || r.New != 2 || r.NotModified {
@@ -314,7 +314,7 @@ func TestIngestUpdates(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	feed := FeedConfig{"en", srv.URL}
-	ing := NewIngester(s, []FeedConfig{feed}, IngestOptions{}, nil, nil)
+	ing := NewIngester(s, []FeedConfig{feed}, IngestOptions{AllowPrivate: true}, nil, nil)
 	if r := ing.Poll(ctx, feed); r.Err != nil || r.New != 3 {
 		t.Fatalf("first poll: %+v", r)
 	}
@@ -393,7 +393,7 @@ func TestIngestFailures(t *testing.T) {
 		{"en", srv.URL + "/html"}, {"en", srv.URL + "/big"}, {"en", srv.URL + "/good"},
 		{"ru", "http://127.0.0.1:1/refused"},
 	}
-	ing := NewIngester(s, feeds, IngestOptions{Timeout: 300 * time.Millisecond, MaxBodyBytes: int64(len(big)) - 1}, nil, nil)
+	ing := NewIngester(s, feeds, IngestOptions{Timeout: 300 * time.Millisecond, MaxBodyBytes: int64(len(big)) - 1, AllowPrivate: true}, nil, nil)
 	results := ing.PollAll(ctx)
 	wantErr := []string{"HTTP 500", "timed out after 300ms", "not a feed", "not a feed", "feed larger than", "", "fetch:"}
 	for i, r := range results {
@@ -443,7 +443,7 @@ func TestIngestGzip(t *testing.T) {
 		w.Write(buf.Bytes())
 	}))
 	defer srv.Close()
-	ing := NewIngester(s, nil, IngestOptions{}, nil, nil)
+	ing := NewIngester(s, nil, IngestOptions{AllowPrivate: true}, nil, nil)
 	if r := ing.Poll(context.Background(), FeedConfig{"en", srv.URL}); r.Err != nil || r.New != 1 {
 		t.Fatalf("gzip feed: %+v", r)
 	}

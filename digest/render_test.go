@@ -87,7 +87,7 @@ func goldenIssues(t testing.TB, db *sqlx.DB) (*Store, map[string]int64) {
 		{Lang: "en", URL: srv.URL + "/en.json-feed.json"},
 		{Lang: "ru", URL: srv.URL + "/ru.atom.xml"},
 	}
-	for _, res := range NewIngester(s, feeds, IngestOptions{BaseURL: "https://digest.example.com"}, nil, nil).PollAll(ctx) {
+	for _, res := range NewIngester(s, feeds, IngestOptions{BaseURL: "https://digest.example.com", AllowPrivate: true}, nil, nil).PollAll(ctx) {
 		if res.Err != nil || res.New == 0 {
 			t.Fatalf("ingest %s: %d new, %v", res.URL, res.New, res.Err)
 		}

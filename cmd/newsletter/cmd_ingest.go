@@ -50,7 +50,7 @@ func (a *App) ingester() *digest.Ingester {
 	for _, f := range a.cfg.Feeds {
 		feeds = append(feeds, digest.FeedConfig{Lang: f.Lang, URL: f.URL})
 	}
-	return digest.NewIngester(digest.NewStore(a.db, nil), feeds, digest.IngestOptions{BaseURL: a.cfg.BaseURL}, a.log, a.registry)
+	return digest.NewIngester(digest.NewStore(a.db, nil), feeds, digest.IngestOptions{BaseURL: a.cfg.BaseURL, AllowPrivate: a.cfg.FeedsAllowPrivate}, a.log, a.registry)
 }
 
 // pollFeeds is serve's feed worker: one poll at start, then one at each time of spec (robfig/cron

@@ -34,6 +34,7 @@ type Config struct {
 	TemplatesDir  string
 
 	FeedSchedule      string
+	FeedsAllowPrivate bool // feed fetches may reach loopback and private addresses
 	DigestSchedule    string
 	DigestMaxArticles int
 	RequireApproval   bool
@@ -128,6 +129,8 @@ var settings = []setting{
 			}
 			return nil
 		}},
+	{"NEWSLETTER_FEEDS_ALLOW_PRIVATE", "false", "let feed fetches reach loopback and private addresses (a newsroom's own intranet; local tests)",
+		func(c *Config, v string) (err error) { c.FeedsAllowPrivate, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_CORS_ORIGINS", "", "origins (comma-separated) whose pages may POST /subscribe from the browser",
 		func(c *Config, v string) error { c.CORSOrigins = list(v); return nil }},
 	{"NEWSLETTER_POSTAL_ADDRESS", "", "the publisher's postal address, printed in every digest footer",

@@ -17,7 +17,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.DatabaseURL != "postgres://postgres@127.0.0.1:5432/newsletter?sslmode=disable" || c.SMTPURL != "smtp://127.0.0.1:1025" ||
 		c.HTTPAddr != "127.0.0.1:8080" || c.BaseURL != "http://localhost:8080" || c.DigestMaxArticles != 12 ||
 		c.SendMaxAttempts != 5 || c.SendConcurrency < 1 || strings.Join(c.Languages, ",") != "en,ru" ||
-		c.UnconfirmedExpiry != 30*24*time.Hour {
+		c.UnconfirmedExpiry != 30*24*time.Hour || c.FeedsAllowPrivate {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -39,6 +39,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"BadLateness", map[string]string{"NEWSLETTER_MAX_LATENESS": "soon"}, "NEWSLETTER_MAX_LATENESS"},
 		{"BadSMTPAuth", map[string]string{"NEWSLETTER_SMTP_URL": "smtp://u:p@x:25?auth=xoauth"}, "NEWSLETTER_SMTP_URL"},
 		{"BadExpiry", map[string]string{"NEWSLETTER_UNCONFIRMED_EXPIRY": "a month"}, "NEWSLETTER_UNCONFIRMED_EXPIRY"},
+		{"BadFeedsAllowPrivate", map[string]string{"NEWSLETTER_FEEDS_ALLOW_PRIVATE": "sometimes"}, "NEWSLETTER_FEEDS_ALLOW_PRIVATE"},
 		{"ExpiryShorterThanLinks", map[string]string{"NEWSLETTER_UNCONFIRMED_EXPIRY": "3d"}, "NEWSLETTER_UNCONFIRMED_EXPIRY"},
 	}
 	for _, tc := range cases {

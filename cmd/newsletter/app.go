@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -44,6 +46,9 @@ type App struct {
 
 	// ready, when set (tests), receives the web server's address once it listens.
 	ready chan string
+	// smtpRoots, when set (tests), are the certificate authorities trusted for the SMTP relay's
+	// TLS instead of the system's.
+	smtpRoots *x509.CertPool
 }
 
 // open connects to the database (creating it if missing), applies migrations, loads the signing
@@ -149,6 +154,9 @@ func (a *App) mailClient(extra ...mail.Option) (*mail.Client, error) {
 		}
 	}
 	opts = append(opts, mail.WithPort(port))
+	if a.smtpRoots != nil {
+		opts = append(opts, mail.WithTLSConfig(&tls.Config{ServerName: u.Hostname(), RootCAs: a.smtpRoots, MinVersion: tls.VersionTLS12}))
+	}
 	if u.Query().Get("tls") == "required" {
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
 	}

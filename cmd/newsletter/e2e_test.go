@@ -49,6 +49,13 @@ type service struct {
 // stops when the test ends; its log is printed if the test failed.
 func startService(t *testing.T, env map[string]string) *service {
 	t.Helper()
+	return startServiceApp(t, env, nil)
+}
+
+// startServiceApp is startService with tune applied to the App before it runs (test seams such as
+// the SMTP relay's trusted certificates).
+func startServiceApp(t *testing.T, env map[string]string, tune func(*App)) *service {
+	t.Helper()
 	smtp := smtptest.Start(t)
 	dbURL := testdb.URL(t)
 	port := freePort(t)
@@ -76,6 +83,9 @@ func startService(t *testing.T, env map[string]string) *service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	app := &App{stdin: strings.NewReader(""), stdout: s.log, stderr: s.log, getenv: func(k string) string { return s.Env[k] }, ready: make(chan string, 1)}
+	if tune != nil {
+		tune(app)
+	}
 	go func() { s.exited <- runApp(ctx, app, []string{"serve"}) }()
 	t.Cleanup(func() {
 		if code := s.Stop(); code != exitOK && !t.Failed() {

@@ -100,6 +100,8 @@ func Listen(addr string) (*Server, error) {
 	s.srv.Domain = "localhost"
 	s.srv.AllowInsecureAuth = true
 	s.srv.MaxMessageBytes = 10 << 20
+	// Offered as real servers offer it, so a relay in front (postfixtest) can pass on internationalised mail.
+	s.srv.EnableSMTPUTF8 = true
 	s.srv.ReadTimeout = 30 * time.Second
 	s.srv.WriteTimeout = 30 * time.Second
 	go s.srv.Serve(l)

@@ -1,7 +1,6 @@
 package digest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -147,7 +146,7 @@ func (i *Ingester) Poll(ctx context.Context, f FeedConfig) FeedResult {
 	state, err := i.store.feedState(ctx, f)
 	if err == nil {
 		var fetched *fetchedFeed
-		fetched, err = i.fetch(ctx, f.URL, state)
+		fetched, err = i.fetch(ctx, f, state)
 		switch {
 		case err != nil:
 		case fetched == nil:
@@ -183,18 +182,19 @@ func (i *Ingester) Poll(ctx context.Context, f FeedConfig) FeedResult {
 	return res
 }
 
-// fetchedFeed is a parsed feed and the validators to send next time.
+// fetchedFeed is a fetched feed's items and the validators to send next time.
 type fetchedFeed struct {
-	feed         *gofeed.Feed
+	items        []parsedItem
 	etag         string
 	lastModified string
 }
 
-// fetch GETs the feed, sending the stored validators; it returns nil, nil on 304 Not Modified.
-func (i *Ingester) fetch(ctx context.Context, feedURL string, state FeedStatus) (*fetchedFeed, error) {
+// fetch GETs the feed, sending the stored validators, and parses it, all within the fetch's
+// timeout; it returns nil, nil on 304 Not Modified.
+func (i *Ingester) fetch(ctx context.Context, f FeedConfig, state FeedStatus) (*fetchedFeed, error) {
 	ctx, cancel := context.WithTimeout(ctx, i.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, feedURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: feed URL", ErrInvalid)
 	}
@@ -224,14 +224,15 @@ func (i *Ingester) fetch(ctx context.Context, feedURL string, state FeedStatus) 
 	if int64(len(body)) > i.opts.MaxBodyBytes {
 		return nil, fmt.Errorf("feed larger than %d bytes", i.opts.MaxBodyBytes)
 	}
-	parser := gofeed.NewParser()
-	// No guessing a lead image from <img> in the HTML: that is where tracking pixels live.
-	parser.RSSTranslator = &gofeed.DefaultRSSTranslator{DisableContentImageScan: true}
-	feed, err := parser.Parse(bytes.NewReader(body))
+	// Relative links resolve against where the body came from, after any redirect.
+	items, err := parseFeedBody(ctx, body, resp.Request.URL, f.Lang, i.store.now())
 	if err != nil {
-		return nil, fmt.Errorf("not a feed: %v", err)
+		if ctx.Err() != nil {
+			return nil, i.fetchError(ctx, err)
+		}
+		return nil, err
 	}
-	return &fetchedFeed{feed: feed, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
+	return &fetchedFeed{items: items, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
 }
 
 // fetchError words a transport error without the URL, which may carry credentials or a token.
@@ -521,7 +522,6 @@ func feedClip(s string, n int) string {
 // storeFeed upserts the feed's items and records the fetch, in one transaction: the new validators
 // are kept only if the items were.
 func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFeed) (created, updated int, err error) {
-	base, _ := url.Parse(f.URL)
 	now := s.now()
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -538,18 +538,10 @@ func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFee
 	if err != nil {
 		return 0, 0, fmt.Errorf("store feed: %w", err)
 	}
-	seen := map[string]bool{}
-	for _, item := range fetched.feed.Items {
-		if item == nil {
-			continue
-		}
-		a, date, ok := feedItemArticle(item, base, f.Lang, now)
-		if !ok || seen[a.GUID] {
-			continue // the first of two items with one GUID wins: feeds list the newest first
-		}
-		seen[a.GUID] = true
+	for _, item := range fetched.items {
+		a := item.article
 		a.FeedURL = f.URL
-		inserted, changed, err := upsertFeedArticle(ctx, tx, a, date, now, baseline)
+		inserted, changed, err := upsertFeedArticle(ctx, tx, a, item.date, now, baseline)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -167,6 +167,7 @@ var flashes = map[string]string{
 	"unhidden":  "Back in the digest.",
 	"moved":     "Order changed.",
 	"added":     "Article added.",
+	"picked":    "Added to the coming digest.",
 	"saved":     "Article saved.",
 	"paused":    "Sending paused.",
 	"resumed":   "Sending resumed.",
@@ -473,6 +474,7 @@ type adminDigestData struct {
 	Articles   []articleRow
 	More       int
 	Hidden     []Article
+	Earlier    []Article // left out by the window rule; an editor may pick one
 	TestTo     string
 }
 
@@ -554,6 +556,10 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if d.Hidden, err = a.hiddenArticles(ctx, lang); err != nil {
+		a.failErr(w, r, err, "/admin/")
+		return
+	}
+	if d.Earlier, err = a.earlierArticles(ctx, lang); err != nil {
 		a.failErr(w, r, err, "/admin/")
 		return
 	}
@@ -669,19 +675,32 @@ func moveRow(list []issueRowItem, id int64, by int) []issueRowItem {
 }
 
 // hiddenArticles lists the language's hidden articles that the coming issue would otherwise
-// carry (not in any issue, inside its window, which starts where Assemble starts it), so an editor
-// can bring one back.
+// carry (not in any issue, admitted by the window rule), so an editor can bring one back.
 func (a *adminPages) hiddenArticles(ctx context.Context, lang string) ([]Article, error) {
-	var out []Article
-	err := a.store.db.SelectContext(ctx, &out, `SELECT `+articleColumns+` FROM articles a,
-		  (SELECT COALESCE(max(window_end), $2) AS start FROM issues
-		   WHERE lang = $1 AND status IN ('sent', 'cancelled', 'skipped')) w
-		WHERE a.lang = $1 AND a.hidden
-		  AND NOT EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id)
-		  AND (a.published_at >= w.start OR a.first_seen_at >= w.start)
-		ORDER BY a.published_at DESC LIMIT 200`, lang, a.store.now().Add(-firstWindow))
+	return a.outsideIssue(ctx, lang, "a.hidden AND ", 200)
+}
+
+// earlierArticles lists the language's newest articles that the window rule leaves out (a feed's
+// baseline, late arrivals that are too old), so an editor can pick one by hand.
+func (a *adminPages) earlierArticles(ctx context.Context, lang string) ([]Article, error) {
+	return a.outsideIssue(ctx, lang, "NOT a.hidden AND NOT ", 30)
+}
+
+// outsideIssue lists articles of lang in no issue for which filter, followed by the window rule
+// of the coming issue, holds; newest first.
+func (a *adminPages) outsideIssue(ctx context.Context, lang, filter string, limit int) ([]Article, error) {
+	w, err := a.store.comingWindow(ctx, a.store.db, lang, a.store.now().UTC())
 	if err != nil {
-		return nil, fmt.Errorf("digest: hidden articles: %w", err)
+		return nil, fmt.Errorf("digest: articles: %w", err)
+	}
+	rule, args := w.admits("a", 3)
+	var out []Article
+	err = a.store.db.SelectContext(ctx, &out, `SELECT `+articleColumns+` FROM articles a
+		WHERE a.lang = $1 AND `+filter+rule+`
+		  AND NOT EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id)
+		ORDER BY a.published_at DESC, a.id DESC LIMIT $2`, append([]any{lang, limit}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("digest: articles: %w", err)
 	}
 	return out, nil
 }
@@ -1040,7 +1059,7 @@ func webURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
 }
 
-// ArticleAction is POST /admin/articles/{id}/{action}: pin, unpin, hide, unhide, up, down.
+// ArticleAction is POST /admin/articles/{id}/{action}: pin, unpin, hide, unhide, up, down, pick.
 func (a *adminPages) ArticleAction(w http.ResponseWriter, r *http.Request) {
 	art, ok := a.article(w, r)
 	if !ok {
@@ -1067,6 +1086,8 @@ func (a *adminPages) ArticleAction(w http.ResponseWriter, r *http.Request) {
 		err, done = a.store.SetHidden(ctx, art.ID, true), "hidden"
 	case "unhide":
 		err, done = a.store.SetHidden(ctx, art.ID, false), "unhidden"
+	case "pick":
+		err, done = a.store.PickArticle(ctx, art.ID), "picked"
 	case "up":
 		err, done = a.move(ctx, art, -1), "moved"
 	case "down":

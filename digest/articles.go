@@ -69,7 +69,8 @@ func editorURL(raw, field string) (string, error) {
 }
 
 // AddArticle stores an editor's own article (source "editor") and returns it as stored. A zero
-// PublishedAt means now; Pinned unpins the language's other unsent articles.
+// PublishedAt means now; Pinned unpins the language's other unsent articles. It is picked: it
+// joins the coming issue whatever its date.
 func (s *Store) AddArticle(ctx context.Context, a Article) (Article, error) {
 	a, err := cleanEditorArticle(a)
 	if err != nil {
@@ -95,8 +96,8 @@ func (s *Store) AddArticle(ctx context.Context, a Article) (Article, error) {
 	var out Article
 	err = tx.GetContext(ctx, &out, `
 		INSERT INTO articles (lang, guid, source, title, link, summary, author, section, image_url,
-			image_alt, published_at, first_seen_at, updated_at, hidden, position)
-		VALUES ($1, $2, 'editor', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
+			image_alt, published_at, first_seen_at, updated_at, hidden, position, picked)
+		VALUES ($1, $2, 'editor', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, true)
 		RETURNING `+articleColumns,
 		a.Lang, "editor:"+hex.EncodeToString(b), a.Title, a.Link, a.Summary, a.Author, a.Section,
 		a.ImageURL, a.ImageAlt, a.PublishedAt.UTC(), now, a.Hidden, a.Position)
@@ -146,8 +147,9 @@ func (s *Store) ArticleByID(ctx context.Context, id int64) (Article, error) {
 	return a, nil
 }
 
-// SetPinned pins or unpins an article. Pinning makes it the lead of its language's coming issue and
-// unpins the other unsent articles of that language; a hidden article is shown again.
+// SetPinned pins or unpins an article. Pinning makes it the lead of its language's coming issue
+// (it is picked, so the window rule does not leave it out) and unpins the other unsent articles of
+// that language; a hidden article is shown again.
 func (s *Store) SetPinned(ctx context.Context, id int64, pinned bool) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -189,10 +191,22 @@ func setPinnedTx(ctx context.Context, tx *sqlx.Tx, id int64, lang string, pinned
 			return fmt.Errorf("pin article: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE articles SET pinned = $2, hidden = hidden AND NOT $2 WHERE id = $1`, id, pinned); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE articles SET pinned = $2, hidden = hidden AND NOT $2, picked = picked OR $2
+		WHERE id = $1`, id, pinned); err != nil {
 		return fmt.Errorf("pin article: %w", err)
 	}
 	return nil
+}
+
+// PickArticle puts an article the window rule leaves out (a feed's baseline, a late arrival that
+// is too old) into its language's coming issue by an editor's choice. An article already in an
+// issue stays where it is.
+func (s *Store) PickArticle(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE articles SET picked = true, hidden = false WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("pick article: %w", err)
+	}
+	return oneArticleRow(res, id)
 }
 
 // SetHidden hides an article from the coming issue, or shows it again. Hiding also unpins it.

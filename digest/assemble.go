@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -17,9 +16,6 @@ import (
 
 // DefaultMaxArticles is how many articles a digest shows when the caller passes 0.
 const DefaultMaxArticles = 12
-
-// firstWindow is how far back the first issue of a language reaches.
-const firstWindow = 7 * 24 * time.Hour
 
 // Limits of what editors may write into an issue.
 const (
@@ -63,9 +59,10 @@ func (c IssueContent) Articles() []Article {
 const issueColumns = `id, lang, window_start, window_end, status, subject, preheader, note, created_at,
 	approved_at, started_at, finished_at, pause_reason`
 
-// Assemble creates or refreshes the coming issue of lang for the window ending now and returns it.
-// A draft is refreshed (window_end moves to now, articles recomputed); an approved issue, or one
-// that is sending or paused, is returned as it is. ErrNoArticles when the window holds none.
+// Assemble creates or refreshes the coming issue of lang for the window ending now and returns it;
+// which articles it takes is the window rule (issueWindow.admits). A draft is refreshed
+// (window_end moves to now, articles recomputed); an approved issue, or one that is sending or
+// paused, is returned as it is. ErrNoArticles when the window holds none.
 func (s *Store) Assemble(ctx context.Context, lang string, maxArticles int) (Issue, error) {
 	if lang == "" {
 		return Issue{}, fmt.Errorf("assemble: no language: %w", ErrInvalid)
@@ -111,23 +108,16 @@ func (s *Store) assemble(ctx context.Context, tx *sqlx.Tx, lang string) (Issue, 
 	}
 	draft := err == nil
 
-	start := cur.WindowStart
-	if !draft {
-		// The window starts where the last issue that left the draft stage ended, so no article
-		// falls between two windows. Cancelled and skipped issues count: their articles are
-		// released to this one below.
-		var prev sql.NullTime
-		if err := tx.GetContext(ctx, &prev, `SELECT max(window_end) FROM issues
-			WHERE lang = $1 AND status IN ('sent', 'cancelled', 'skipped')`, lang); err != nil {
-			return Issue{}, fmt.Errorf("assemble: previous window: %w", err)
-		}
-		start = now.Add(-firstWindow)
-		if prev.Valid {
-			start = prev.Time.UTC()
-		}
-		if !now.After(start) {
-			return Issue{}, ErrNoArticles
-		}
+	// The window starts where the last issue that left the draft stage ended, so no article falls
+	// between two windows. Cancelled and skipped issues count: their articles are released to
+	// this one below. A first window moves with each refresh: it is one period before the issue.
+	w, err := s.comingWindow(ctx, tx, lang, now)
+	if err != nil {
+		return Issue{}, fmt.Errorf("assemble: %w", err)
+	}
+	start := w.start
+	if !now.After(start) {
+		return Issue{}, ErrNoArticles
 	}
 
 	// Articles of issues that never went out (skipped, or cancelled before sending) go into this one.
@@ -138,16 +128,20 @@ func (s *Store) assemble(ctx context.Context, tx *sqlx.Tx, lang string) (Issue, 
 		return Issue{}, fmt.Errorf("assemble: release articles: %w", err)
 	}
 
-	// The window rule of contracts.md, plus articles already in this draft (released ones sit
-	// outside its window) and the ones just released.
+	// The window rule, plus the ones just released, and in a later window the articles already
+	// in this draft (released ones sit outside its window). A first window keeps only what the
+	// rule admits now, as its start has moved.
+	rule, args := w.admits("a", 4)
+	kept := ""
+	if !w.first {
+		kept = `OR EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id AND ia.issue_id = $2)`
+	}
 	var ids []int64
 	if err := tx.SelectContext(ctx, &ids, `SELECT a.id FROM articles a
 		WHERE a.lang = $1 AND NOT a.hidden
-		  AND NOT EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id AND ia.issue_id <> $4)
-		  AND (a.first_seen_at <= $3 AND (a.published_at >= $2 OR a.first_seen_at >= $2)
-		       OR EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id AND ia.issue_id = $4)
-		       OR a.id = ANY($5::bigint[]))
-		ORDER BY a.published_at DESC, a.id DESC`, lang, start, now, cur.ID, int64Array(released)); err != nil {
+		  AND NOT EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id AND ia.issue_id <> $2)
+		  AND (`+rule+` OR a.id = ANY($3::bigint[]) `+kept+`)
+		ORDER BY a.published_at DESC, a.id DESC`, append([]any{lang, cur.ID, int64Array(released)}, args...)...); err != nil {
 		return Issue{}, fmt.Errorf("assemble: articles: %w", err)
 	}
 	if len(ids) == 0 {
@@ -160,7 +154,7 @@ func (s *Store) assemble(ctx context.Context, tx *sqlx.Tx, lang string) (Issue, 
 	}
 
 	if draft {
-		if _, err := tx.ExecContext(ctx, `UPDATE issues SET window_end = $2 WHERE id = $1`, cur.ID, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE issues SET window_start = $2, window_end = $3 WHERE id = $1`, cur.ID, start, now); err != nil {
 			return Issue{}, fmt.Errorf("assemble: move window: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM issue_articles WHERE issue_id = $1`, cur.ID); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/robfig/cron/v3"
 )
 
 // Errors of this package; handlers turn them into HTTP statuses in one place.
@@ -88,8 +89,9 @@ type FeedStatus struct {
 // Store reads and writes the digest tables: feeds, articles, issues and the deliveries ledger.
 // Its methods live beside the feature that uses them (feeds.go, assemble.go, send.go, ...).
 type Store struct {
-	db  *sqlx.DB
-	now func() time.Time
+	db    *sqlx.DB
+	now   func() time.Time
+	sched cron.Schedule // the digest schedule, for the window rule's period; nil: weekly
 }
 
 // NewStore returns a Store; now is the clock (time.Now in production, fixed in tests).

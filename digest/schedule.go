@@ -44,7 +44,8 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 }
 
 // NewScheduler returns a Scheduler. poll, when set, fetches the feeds before each run (the
-// Ingester's PollAll); starter is the Sender.
+// Ingester's PollAll); starter is the Sender. A store without a schedule (SetSchedule) takes this
+// one.
 func NewScheduler(store *Store, starter issueStarter, poll func(ctx context.Context), opts ScheduleOptions, log *slog.Logger) (*Scheduler, error) {
 	sched, err := ParseSchedule(opts.Spec)
 	if err != nil {
@@ -55,6 +56,10 @@ func NewScheduler(store *Store, starter issueStarter, poll func(ctx context.Cont
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if store.sched == nil {
+		// The issues this schedule assembles have windows of its period (window.go).
+		store.sched = sched
 	}
 	return &Scheduler{store: store, starter: starter, poll: poll, sched: sched, opts: opts, log: log}, nil
 }
@@ -77,20 +82,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // previous is the latest scheduled time at or before now (zero when none within a year).
 func (s *Scheduler) previous(now time.Time) time.Time {
-	for _, back := range []time.Duration{time.Hour, 25 * time.Hour, 8 * 24 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour} {
-		t := s.sched.Next(now.Add(-back))
-		if t.IsZero() || t.After(now) {
-			continue
-		}
-		for {
-			next := s.sched.Next(t)
-			if next.IsZero() || next.After(now) {
-				return t
-			}
-			t = next
-		}
-	}
-	return time.Time{}
+	return previousRun(s.sched, now)
 }
 
 // CatchUp runs the last scheduled time if it was missed: no run recorded for it although the

@@ -54,7 +54,10 @@ func (a *App) digestPreview(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	store := digest.NewStore(a.db, nil)
+	store, err := a.digestStore()
+	if err != nil {
+		return err
+	}
 	iss, err := store.Assemble(ctx, *lang, a.cfg.DigestMaxArticles)
 	if errors.Is(err, digest.ErrNoArticles) {
 		return fmt.Errorf("digest preview: no new articles in %s since the last issue: %w", *lang, errNothing)
@@ -85,6 +88,16 @@ func (a *App) digestPreview(ctx context.Context, args []string) error {
 // gets; its links carry no valid token and change nothing when followed.
 func previewRecipient(baseURL string) digest.Recipient {
 	return digest.Recipient{UnsubscribeURL: baseURL + "/unsubscribe/preview", ManageURL: baseURL + "/manage/preview"}
+}
+
+// digestStore is the digest store of every command that assembles issues: the window rule's period
+// comes from NEWSLETTER_DIGEST_SCHEDULE.
+func (a *App) digestStore() (*digest.Store, error) {
+	store := digest.NewStore(a.db, nil)
+	if err := store.SetSchedule(a.cfg.DigestSchedule); err != nil {
+		return nil, err
+	}
+	return store, nil
 }
 
 // digestRenderer builds the one Renderer of the digest from the settings; every command and

@@ -66,7 +66,10 @@ func (a *App) digestSend(ctx context.Context, args []string) error {
 	if err := a.open(ctx); err != nil {
 		return err
 	}
-	store := digest.NewStore(a.db, nil)
+	store, err := a.digestStore()
+	if err != nil {
+		return err
+	}
 	sender, err := a.newSender(store)
 	if err != nil {
 		return err

@@ -78,7 +78,10 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	// --- digest ---
 	// One store and one ingester serve every digest part below: the poller, the editor pages and
 	// the schedule's poll before assembly.
-	digestStore := digest.NewStore(a.db, nil)
+	digestStore, err := a.digestStore()
+	if err != nil {
+		return nil, nil, err
+	}
 	var ingester *digest.Ingester
 	// feeds
 	if len(a.cfg.Feeds) > 0 {
@@ -128,7 +131,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.Handle("POST /admin/digest/{lang}/articles", editor.RequireEditor(editor.AdminAddArticle))
 	mux.Handle("GET /admin/articles/{id}/edit", editor.RequireEditor(editor.AdminEditArticleForm))
 	mux.Handle("POST /admin/articles/{id}", editor.RequireEditor(editor.AdminEditArticle))
-	mux.Handle("POST /admin/articles/{id}/{action}", editor.RequireEditor(editor.AdminArticleAction)) // pin unpin hide unhide up down
+	mux.Handle("POST /admin/articles/{id}/{action}", editor.RequireEditor(editor.AdminArticleAction)) // pin unpin hide unhide up down pick
 	mux.Handle("GET /admin/issues/{id}", editor.RequireEditor(editor.AdminIssue))
 	mux.Handle("GET /admin/issues/{id}/preview.html", editor.RequireEditor(editor.AdminPreview))
 	mux.Handle("POST /admin/issues/{id}/text", editor.RequireEditor(editor.AdminIssueText))

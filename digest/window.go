@@ -96,6 +96,9 @@ func (s *Store) period(t time.Time) time.Duration {
 	if s.sched == nil {
 		return defaultPeriod
 	}
+	if every, ok := s.sched.(cron.ConstantDelaySchedule); ok {
+		return every.Delay // "@every D" has no fixed times to measure between
+	}
 	last := previousRun(s.sched, t)
 	if last.IsZero() {
 		return defaultPeriod

@@ -23,25 +23,28 @@ type issueWindow struct {
 // admits is the window rule as an SQL condition on the article alias; its placeholders start at
 // $n and args are their values. The rule lives here only: Assemble and the editor pages use it.
 //
-// The window rule decides which articles an issue of a language takes on its own.
-// An issue covers the window from start to end. end is when it is assembled. start is where the
-// language's last issue (sent, cancelled or skipped) ended; the first issue of a language starts
-// one period before its end. One period is the gap of the digest schedule that ends at the issue:
-// from the run before the latest scheduled run at or before end, to that run (7 days for the
-// default weekly schedule). An irregular schedule gives each issue the gap before it ("0 8 * * MON,THU":
-// 4 days on Monday, 3 on Thursday), so late arrivals are judged against the span readers waited.
+// The window rule decides which articles an issue of a language takes on its own. An issue
+// covers the window from start to end; end is when it is assembled, start is where the
+// language's last issue (sent, cancelled or skipped) ended, and for the first issue of a language
+// one period before its end (so a first draft's start moves each time it is refreshed).
 //
-// A feed's items present when it is first fetched successfully (the service's first run, or a feed
-// added later) are its baseline: stored, and an editor may pick them, but they are not news.
+// One period is the gap of the digest schedule that ends at the issue: from the run before the
+// latest scheduled run at or before end, to that run; 7 days for the default weekly schedule.
+// An irregular schedule gives each issue the gap before it ("0 8 * * MON,THU": 4 days on Monday,
+// 3 on Thursday), the span readers waited. "@every D" has period D; a schedule that has not run
+// twice within a year counts as weekly.
+//
+// A feed's items present when it is first fetched successfully (the service's first run, or a
+// feed added later) are its baseline: stored, and an editor may pick them, but not news.
 //
 // The first issue of a language takes the articles first seen by its end and published within
-// the window (one period before the issue), baseline or not: a new service starts with the last
-// period's stories, not the back catalogue. A baseline item without a date of its own is not
-// taken, as nothing says it is recent.
+// one period before it, baseline or not: a new service starts with the last period's stories,
+// not the back catalogue. A baseline item without a date of its own is not taken, as nothing
+// says it is recent.
 //
 // A later issue takes articles first seen by its end that are not baseline and were published
-// within the window, and late arrivals: first seen within the window, published before it, but no
-// more than one period before its start. Anything older needs an editor.
+// within the window, and late arrivals: first seen within the window, published before it, but
+// no more than one period before its start. Anything older needs an editor.
 //
 // Dates: a date later than the first-seen time (beyond ten minutes of clock skew), and a missing
 // date, count as the first-seen time (feedItemArticle sets them so); the article is marked

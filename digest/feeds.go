@@ -217,12 +217,12 @@ func (i *Ingester) fetch(ctx context.Context, f FeedConfig, state FeedStatus) (*
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return nil, fmt.Errorf("HTTP %s", resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, i.opts.MaxBodyBytes+1))
+	body, err := readFeedBody(resp.Body, i.opts.MaxBodyBytes)
+	if errors.Is(err, errFeedTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, i.fetchError(ctx, err)
-	}
-	if int64(len(body)) > i.opts.MaxBodyBytes {
-		return nil, fmt.Errorf("feed larger than %d bytes", i.opts.MaxBodyBytes)
 	}
 	// Relative links resolve against where the body came from, after any redirect.
 	items, err := parseFeedBody(ctx, body, resp.Request.URL, f.Lang, i.store.now())
@@ -234,6 +234,20 @@ func (i *Ingester) fetch(ctx context.Context, f FeedConfig, state FeedStatus) (*
 	}
 	return &fetchedFeed{items: items, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
 }
+
+// readFeedBody reads a body of at most max bytes (after any gzip the transport took off).
+func readFeedBody(r io.Reader, max int64) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > max {
+		return nil, fmt.Errorf("%w than %d bytes", errFeedTooLarge, max)
+	}
+	return body, nil
+}
+
+var errFeedTooLarge = errors.New("feed larger")
 
 // fetchError words a transport error without the URL, which may carry credentials or a token.
 func (i *Ingester) fetchError(ctx context.Context, err error) error {

@@ -123,8 +123,8 @@ func shapeError(format string, args ...any) error {
 // conversion, control bytes dropped), so the depth it counts is the depth gofeed would reach.
 // Decoder.Token keeps its own element stack, closes mismatched tags as gofeed's decoder will, and
 // expands no entity a document defines (so no "billion laughs"). A syntax error inside the root is
-// refused here (gofeed would stop at the same token); after the root it ends the check, as gofeed
-// reads no further either.
+// refused here (gofeed would stop at the same token); once the root has closed it ends the check,
+// as gofeed reads no further than the root (servers append warnings to feeds).
 func checkXMLShape(ctx context.Context, body []byte) error {
 	d := xml.NewDecoder(controlByteFilter{bytes.NewReader(body)})
 	d.Strict = false
@@ -137,7 +137,7 @@ func checkXMLShape(ctx context.Context, body []byte) error {
 			}
 		}
 		tok, err := d.Token()
-		if err == io.EOF || (err != nil && rootClosed && depth == 0) {
+		if err == io.EOF || (err != nil && rootClosed) {
 			return nil
 		}
 		if err != nil {

@@ -176,8 +176,12 @@ func TestMailerDeliversConfirmation(t *testing.T) {
 	if err != nil || !strings.Contains(from, "<digest@news.test>") {
 		t.Errorf("From = %q", from)
 	}
+	// The publication is named in the subject and the masthead only (see confirm.html).
+	if !strings.Contains(html, "Вестник") {
+		t.Errorf("the HTML part has no masthead:\n%s", html)
+	}
 	for name, body := range map[string]string{"text": text, "html": html} {
-		if !strings.Contains(body, "Анна") || !strings.Contains(body, "«Вестник»") {
+		if !strings.Contains(body, "Анна") || !strings.Contains(body, "наш еженедельный дайджест") {
 			t.Errorf("%s part is not the Russian greeting of the reader:\n%s", name, body)
 		}
 		if !strings.Contains(body, "7 дней") {

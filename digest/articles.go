@@ -244,9 +244,7 @@ func oneArticleRow(res sql.Result, id int64) error {
 // Feeds returns every feed seen so far with its last fetch and error, by language and URL.
 func (s *Store) Feeds(ctx context.Context) ([]FeedStatus, error) {
 	var feeds []FeedStatus
-	err := s.db.SelectContext(ctx, &feeds, `
-		SELECT url, lang, etag, last_modified, last_fetched_at, last_ok_at, last_error
-		FROM feeds ORDER BY lang, url`)
+	err := s.db.SelectContext(ctx, &feeds, `SELECT `+feedColumns+` FROM feeds ORDER BY lang, url`)
 	if err != nil {
 		return nil, fmt.Errorf("feeds: %w", err)
 	}

@@ -84,6 +84,10 @@ type FeedStatus struct {
 	LastFetchedAt *time.Time `db:"last_fetched_at"`
 	LastOKAt      *time.Time `db:"last_ok_at"`
 	LastError     string     `db:"last_error"`
+	FetchURL      string     `db:"fetch_url"`   // where a permanent redirect moved it; "" for URL
+	Failures      int        `db:"failures"`    // polls failed in a row
+	RetryAfter    *time.Time `db:"retry_after"` // the server asked for no fetch before then
+	GoneAt        *time.Time `db:"gone_at"`     // answered 410 Gone: no longer polled
 }
 
 // Store reads and writes the digest tables: feeds, articles, issues and the deliveries ledger.

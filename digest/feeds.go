@@ -33,7 +33,11 @@ type FeedConfig struct {
 type FeedResult struct {
 	URL, Lang    string
 	New, Updated int
-	NotModified  bool // the server answered 304
+	NotModified  bool      // the server answered 304
+	MovedTo      string    // a permanent redirect moved the feed here (credentials and query hidden)
+	Skipped      bool      // not fetched: gone, or its server asked for time (RetryAfter)
+	Gone         bool      // it answered 410 Gone, now or before: the poller leaves it alone
+	RetryAfter   time.Time // the server asked for no fetch before then
 	Err          error
 }
 
@@ -47,7 +51,10 @@ type IngestOptions struct {
 	// AllowPrivate lets fetches reach loopback and private addresses (an intranet feed, local
 	// tests); otherwise only public addresses are dialled, redirects and every DNS answer included.
 	AllowPrivate bool
-	Client       *http.Client // default: a client of its own; a given one is used as is, without the address check
+	// RetryGone fetches feeds that answered 410 Gone as well (an operator's explicit run); a
+	// success turns them back on.
+	RetryGone bool
+	Client    *http.Client // default: a client of its own; a given one is used as is, without the address check
 }
 
 // Ingester fetches the configured feeds and stores their items as articles.
@@ -140,23 +147,41 @@ func (i *Ingester) PollAll(ctx context.Context) []FeedResult {
 }
 
 // Poll fetches one feed once (conditional GET), stores its items and records the outcome in the
-// feeds table. Its error is in the result, logged, and kept as the feed's last_error.
+// feeds table. Its error is in the result, logged, and kept as the feed's last_error. A feed that
+// answered 410 Gone is not fetched again (unless RetryGone), nor one whose server asked for time
+// (429 or 503 with Retry-After) before that time.
 func (i *Ingester) Poll(ctx context.Context, f FeedConfig) FeedResult {
 	res := FeedResult{URL: f.URL, Lang: f.Lang}
+	log := i.log.With("lang", f.Lang, "feed", RedactFeedURL(f.URL))
 	state, err := i.store.feedState(ctx, f)
 	if err == nil {
+		switch {
+		case state.GoneAt != nil && !i.opts.RetryGone:
+			res.Skipped, res.Gone = true, true
+			i.fetches.WithLabelValues("skipped").Inc()
+			log.Debug("feed gone: not fetched", "since", *state.GoneAt)
+			return res
+		case state.RetryAfter != nil && i.store.now().Before(*state.RetryAfter):
+			res.Skipped, res.RetryAfter = true, *state.RetryAfter
+			i.fetches.WithLabelValues("skipped").Inc()
+			log.Info("feed not fetched: its server asked for time", "until", *state.RetryAfter)
+			return res
+		}
 		var fetched *fetchedFeed
 		fetched, err = i.fetch(ctx, f, state)
 		switch {
 		case err != nil:
-		case fetched == nil:
+		case fetched.notModified:
 			res.NotModified = true
-			err = i.store.feedOK(ctx, f.URL, state.ETag, state.LastModified)
+			err = i.store.feedOK(ctx, f.URL, fetched.movedTo, state.ETag, state.LastModified)
 		default:
 			res.New, res.Updated, err = i.store.storeFeed(ctx, f, fetched)
 		}
+		if err == nil && fetched.movedTo != "" {
+			res.MovedTo = RedactFeedURL(fetched.movedTo)
+			log.Info("feed moved permanently", "to", res.MovedTo)
+		}
 	}
-	log := i.log.With("lang", f.Lang, "feed", RedactFeedURL(f.URL))
 	if err != nil && ctx.Err() != nil {
 		// Shutting down: the feed did nothing wrong, so its status stays as it was.
 		res.Err = fmt.Errorf("stopped: %w", ctx.Err())
@@ -164,8 +189,16 @@ func (i *Ingester) Poll(ctx context.Context, f FeedConfig) FeedResult {
 	}
 	if err != nil {
 		res.Err = err
+		var retryAfter *time.Time
+		var se *httpStatusError
+		if errors.As(err, &se) {
+			res.Gone = se.code == http.StatusGone
+			if !se.retryAfter.IsZero() {
+				res.RetryAfter, retryAfter = se.retryAfter, &se.retryAfter
+			}
+		}
 		i.fetches.WithLabelValues("error").Inc()
-		if rerr := i.store.feedFailed(context.WithoutCancel(ctx), f.URL, err.Error()); rerr != nil {
+		if rerr := i.store.feedFailed(context.WithoutCancel(ctx), f.URL, err.Error(), retryAfter, res.Gone); rerr != nil {
 			log.Error("record feed error", "err", rerr)
 		}
 		log.Warn("feed failed", "err", err)
@@ -187,16 +220,83 @@ type fetchedFeed struct {
 	items        []parsedItem
 	etag         string
 	lastModified string
+	notModified  bool   // 304: no items, the stored validators stand
+	movedTo      string // where permanent redirects led, "" if none did
+}
+
+// httpStatusError is a fetch the server answered with a status other than 2xx or 304. Its text
+// is the standard one for the code: the server's own reason phrase is not shown.
+type httpStatusError struct {
+	code       int
+	retryAfter time.Time // 429 and 503: the server's Retry-After, if any
+}
+
+func (e *httpStatusError) Error() string {
+	msg := fmt.Sprintf("HTTP %d %s", e.code, http.StatusText(e.code))
+	switch {
+	case e.code == http.StatusGone:
+		msg += ": the feed is gone, no longer fetched"
+	case !e.retryAfter.IsZero():
+		msg += ": no fetch before " + e.retryAfter.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return msg
+}
+
+// maxRetryAfter caps a server's Retry-After: a longer wait is more likely a mistake than a plan,
+// and would keep the feed out of a digest.
+const maxRetryAfter = 24 * time.Hour
+
+// parseRetryAfter reads Retry-After, seconds or an HTTP date, as a time no later than
+// maxRetryAfter from now; zero when absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Time {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}
+	}
+	var t time.Time
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		t = now.Add(time.Duration(secs) * time.Second)
+	} else if d, err := http.ParseTime(v); err == nil {
+		t = d
+	} else {
+		return time.Time{}
+	}
+	if !t.After(now) {
+		return time.Time{}
+	}
+	if limit := now.Add(maxRetryAfter); t.After(limit) {
+		t = limit
+	}
+	return t.UTC()
 }
 
 // fetch GETs the feed, sending the stored validators, and parses it, all within the fetch's
-// timeout; it returns nil, nil on 304 Not Modified.
+// timeout. It fetches from where a permanent redirect last moved the feed, if one did.
 func (i *Ingester) fetch(ctx context.Context, f FeedConfig, state FeedStatus) (*fetchedFeed, error) {
 	ctx, cancel := context.WithTimeout(ctx, i.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
+	target := f.URL
+	if state.FetchURL != "" {
+		target = state.FetchURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: feed URL", ErrInvalid)
+	}
+	// A redirect chain moves the feed only as far as it stays permanent: 301 then 302 moves it to
+	// the 302's source, which is where the 301 said the feed now lives.
+	movedTo, permanent := "", true
+	client := *i.client
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if code := req.Response.StatusCode; permanent && (code == http.StatusMovedPermanently || code == http.StatusPermanentRedirect) {
+			movedTo = req.URL.String()
+		} else {
+			permanent = false
+		}
+		return nil
 	}
 	req.Header.Set("User-Agent", i.opts.UserAgent)
 	req.Header.Set("Accept", "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5")
@@ -206,16 +306,18 @@ func (i *Ingester) fetch(ctx context.Context, f FeedConfig, state FeedStatus) (*
 	if state.LastModified != "" {
 		req.Header.Set("If-Modified-Since", state.LastModified)
 	}
-	resp, err := i.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, i.fetchError(ctx, err)
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotModified:
-		return nil, nil
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	switch code := resp.StatusCode; {
+	case code == http.StatusNotModified:
+		return &fetchedFeed{notModified: true, movedTo: movedTo}, nil
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		return nil, &httpStatusError{code: code, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), i.store.now())}
+	case code < 200 || code > 299:
+		return nil, &httpStatusError{code: code}
 	}
 	body, err := readFeedBody(resp.Body, i.opts.MaxBodyBytes)
 	if errors.Is(err, errFeedTooLarge) {
@@ -232,7 +334,7 @@ func (i *Ingester) fetch(ctx context.Context, f FeedConfig, state FeedStatus) (*
 		}
 		return nil, err
 	}
-	return &fetchedFeed{items: items, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
+	return &fetchedFeed{items: items, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified"), movedTo: movedTo}, nil
 }
 
 // readFeedBody reads a body of at most max bytes (after any gzip the transport took off).
@@ -485,38 +587,73 @@ func tinyImage(dim string) bool {
 	return err == nil && n <= 1
 }
 
+// feedColumns are the feeds table's columns, as FeedStatus reads them.
+const feedColumns = `url, lang, etag, last_modified, last_fetched_at, last_ok_at, last_error, fetch_url, failures, retry_after, gone_at`
+
+// feedFailingPolls is how many polls in a row a feed must fail to show in red on the editor
+// pages: with the default 15-minute schedule, three is 45 minutes, past a blip such as one
+// timeout or a server restart, and long before a weekly digest.
+const feedFailingPolls = 3
+
+// Failing reports whether the editor pages show the feed in red: gone, or failed
+// feedFailingPolls polls in a row.
+func (f FeedStatus) Failing() bool { return f.GoneAt != nil || f.Failures >= feedFailingPolls }
+
+// DisplayURL is the configured URL as the editor pages show it: no credentials, no query values.
+func (f FeedStatus) DisplayURL() string { return RedactFeedURL(f.URL) }
+
+// DisplayFetchURL is where the feed moved, shown as DisplayURL; "" when it did not move.
+func (f FeedStatus) DisplayFetchURL() string {
+	if f.FetchURL == "" {
+		return ""
+	}
+	return RedactFeedURL(f.FetchURL)
+}
+
 // feedState returns the feed's row, creating it on first sight.
 func (s *Store) feedState(ctx context.Context, f FeedConfig) (FeedStatus, error) {
 	var st FeedStatus
 	err := s.db.GetContext(ctx, &st, `
 		INSERT INTO feeds (url, lang) VALUES ($1, $2)
 		ON CONFLICT (url) DO UPDATE SET lang = EXCLUDED.lang
-		RETURNING url, lang, etag, last_modified, last_fetched_at, last_ok_at, last_error`, f.URL, f.Lang)
+		RETURNING `+feedColumns, f.URL, f.Lang)
 	if err != nil {
 		return st, fmt.Errorf("feed state: %w", err)
 	}
 	return st, nil
 }
 
-// feedOK records a successful fetch and the validators to send next time.
-func (s *Store) feedOK(ctx context.Context, feedURL, etag, lastModified string) error {
-	return feedOKTx(ctx, s.db, s.now(), feedURL, etag, lastModified)
+// feedOK records a successful fetch, where a permanent redirect moved the feed ("" if none did)
+// and the validators to send next time.
+func (s *Store) feedOK(ctx context.Context, feedURL, movedTo, etag, lastModified string) error {
+	return feedOKTx(ctx, s.db, s.now(), feedURL, movedTo, etag, lastModified)
 }
 
-func feedOKTx(ctx context.Context, tx sqlx.ExecerContext, now time.Time, feedURL, etag, lastModified string) error {
+// feedOKTx: a success clears the failure count, any Retry-After and a 410.
+func feedOKTx(ctx context.Context, tx sqlx.ExecerContext, now time.Time, feedURL, movedTo, etag, lastModified string) error {
+	if len(movedTo) > 2000 {
+		movedTo = "" // not kept, not cut: the redirect is followed again next time
+	}
 	_, err := tx.ExecContext(ctx, `
-		UPDATE feeds SET etag = $2, last_modified = $3, last_fetched_at = $4, last_ok_at = $4, last_error = ''
-		WHERE url = $1`, feedURL, feedClip(etag, 500), feedClip(lastModified, 100), now)
+		UPDATE feeds SET etag = $2, last_modified = $3, last_fetched_at = $4, last_ok_at = $4, last_error = '',
+			fetch_url = CASE WHEN $5 = '' THEN fetch_url ELSE $5 END,
+			failures = 0, retry_after = NULL, gone_at = NULL
+		WHERE url = $1`, feedURL, feedClip(etag, 500), feedClip(lastModified, 100), now, movedTo)
 	if err != nil {
 		return fmt.Errorf("record feed: %w", err)
 	}
 	return nil
 }
 
-// feedFailed records a failed fetch; the validators stay, so the next fetch is still conditional.
-func (s *Store) feedFailed(ctx context.Context, feedURL, msg string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE feeds SET last_fetched_at = $2, last_error = $3 WHERE url = $1`,
-		feedURL, s.now(), feedClip(foldSpace(msg), 500))
+// feedFailed records a failed fetch, the time before which the server asked for no other (nil:
+// none) and whether it answered 410 Gone (only a success undoes that). The validators stay, so
+// the next fetch is still conditional.
+func (s *Store) feedFailed(ctx context.Context, feedURL, msg string, retryAfter *time.Time, gone bool) error {
+	_, err := s.db.ExecContext(ctx, `
+		UPDATE feeds SET last_fetched_at = $2, last_error = $3, failures = failures + 1, retry_after = $4,
+			gone_at = CASE WHEN $5 THEN COALESCE(gone_at, $2) ELSE gone_at END
+		WHERE url = $1`,
+		feedURL, s.now(), feedClip(foldSpace(msg), 500), retryAfter, gone)
 	return err
 }
 
@@ -566,7 +703,7 @@ func (s *Store) storeFeed(ctx context.Context, f FeedConfig, fetched *fetchedFee
 			updated++
 		}
 	}
-	if err := feedOKTx(ctx, tx, now, f.URL, fetched.etag, fetched.lastModified); err != nil {
+	if err := feedOKTx(ctx, tx, now, f.URL, fetched.movedTo, fetched.etag, fetched.lastModified); err != nil {
 		return 0, 0, err
 	}
 	if err := tx.Commit(); err != nil {

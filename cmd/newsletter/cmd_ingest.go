@@ -13,7 +13,8 @@ import (
 )
 
 // ingest runs `newsletter ingest`: every configured feed once, one line per feed; it fails only
-// when every feed failed.
+// when every feed failed. Feeds that answered 410 Gone are tried too: an operator asked for every
+// feed, and a success turns one back on.
 func (a *App) ingest(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		return usageError{"ingest takes no arguments"}
@@ -25,16 +26,23 @@ func (a *App) ingest(ctx context.Context, args []string) error {
 		return err
 	}
 	failed := 0
-	for _, r := range a.ingester().PollAll(ctx) {
+	for _, r := range a.ingester(true).PollAll(ctx) {
 		u := digest.RedactFeedURL(r.URL)
 		if r.Err != nil {
 			failed++
 			fmt.Fprintf(a.stdout, "FAILED %s %s: %s\n", r.Lang, u, oneLine(r.Err.Error()))
 			continue
 		}
+		if r.Skipped {
+			fmt.Fprintf(a.stdout, "WAIT %s %s: its server asked for no fetch before %s\n", r.Lang, u, r.RetryAfter.UTC().Format(time.RFC3339))
+			continue
+		}
 		note := ""
 		if r.NotModified {
 			note = " (not modified)"
+		}
+		if r.MovedTo != "" {
+			note += " (moved permanently to " + r.MovedTo + ")"
 		}
 		fmt.Fprintf(a.stdout, "OK %s %s new=%d updated=%d%s\n", r.Lang, u, r.New, r.Updated, note)
 	}
@@ -44,13 +52,14 @@ func (a *App) ingest(ctx context.Context, args []string) error {
 	return nil
 }
 
-// ingester builds the digest Ingester for the configured feeds.
-func (a *App) ingester() *digest.Ingester {
+// ingester builds the digest Ingester for the configured feeds; retryGone also fetches the feeds
+// that answered 410 Gone.
+func (a *App) ingester(retryGone bool) *digest.Ingester {
 	feeds := make([]digest.FeedConfig, 0, len(a.cfg.Feeds))
 	for _, f := range a.cfg.Feeds {
 		feeds = append(feeds, digest.FeedConfig{Lang: f.Lang, URL: f.URL})
 	}
-	return digest.NewIngester(digest.NewStore(a.db, nil), feeds, digest.IngestOptions{BaseURL: a.cfg.BaseURL, AllowPrivate: a.cfg.FeedsAllowPrivate}, a.log, a.registry)
+	return digest.NewIngester(digest.NewStore(a.db, nil), feeds, digest.IngestOptions{BaseURL: a.cfg.BaseURL, AllowPrivate: a.cfg.FeedsAllowPrivate, RetryGone: retryGone}, a.log, a.registry)
 }
 
 // pollFeeds is serve's feed worker: one poll at start, then one at each time of spec (robfig/cron

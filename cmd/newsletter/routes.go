@@ -85,7 +85,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	var ingester *digest.Ingester
 	// feeds
 	if len(a.cfg.Feeds) > 0 {
-		ingester = a.ingester()
+		ingester = a.ingester(false)
 		workers = append(workers, worker{name: "feed poller", run: func(ctx context.Context) error {
 			return pollFeeds(ctx, ingester, a.cfg.FeedSchedule, a.log)
 		}})

@@ -39,7 +39,8 @@ type hostileResult struct {
 
 // TestHostileFeeds parses each hostile body in a child process of its own (a stack overflow kills
 // the process; peak RSS is per process) and reports time and peak memory. The shape check must
-// answer each as expected, within 300 MB of peak RSS.
+// answer each as expected, within 400 MB of peak RSS (the worst seen is near 230 MB; without the
+// check, 0.5 to 2 GB or a crash).
 func TestHostileFeeds(t *testing.T) {
 	if os.Getenv("HOSTILE_FEED") != "" {
 		hostileChild(t)
@@ -79,7 +80,7 @@ func TestHostileFeeds(t *testing.T) {
 				if (h.want == "") != (r.Err == "") || !strings.Contains(r.Err, h.want) {
 					t.Errorf("err %q, want %q", r.Err, h.want)
 				}
-				if r.PeakRSS > 300<<20 {
+				if r.PeakRSS > 400<<20 {
 					t.Errorf("peak RSS %d MB", r.PeakRSS>>20)
 				}
 			}
@@ -98,6 +99,9 @@ func hostileChild(t *testing.T) {
 	}
 	if body == nil {
 		t.Fatalf("no hostile feed %q", name)
+	}
+	if len(body) > 10<<20 {
+		t.Fatalf("%s is %d bytes, over the body cap", name, len(body))
 	}
 	runtime.GC()
 	var stop atomic.Bool

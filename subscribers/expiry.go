@@ -17,11 +17,11 @@ const DefaultUnconfirmedExpiry = 30 * 24 * time.Hour
 const expireBatch = 5000
 
 // ExpireUnconfirmed removes sign-ups left unconfirmed for longer than age since the last request
-// (the last confirmation queued, or the sign-up itself), with the consent they
-// were asked with, and returns how many it removed. A reader who never confirmed anything is
-// deleted (consents and queued emails go with the row). A reader who had been on the list before,
-// left, and asked again without confirming goes back to how they left (unsubscribed or complained),
-// losing only the consent and emails of the unanswered request.
+// (the last confirmation queued, or the sign-up itself), with the requests they were made with,
+// and returns how many it removed. A pending reader who never confirmed anything is deleted
+// (requests and queued emails go with the row); one who had confirmed before goes back to having
+// left. A reader who stays on the list or off it (confirmed, unsubscribed...) loses only the
+// requests nobody answered within age.
 func (s *Store) ExpireUnconfirmed(ctx context.Context, age time.Duration) (int, error) {
 	total := 0
 	for {
@@ -49,8 +49,14 @@ func (s *Store) ExpireUnconfirmed(ctx context.Context, age time.Duration) (int, 
 			), unsent AS (
 				UPDATE outbox o SET skipped_at = now() FROM expired e
 				WHERE o.subscriber_id = e.id AND NOT e.fresh AND o.sent_at IS NULL AND o.skipped_at IS NULL AND o.failed_at IS NULL
+			), stale AS (
+				-- Requests nobody answered for a reader who stays (confirmed, or left): they go too.
+				DELETE FROM consents c USING subscribers s
+				WHERE s.id = c.subscriber_id AND s.status <> 'pending' AND c.confirmed_at IS NULL AND c.source <> 'import'
+				  AND c.created_at < now() - $1 * interval '1 millisecond'
+				RETURNING c.id
 			)
-			SELECT (SELECT count(*) FROM deleted) + (SELECT count(*) FROM reverted)`,
+			SELECT (SELECT count(*) FROM deleted) + (SELECT count(*) FROM reverted) + (SELECT count(*) FROM stale)`,
 			age.Milliseconds(), expireBatch)
 		if err != nil {
 			return total, fmt.Errorf("expire unconfirmed: %w", err)

@@ -8,8 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// TestExpireUnconfirmed: sign-ups unanswered past the expiry go with their consent; fresh ones,
-// confirmed readers and the history of readers who had left stay.
+// TestExpireUnconfirmed: sign-ups unanswered past the expiry go with their requests; fresh ones,
+// confirmed readers and the history of readers who had left stay; requests nobody answered for a
+// reader who stays go too.
 func TestExpireUnconfirmed(t *testing.T) {
 	ctx := context.Background()
 	db, s := newStore(t)
@@ -24,8 +25,8 @@ func TestExpireUnconfirmed(t *testing.T) {
 	// Confirmed long ago, left, then asked again 40 days ago without confirming.
 	db.MustExec(`UPDATE subscribers SET confirmed_at = now() - interval '90 days', unsubscribed_at = now() - interval '60 days', ` + old + ` WHERE email = 'returning@example.com'`)
 	db.MustExec(`UPDATE consents SET created_at = now() - interval '40 days' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email = 'returning@example.com')`)
-	db.MustExec(`INSERT INTO consents (subscriber_id, created_at, source, text_version)
-		SELECT id, now() - interval '90 days', 'form', 'v0' FROM subscribers WHERE email = 'returning@example.com'`)
+	db.MustExec(`INSERT INTO consents (subscriber_id, created_at, confirmed_at, source, text_version)
+		SELECT id, now() - interval '90 days', now() - interval '90 days', 'form', 'v0' FROM subscribers WHERE email = 'returning@example.com'`)
 
 	n, err := s.ExpireUnconfirmed(ctx, DefaultUnconfirmedExpiry)
 	if err != nil {
@@ -62,6 +63,16 @@ func TestExpireUnconfirmed(t *testing.T) {
 	}
 	if c := countRows(t, db, `SELECT count(*) FROM consents`); c != 3 {
 		t.Errorf("%d consents in all, want 3 (new, confirmed, returning's first)", c)
+	}
+
+	// A stranger's old request for a confirmed reader goes; the reader and their consent stay.
+	db.MustExec(`INSERT INTO consents (subscriber_id, created_at, source, text_version)
+		SELECT id, now() - interval '40 days', 'form', 'v2' FROM subscribers WHERE email = 'confirmed@example.com'`)
+	if n, err := s.ExpireUnconfirmed(ctx, DefaultUnconfirmedExpiry); err != nil || n != 1 {
+		t.Errorf("expired %d (%v), want the one stale request", n, err)
+	}
+	if c := countRows(t, db, `SELECT count(*) FROM consents c JOIN subscribers s ON s.id = c.subscriber_id WHERE s.email = 'confirmed@example.com'`); c != 1 {
+		t.Errorf("confirmed reader keeps %d consents, want 1", c)
 	}
 
 	// The scheduled run counts what it removed.

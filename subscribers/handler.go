@@ -332,16 +332,21 @@ type confirmPage struct {
 // ConfirmPage serves GET /confirm/{token}: a page with one button. It changes nothing, because mail
 // scanners open links.
 func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := h.reader(w, r, PurposeConfirm)
+	s, issued, ok := h.reader(w, r, PurposeConfirm)
 	if !ok {
 		return
 	}
-	switch s.Status {
-	case StatusConfirmed:
+	if s.Status == StatusConfirmed {
 		h.message(w, http.StatusOK, s.Lang, h.confirmedMessage(s.Lang))
-	case StatusPending:
+		return
+	}
+	open, err := h.store.CanConfirm(r.Context(), s.UUID, issued)
+	switch {
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "confirm page", err)
+	case open:
 		h.render(w, http.StatusOK, "confirm", s.Lang, h.cat.T(s.Lang, "subscribers.confirm.title"), confirmPage{Action: r.URL.EscapedPath(), Cadence: h.cadence(s.Lang)})
-	default: // left, bounced or complained since: this opt-in is over
+	default: // left, bounced or complained since the request: this opt-in is over
 		h.linkError(w, s.Lang, http.StatusGone, "expired")
 	}
 }

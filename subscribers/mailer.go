@@ -341,12 +341,13 @@ type job struct {
 	Status       Status    `db:"status"`
 	SubscribedAt time.Time `db:"subscribed_at"`
 	Now          time.Time `db:"now"`
+	Open         bool      `db:"open"` // an open request that a confirm link could still answer
 }
 
 // claim takes up to batchSize due rows in one short transaction, leasing them (next_attempt_at
 // moves past the time the batch may take) so no other worker takes them meanwhile; a crash
-// mid-batch only delays those emails until the lease ends. Rows whose reader is no longer pending
-// are marked skipped.
+// mid-batch only delays those emails until the lease ends. Rows whose reader has confirmed or
+// bounced since, or left after asking, are marked skipped.
 func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	tx, err := m.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -366,7 +367,9 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 		UPDATE outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
 		FROM due, subscribers s
 		WHERE o.id = due.id AND s.id = o.subscriber_id
-		RETURNING o.id, o.attempts, s.uuid, s.email, s.name, s.lang, s.status, s.subscribed_at, now() AS now`,
+		RETURNING o.id, o.attempts, s.uuid, s.email, s.name, s.lang, s.status, s.subscribed_at, now() AS now,
+			EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL AND c.source <> 'import'
+			        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open`,
 		batchSize, lease.Milliseconds())
 	if err != nil {
 		return nil, err
@@ -374,7 +377,9 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	var jobs []job
 	var skipped []int64
 	for _, j := range all {
-		if j.Status == StatusPending {
+		// A request may be answered while the reader is pending or has left (see Store.Confirm);
+		// one confirmed or bounced since, or who left after asking, needs no email.
+		if j.Open && (j.Status == StatusPending || j.Status == StatusUnsubscribed || j.Status == StatusComplained) {
 			jobs = append(jobs, j)
 		} else {
 			skipped = append(skipped, j.ID)
@@ -389,7 +394,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 		return nil, err
 	}
 	for _, id := range skipped {
-		m.log.Info("confirmation skipped: reader no longer pending", "outbox_id", id)
+		m.log.Info("confirmation skipped: nothing left to confirm", "outbox_id", id)
 	}
 	return jobs, nil
 }

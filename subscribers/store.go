@@ -46,13 +46,13 @@ func (s *Store) suppressionHash(normalized string) []byte {
 	return h.Sum(nil)
 }
 
-// Subscribe records an opt-in in one transaction (shared with concurrent subscriptions, see
-// subscribeBatcher; it returns once that has committed): the reader (new: pending; pending: unchanged but
-// name and language; unsubscribed or complained: pending again with a new subscribed_at; confirmed
-// or bounced: nothing at all), the
-// consent, and a queued confirmation email unless one was queued for the address within
-// ConfirmThrottle or is still waiting. The outcome looks the same whether or not the address was
-// known. Concurrent calls for one address serialise on the row (ON CONFLICT), never fail.
+// Subscribe records a subscription request in one transaction (shared with concurrent
+// subscriptions, see subscribeBatcher; it returns once that has committed). A new address becomes
+// a pending reader; a known reader is not changed at all (status, name, language, suppression):
+// the request waits for its owner's confirmation (Confirm). A confirmation email is queued where
+// the consent rules allow one (subscribeBatcher.write). The outcome looks the same whether or not
+// the address was known. Concurrent calls for one address serialise on the row (ON CONFLICT),
+// never fail.
 func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Consent) error {
 	email, err := NormalizeEmail(email)
 	if err != nil {
@@ -69,7 +69,7 @@ func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Conse
 	default:
 		return fmt.Errorf("subscribe: consent source %q: %w", c.Source, ErrInvalid)
 	}
-	return s.batch.subscribe(ctx, &subscription{email: email, name: name, lang: lang, consent: c, hash: s.suppressionHash(email)})
+	return s.batch.subscribe(ctx, &subscription{email: email, name: name, lang: lang, consent: c})
 }
 
 // Busy reports whether subscriptions are arriving faster than they can be committed one slot at a
@@ -108,31 +108,94 @@ func byUUID(ctx context.Context, q sqlx.QueryerContext, uuid string) (Subscriber
 	return sub, nil
 }
 
-// Confirm completes the opt-in that a confirm token issued at issued belongs to. Confirming a
-// confirmed reader again is harmless (returns the reader). ErrExpired when the token predates the
-// reader's current opt-in (they subscribed again since) or the reader has left.
+// openRequest finds the request a confirm link issued at issued answers: the reader's latest open
+// request (one not yet confirmed, from the form or the API) made before the link and after the
+// reader last left, so a link from before an unsubscription, bounce or complaint never brings
+// them back. The reader must be pending or have left by unsubscribing or complaining.
+const openRequest = `
+	SELECT c.id, c.name, c.lang, s.id AS subscriber_id, s.email
+	FROM consents c JOIN subscribers s ON s.id = c.subscriber_id
+	WHERE s.uuid = $1 AND s.status IN ('pending', 'unsubscribed', 'complained')
+	  AND c.confirmed_at IS NULL AND c.source <> 'import' AND c.created_at <= $2
+	  AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')
+	ORDER BY c.created_at DESC, c.id DESC
+	LIMIT 1`
+
+type request struct {
+	ID           int64          `db:"id"`
+	Name         sql.NullString `db:"name"`
+	Lang         sql.NullString `db:"lang"`
+	SubscriberID int64          `db:"subscriber_id"`
+	Email        string         `db:"email"`
+}
+
+// CanConfirm reports whether a confirm link issued at issued would confirm the reader now (see
+// Confirm): the page shows its button only then.
+func (s *Store) CanConfirm(ctx context.Context, uuid string, issued time.Time) (bool, error) {
+	if _, ok := parseUUID(uuid); !ok {
+		return false, ErrNotFound
+	}
+	var r request
+	err := s.db.GetContext(ctx, &r, openRequest, uuid, issued)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("confirm: %w", err)
+	}
+	return true, nil
+}
+
+// Confirm is the confirmed opt-in, the only way a reader joins the list or comes back to it: the
+// request the link answers (openRequest) becomes consent, the reader is confirmed (one who had
+// left comes back with the name, when it gave one, and the language it asked for; a pending one
+// keeps what they signed up with, or set since on their manage page), and a suppression of the
+// address (an earlier erasure) is lifted. Confirming a confirmed reader again is harmless (returns the reader).
+// ErrExpired when no open request answers the link: the reader left since, or never asked.
 func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Subscriber, error) {
 	if _, ok := parseUUID(uuid); !ok {
 		return Subscriber{}, ErrNotFound
 	}
-	var sub Subscriber
-	err := s.db.GetContext(ctx, &sub, `
-		UPDATE subscribers SET status = 'confirmed', confirmed_at = now(), updated_at = now()
-		WHERE uuid = $1 AND status = 'pending' AND subscribed_at <= $2
-		RETURNING `+subscriberColumns, uuid, issued)
-	if err == nil {
-		return sub, nil
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Subscriber{}, fmt.Errorf("confirm: %w", err)
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	defer tx.Rollback()
+	var r request
+	err = tx.GetContext(ctx, &r, openRequest+` FOR UPDATE OF s`, uuid, issued)
+	if errors.Is(err, sql.ErrNoRows) {
+		sub, err := byUUID(ctx, tx, uuid)
+		if err != nil {
+			return sub, err
+		}
+		if sub.Status == StatusConfirmed {
+			return sub, nil
+		}
+		return sub, fmt.Errorf("confirm: %w", ErrExpired)
+	}
+	if err != nil {
+		return Subscriber{}, fmt.Errorf("confirm: %w", err)
+	}
+	var sub Subscriber
+	if err := tx.GetContext(ctx, &sub, `
+		UPDATE subscribers SET status = 'confirmed', confirmed_at = now(), updated_at = now(),
+			name = CASE WHEN status = 'pending' THEN name ELSE coalesce(nullif($2, ''), name) END,
+			lang = CASE WHEN status = 'pending' THEN lang ELSE coalesce($3, lang) END,
+			subscribed_at = CASE WHEN status = 'pending' THEN subscribed_at ELSE now() END
+		WHERE id = $1
+		RETURNING `+subscriberColumns, r.SubscriberID, r.Name, r.Lang); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}
-	if sub, err = s.ByUUID(ctx, uuid); err != nil {
-		return sub, err
+	if _, err := tx.ExecContext(ctx, `UPDATE consents SET confirmed_at = now() WHERE id = $1`, r.ID); err != nil {
+		return sub, fmt.Errorf("confirm: %w", err)
 	}
-	if sub.Status == StatusConfirmed {
-		return sub, nil
+	if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE email_hash = $1`, s.suppressionHash(r.Email)); err != nil {
+		return sub, fmt.Errorf("confirm: %w", err)
 	}
-	return sub, fmt.Errorf("confirm: %w", ErrExpired)
+	if err := tx.Commit(); err != nil {
+		return sub, fmt.Errorf("confirm: %w", err)
+	}
+	return sub, nil
 }
 
 // Unsubscribe stops all mail to the reader at once; repeating it is harmless and keeps the first
@@ -189,13 +252,14 @@ type ReaderData struct {
 	ConfirmationEmails []ConfirmationEmail `json:"confirmation_emails"`
 }
 
-// ConsentRecord is one stored consent.
+// ConsentRecord is one stored request to subscribe, consent once confirmed.
 type ConsentRecord struct {
-	CreatedAt   time.Time `db:"created_at" json:"created_at"`
-	IP          string    `db:"ip" json:"ip"`
-	UserAgent   string    `db:"user_agent" json:"user_agent"`
-	Source      string    `db:"source" json:"source"`
-	TextVersion string    `db:"text_version" json:"text_version"`
+	CreatedAt   time.Time  `db:"created_at" json:"created_at"`
+	ConfirmedAt *time.Time `db:"confirmed_at" json:"confirmed_at"` // nil: a request nobody confirmed
+	IP          string     `db:"ip" json:"ip"`
+	UserAgent   string     `db:"user_agent" json:"user_agent"`
+	Source      string     `db:"source" json:"source"`
+	TextVersion string     `db:"text_version" json:"text_version"`
 }
 
 // ConfirmationEmail is one confirmation email queued for the reader.
@@ -221,7 +285,7 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 	}
 	d.Consents = []ConsentRecord{}
 	if err := tx.SelectContext(ctx, &d.Consents, `
-		SELECT created_at, ip, user_agent, source, text_version FROM consents
+		SELECT created_at, confirmed_at, ip, user_agent, source, text_version FROM consents
 		WHERE subscriber_id = $1 ORDER BY id`, d.ID); err != nil {
 		return nil, fmt.Errorf("data export: %w", err)
 	}

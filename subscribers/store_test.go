@@ -56,82 +56,190 @@ func countsFor(t *testing.T, db *sqlx.DB, id int64) counts {
 	}
 }
 
-func TestStoreSubscribeByStatus(t *testing.T) {
-	ctx := context.Background()
-	tests := []struct {
-		name  string
-		setup func(t *testing.T, db *sqlx.DB, s *Store) // the reader's state before the second subscribe
-		// after the second subscribe
-		status         Status
-		newSubscribed  bool // subscribed_at moved
-		consents       int
-		outbox         int
-		nameAfterwards string
-	}{
-		{"pending stays pending, throttled", func(*testing.T, *sqlx.DB, *Store) {}, StatusPending, false, 2, 1, "Second"},
-		{"pending after the throttle gets a second email", func(t *testing.T, db *sqlx.DB, _ *Store) {
-			db.MustExec(`UPDATE subscribers SET confirmation_sent_at = now() - interval '11 minutes'`)
-			db.MustExec(`UPDATE outbox SET sent_at = now()`)
-		}, StatusPending, false, 2, 2, "Second"},
-		{"confirmed: nothing at all", func(t *testing.T, db *sqlx.DB, _ *Store) {
-			db.MustExec(`UPDATE subscribers SET status = 'confirmed', confirmed_at = now(), confirmation_sent_at = now() - interval '1 day'`)
-			db.MustExec(`UPDATE outbox SET sent_at = now()`)
-		}, StatusConfirmed, false, 1, 1, "First"},
-		{"unsubscribed opts in again", func(t *testing.T, db *sqlx.DB, _ *Store) {
-			db.MustExec(`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now(), confirmation_sent_at = now() - interval '1 day'`)
-			db.MustExec(`UPDATE outbox SET sent_at = now()`)
-		}, StatusPending, true, 2, 2, "Second"},
-		{"bounced: nothing at all, no email to an address that refuses mail", func(t *testing.T, db *sqlx.DB, _ *Store) {
-			db.MustExec(`UPDATE subscribers SET status = 'bounced', bounced_at = now(), confirmation_sent_at = now() - interval '1 day'`)
-			db.MustExec(`UPDATE outbox SET sent_at = now()`)
-		}, StatusBounced, false, 1, 1, "First"},
-		{"complained opts in again, within the throttle no email yet", func(t *testing.T, db *sqlx.DB, _ *Store) {
-			db.MustExec(`UPDATE subscribers SET status = 'complained', complained_at = now()`)
-			db.MustExec(`UPDATE outbox SET sent_at = now()`)
-		}, StatusPending, true, 2, 1, "Second"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			db, s := newStore(t)
-			if err := s.Subscribe(ctx, "Someone@Example.org", "First", "en", formConsent); err != nil {
-				t.Fatal(err)
-			}
-			first := reader(t, db, "someone@example.org")
-			if first.Status != StatusPending || first.Email != "Someone@example.org" || first.Lang != "en" {
-				t.Fatalf("new reader = %+v", first)
-			}
-			if c := countsFor(t, db, first.ID); c != (counts{1, 1}) {
-				t.Fatalf("new reader: %+v, want one consent and one queued email", c)
-			}
-			// Make time visible between the two calls.
-			db.MustExec(`UPDATE subscribers SET subscribed_at = subscribed_at - interval '1 hour'`)
-			first = reader(t, db, "someone@example.org")
-			tc.setup(t, db, s)
-			before := reader(t, db, "someone@example.org")
+// consentState is a reader's state before an action, set up the way it happens in life.
+type consentState struct {
+	name  string
+	setup func(t *testing.T, db *sqlx.DB, s *Store) // leaves "owner@example.org" (Owner, en) so
+}
 
-			if err := s.Subscribe(ctx, "SOMEONE@example.ORG", "Second", "ru", formConsent); err != nil {
-				t.Fatal(err)
-			}
-			after := reader(t, db, "someone@example.org")
-			if after.ID != first.ID || countRows(t, db, `SELECT count(*) FROM subscribers`) != 1 {
-				t.Fatal("the address was duplicated")
-			}
-			if after.Status != tc.status {
-				t.Errorf("status = %s, want %s", after.Status, tc.status)
-			}
-			if moved := !after.SubscribedAt.Equal(before.SubscribedAt); moved != tc.newSubscribed {
-				t.Errorf("subscribed_at moved = %v, want %v", moved, tc.newSubscribed)
-			}
-			if c := countsFor(t, db, after.ID); c != (counts{tc.consents, tc.outbox}) {
-				t.Errorf("consents, outbox = %+v, want %d, %d", c, tc.consents, tc.outbox)
-			}
-			if after.Name != tc.nameAfterwards {
-				t.Errorf("name = %q, want %q", after.Name, tc.nameAfterwards)
-			}
-			if tc.status == StatusConfirmed && !after.UpdatedAt.Equal(before.UpdatedAt) {
-				t.Error("a confirmed reader was touched")
-			}
-		})
+// consentOutcome is what the action must leave for the address.
+type consentOutcome struct {
+	status     Status // "" : no reader row
+	name, lang string
+	suppressed bool
+	emails     int // confirmation emails queued by the action
+	err        error
+}
+
+var ownerConsentStates = []consentState{
+	{"new", func(*testing.T, *sqlx.DB, *Store) {}},
+	{"pending", func(t *testing.T, db *sqlx.DB, s *Store) { ownerSubscribes(t, db, s) }},
+	{"confirmed", func(t *testing.T, db *sqlx.DB, s *Store) { ownerConfirms(t, db, s) }},
+	{"unsubscribed", func(t *testing.T, db *sqlx.DB, s *Store) {
+		r := ownerConfirms(t, db, s)
+		if _, err := s.Unsubscribe(context.Background(), r.UUID); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"complained", func(t *testing.T, db *sqlx.DB, s *Store) {
+		r := ownerConfirms(t, db, s)
+		db.MustExec(`UPDATE subscribers SET status = 'complained', complained_at = now() WHERE id = $1`, r.ID)
+	}},
+	{"bounced", func(t *testing.T, db *sqlx.DB, s *Store) {
+		r := ownerConfirms(t, db, s)
+		if err := s.MarkBounced(context.Background(), r.ID, "550 5.1.1 no such user"); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"erased", func(t *testing.T, db *sqlx.DB, s *Store) {
+		r := ownerConfirms(t, db, s)
+		if err := s.Erase(context.Background(), r.UUID); err != nil {
+			t.Fatal(err)
+		}
+	}},
+}
+
+// ownerSubscribes makes the owner a pending reader whose confirmation went out long enough ago
+// that the throttle allows another.
+func ownerSubscribes(t *testing.T, db *sqlx.DB, s *Store) Subscriber {
+	t.Helper()
+	if err := s.Subscribe(context.Background(), "owner@example.org", "Owner", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	db.MustExec(`UPDATE subscribers SET confirmation_sent_at = now() - interval '1 hour'`)
+	db.MustExec(`UPDATE outbox SET sent_at = now()`)
+	return reader(t, db, "owner@example.org")
+}
+
+func ownerConfirms(t *testing.T, db *sqlx.DB, s *Store) Subscriber {
+	t.Helper()
+	r := ownerSubscribes(t, db, s)
+	if _, err := s.Confirm(context.Background(), r.UUID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestConsentByPriorState: every prior state of an address against every action. A request from
+// the form or the API (anyone may post anyone's address) changes no existing reader: not status,
+// name, language or suppression; it is recorded and gets a confirmation email where one may go.
+// Only the owner's confirmation brings a reader who left back or lifts an erasure's suppression.
+// An old file imported again cannot bring back anyone who left or was erased, even after a
+// stranger's request.
+func TestConsentByPriorState(t *testing.T) {
+	ctx := context.Background()
+	stranger := func(source string) func(t *testing.T, db *sqlx.DB, s *Store) error {
+		return func(t *testing.T, db *sqlx.DB, s *Store) error {
+			return s.Subscribe(ctx, "OWNER@example.org", "WIN $500", "ru", Consent{IP: "198.51.100.9", Source: source, TextVersion: "v2"})
+		}
+	}
+	ownerReturns := func(t *testing.T, db *sqlx.DB, s *Store) error {
+		if err := s.Subscribe(ctx, "owner@example.org", "Owner Again", "ru", formConsent); err != nil {
+			return err
+		}
+		_, err := s.Confirm(ctx, reader(t, db, "owner@example.org").UUID, time.Now())
+		return err
+	}
+	oldImport := func(t *testing.T, db *sqlx.DB, s *Store) error {
+		_, err := s.Import(ctx, strings.NewReader("email,name,lang,status,confirmed_at\nowner@example.org,Old Name,en,confirmed,2020-01-02T03:04:05Z\n"),
+			ImportOptions{Languages: []string{"en", "ru"}})
+		return err
+	}
+	strangerThenImport := func(t *testing.T, db *sqlx.DB, s *Store) error {
+		if err := stranger("form")(t, db, s); err != nil {
+			return err
+		}
+		return oldImport(t, db, s)
+	}
+	owner := func(st Status, emails int) consentOutcome {
+		return consentOutcome{status: st, name: "Owner", lang: "en", emails: emails}
+	}
+	actions := []struct {
+		name string
+		do   func(t *testing.T, db *sqlx.DB, s *Store) error
+		want map[string]consentOutcome
+	}{
+		{"a stranger's form request", stranger("form"), map[string]consentOutcome{
+			"new":          {status: StatusPending, name: "WIN $500", lang: "ru", emails: 1},
+			"pending":      owner(StatusPending, 1),
+			"confirmed":    owner(StatusConfirmed, 0),
+			"unsubscribed": owner(StatusUnsubscribed, 1),
+			"complained":   owner(StatusComplained, 1),
+			"bounced":      owner(StatusBounced, 0),
+			"erased":       {status: StatusPending, name: "WIN $500", lang: "ru", suppressed: true, emails: 1},
+		}},
+		{"a stranger's API request", stranger("api"), map[string]consentOutcome{
+			"new":          {status: StatusPending, name: "WIN $500", lang: "ru", emails: 1},
+			"pending":      owner(StatusPending, 1),
+			"confirmed":    owner(StatusConfirmed, 0),
+			"unsubscribed": owner(StatusUnsubscribed, 1),
+			"complained":   owner(StatusComplained, 1),
+			"bounced":      owner(StatusBounced, 0),
+			"erased":       {status: StatusPending, name: "WIN $500", lang: "ru", suppressed: true, emails: 1},
+		}},
+		{"the owner asks and confirms", ownerReturns, map[string]consentOutcome{
+			"new":          {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
+			"pending":      owner(StatusConfirmed, 1),
+			"confirmed":    owner(StatusConfirmed, 0),
+			"unsubscribed": {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
+			"complained":   {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
+			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", err: ErrExpired},
+			"erased":       {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
+		}},
+		{"an old file imported again", oldImport, map[string]consentOutcome{
+			"new":          {status: StatusConfirmed, name: "Old Name", lang: "en"},
+			"pending":      {status: StatusConfirmed, name: "Old Name", lang: "en"},
+			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en"},
+			"unsubscribed": {status: StatusUnsubscribed, name: "Old Name", lang: "en"},
+			"complained":   {status: StatusComplained, name: "Old Name", lang: "en"},
+			"bounced":      {status: StatusBounced, name: "Old Name", lang: "en"},
+			"erased":       {suppressed: true},
+		}},
+		{"a stranger's request, then the old file", strangerThenImport, map[string]consentOutcome{
+			"new":          {status: StatusConfirmed, name: "Old Name", lang: "en", emails: 1},
+			"pending":      {status: StatusConfirmed, name: "Old Name", lang: "en", emails: 1},
+			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en"},
+			"unsubscribed": {status: StatusUnsubscribed, name: "Old Name", lang: "en", emails: 1},
+			"complained":   {status: StatusComplained, name: "Old Name", lang: "en", emails: 1},
+			"bounced":      {status: StatusBounced, name: "Old Name", lang: "en"},
+			"erased":       {status: StatusPending, name: "WIN $500", lang: "ru", suppressed: true, emails: 1},
+		}},
+	}
+	for _, a := range actions {
+		for _, st := range ownerConsentStates {
+			t.Run(a.name+"/"+st.name, func(t *testing.T) {
+				db, s := newStore(t)
+				st.setup(t, db, s)
+				outboxBefore := countRows(t, db, `SELECT count(*) FROM outbox`)
+				want := a.want[st.name]
+				if err := a.do(t, db, s); !errors.Is(err, want.err) || (want.err == nil && err != nil) {
+					t.Fatalf("err = %v, want %v", err, want.err)
+				}
+				if got := countRows(t, db, `SELECT count(*) FROM outbox`) - outboxBefore; got != want.emails {
+					t.Errorf("%d confirmation emails queued, want %d", got, want.emails)
+				}
+				hash := s.suppressionHash("owner@example.org")
+				if got := countRows(t, db, `SELECT count(*) FROM suppressions WHERE email_hash = $1`, hash) == 1; got != want.suppressed {
+					t.Errorf("suppressed = %v, want %v", got, want.suppressed)
+				}
+				if want.status == "" {
+					if n := countRows(t, db, `SELECT count(*) FROM subscribers`); n != 0 {
+						t.Errorf("%d readers, want none", n)
+					}
+					return
+				}
+				r := reader(t, db, "owner@example.org")
+				if r.Status != want.status || r.Name != want.name || r.Lang != want.lang {
+					t.Errorf("reader is %s %q %s, want %s %q %s", r.Status, r.Name, r.Lang, want.status, want.name, want.lang)
+				}
+				// The stranger's request is on record, open: it is no consent.
+				if strings.Contains(a.name, "stranger") {
+					if n := countRows(t, db, `SELECT count(*) FROM consents WHERE subscriber_id = $1 AND ip = '198.51.100.9' AND confirmed_at IS NULL`, r.ID); n != 1 {
+						t.Errorf("%d open requests from the stranger on record, want 1", n)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -249,7 +357,7 @@ func TestStoreConfirm(t *testing.T) {
 			}
 			return r.UUID, time.Now()
 		}, nil, StatusConfirmed},
-		{"token from before a new opt-in", func(t *testing.T, db *sqlx.DB, s *Store, r Subscriber) (string, time.Time) {
+		{"token from before leaving, replayed after a new request", func(t *testing.T, db *sqlx.DB, s *Store, r Subscriber) (string, time.Time) {
 			issued := time.Now()
 			if _, err := s.Unsubscribe(ctx, r.UUID); err != nil {
 				t.Fatal(err)
@@ -258,7 +366,16 @@ func TestStoreConfirm(t *testing.T) {
 				t.Fatal(err)
 			}
 			return r.UUID, issued
-		}, ErrExpired, StatusPending},
+		}, ErrExpired, StatusUnsubscribed},
+		{"the new request's link brings a reader who left back", func(t *testing.T, db *sqlx.DB, s *Store, r Subscriber) (string, time.Time) {
+			if _, err := s.Unsubscribe(ctx, r.UUID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Subscribe(ctx, r.Email, "", "en", formConsent); err != nil {
+				t.Fatal(err)
+			}
+			return r.UUID, time.Now()
+		}, nil, StatusConfirmed},
 		{"unsubscribed reader's old link", func(t *testing.T, db *sqlx.DB, s *Store, r Subscriber) (string, time.Time) {
 			issued := time.Now()
 			if _, err := s.Unsubscribe(ctx, r.UUID); err != nil {
@@ -431,12 +548,19 @@ func TestStoreEraseKeepsOnlyASuppression(t *testing.T) {
 	if fmt.Sprint(rep.Suppressed) != "[2]" || rep.Inserted != 1 || countRows(t, db, `SELECT count(*) FROM subscribers WHERE lower(email) = 'erase.me@example.com'`) != 0 {
 		t.Errorf("import of an erased address: %+v", rep)
 	}
-	// New consent through the form lifts the suppression.
+	// A request through the form does not lift the suppression: anyone may post the address.
 	if err := s.Subscribe(ctx, "erase.me@example.com", "", "en", formConsent); err != nil {
 		t.Fatal(err)
 	}
+	if n := countRows(t, db, `SELECT count(*) FROM suppressions`); n != 1 {
+		t.Errorf("a request lifted the suppression")
+	}
+	// The owner's confirmation, new consent, does.
+	if _, err := s.Confirm(ctx, reader(t, db, "erase.me@example.com").UUID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if n := countRows(t, db, `SELECT count(*) FROM suppressions`); n != 0 {
-		t.Errorf("suppression kept after a new opt-in")
+		t.Errorf("suppression kept after a confirmed opt-in")
 	}
 }
 

@@ -27,7 +27,6 @@ const (
 type subscription struct {
 	email, name, lang string
 	consent           Consent
-	hash              []byte // suppression hash of email
 
 	key  string        // lower-cased address: a batch holds each at most once (ON CONFLICT)
 	err  error         // the outcome, set before done is closed
@@ -158,29 +157,27 @@ func (b *subscribeBatcher) commit(ctx context.Context, s *subscription) {
 	b.mu.Unlock()
 }
 
-// write records a batch of opt-ins in one statement, so in one implicit transaction:
-// for each, the reader (new: pending; pending: unchanged but name and language; left: pending
-// again with a new subscribed_at; confirmed, or bounced (the address refused mail for good, and
-// one more confirmation would only bounce again): no row at all, so nothing is written for them), the
-// consent, the lifted suppression (new consent was given: an earlier erasure no longer stands in
-// the way of imports) and a queued confirmation email. A new reader always gets one; a known one
-// unless one was queued within ConfirmThrottle or is still unsent. The CTEs share one snapshot, so
-// the throttle is decided inside the upsert, and RETURNING says whether it queued (now() is this
-// transaction's start, so only a value this statement set equals it). The batch never holds one
-// address twice (ON CONFLICT may touch a row once per statement).
+// write records a batch of subscription requests in one statement, so in one implicit
+// transaction. A request never changes a reader who exists: not their status, name, language or
+// suppression (anyone may post anyone's address). For each, the reader (new: pending, with the
+// name and language asked for; known: untouched), the request (a consent row, open until the
+// owner confirms it, see Store.Confirm), and a queued confirmation email where one may go: to a
+// pending reader or one who left (unsubscribed, complained), never to a confirmed or bounced one,
+// and not when one was queued within ConfirmThrottle or is still unsent. The CTEs share one
+// snapshot, so the throttle is decided inside the upsert, and RETURNING says whether it queued
+// (now() is this transaction's start, so only a value this statement set equals it). The batch
+// never holds one address twice (ON CONFLICT may touch a row once per statement).
 func (b *subscribeBatcher) write(ctx context.Context, batch []*subscription) error {
 	n := len(batch)
 	email, name, lang := make([]string, n), make([]string, n), make([]string, n)
 	ip, ua, source, text := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	hash := make([][]byte, n)
 	for i, s := range batch {
 		email[i], name[i], lang[i] = s.email, s.name, s.lang
 		ip[i], ua[i] = clipBytes(s.consent.IP, 64), clipBytes(s.consent.UserAgent, 512)
 		source[i], text[i] = s.consent.Source, clipBytes(s.consent.TextVersion, 64)
-		hash[i] = s.hash
 	}
 	return b.exec(ctx, pq.StringArray(email), pq.StringArray(name), pq.StringArray(lang), pq.StringArray(ip), pq.StringArray(ua),
-		pq.StringArray(source), pq.StringArray(text), pq.ByteaArray(hash), int(ConfirmThrottle/time.Second))
+		pq.StringArray(source), pq.StringArray(text), int(ConfirmThrottle/time.Second))
 }
 
 // exec runs subscribeSQL as a statement prepared once per connection (parsed and planned once, not
@@ -205,30 +202,23 @@ func (b *subscribeBatcher) exec(ctx context.Context, args ...any) error {
 
 const subscribeSQL = `
 		WITH input AS (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
-				AS t(email, name, lang, ip, user_agent, source, text_version, email_hash)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+				AS t(email, name, lang, ip, user_agent, source, text_version)
 		), reader AS (
 			INSERT INTO subscribers AS r (email, name, lang, status, confirmation_sent_at)
 			SELECT email, name, lang, 'pending', now() FROM input
 			ON CONFLICT (lower(email)) DO UPDATE SET
-				name = EXCLUDED.name,
-				lang = EXCLUDED.lang,
-				status = 'pending',
-				subscribed_at = CASE WHEN r.status = 'pending' THEN r.subscribed_at ELSE now() END,
-				updated_at = now(),
 				confirmation_sent_at = CASE
-					WHEN (r.confirmation_sent_at IS NULL OR r.confirmation_sent_at <= now() - $9 * interval '1 second')
+					WHEN r.status IN ('pending', 'unsubscribed', 'complained')
+					 AND (r.confirmation_sent_at IS NULL OR r.confirmation_sent_at <= now() - $8 * interval '1 second')
 					 AND NOT EXISTS (SELECT 1 FROM outbox o
-					                 WHERE o.subscriber_id = r.id AND o.kind = 'confirm' AND o.sent_at IS NULL AND o.skipped_at IS NULL AND o.failed_at IS NULL)
+					                 WHERE o.subscriber_id = r.id AND o.kind = 'confirm' AND o.sent_at IS NULL
+					                   AND o.skipped_at IS NULL AND o.failed_at IS NULL)
 					THEN now() ELSE r.confirmation_sent_at END
-			WHERE r.status NOT IN ('confirmed', 'bounced')
 			RETURNING r.id, lower(r.email) AS key, r.confirmation_sent_at = now() AS queue
-		), consent AS (
-			INSERT INTO consents (subscriber_id, ip, user_agent, source, text_version)
-			SELECT reader.id, input.ip, input.user_agent, input.source, input.text_version
+		), request AS (
+			INSERT INTO consents (subscriber_id, ip, user_agent, source, text_version, name, lang)
+			SELECT reader.id, input.ip, input.user_agent, input.source, input.text_version, input.name, input.lang
 			FROM reader JOIN input ON lower(input.email) = reader.key
-		), unsuppressed AS (
-			DELETE FROM suppressions WHERE email_hash IN
-				(SELECT input.email_hash FROM reader JOIN input ON lower(input.email) = reader.key)
 		)
 		INSERT INTO outbox (kind, subscriber_id) SELECT 'confirm', id FROM reader WHERE queue`

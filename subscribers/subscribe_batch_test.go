@@ -18,7 +18,7 @@ func TestSubscribeBatchOneBadRow(t *testing.T) {
 	// Queue subscriptions as if they arrived while a batch was in flight, then let one commit them.
 	var waiting []*subscription
 	for i, email := range []string{"one@example.com", "x", "two@example.com", "One@example.com"} {
-		sub := &subscription{email: email, lang: "en", consent: formConsent, hash: s.suppressionHash(email)}
+		sub := &subscription{email: email, lang: "en", consent: formConsent}
 		sub.key, sub.done, sub.lead = fmt.Sprint(i, email), make(chan struct{}), make(chan struct{}, 1)
 		waiting = append(waiting, sub)
 	}
@@ -26,7 +26,7 @@ func TestSubscribeBatchOneBadRow(t *testing.T) {
 	waiting[0].key = "one@example.com"
 	b.queue = slices.Clone(waiting) // the batcher reorders its own queue in place
 	b.running = 1
-	leader := &subscription{email: "lead@example.com", lang: "en", consent: formConsent, hash: s.suppressionHash("lead@example.com"),
+	leader := &subscription{email: "lead@example.com", lang: "en", consent: formConsent,
 		key: "lead@example.com", done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	b.commit(ctx, leader)
 	if leader.err != nil {

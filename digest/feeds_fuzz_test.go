@@ -158,10 +158,10 @@ var hostileFeeds = []struct {
 	{"wide-item", "more than 100000 elements", func() []byte {
 		return []byte(testFeedXML(`<item><title>t</title><x xmlns="http://example.com/x">` + strings.Repeat("<a/>", 1_600_000) + `</x></item>`))
 	}},
-	// One element with a million attributes.
+	// One element with 900,000 attributes.
 	{"many-attributes", "more than 100000 elements and attributes", func() []byte {
 		var b strings.Builder
-		for i := range 1_000_000 {
+		for i := range 900_000 {
 			fmt.Fprintf(&b, " a%d=''", i)
 		}
 		return []byte(testFeedXML(`<item><title` + b.String() + `>t</title></item>`))

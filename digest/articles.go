@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
+
+	"newsletter/internal/textclean"
 )
 
 // articleColumns lists every column of an Article, for SELECT and RETURNING.
@@ -26,11 +28,11 @@ const editorSummaryMaxRunes = 2000
 // section and alt text; http(s) links and images only.
 func cleanEditorArticle(a Article) (Article, error) {
 	a.Lang = strings.TrimSpace(a.Lang)
-	a.Title = plainTitle(a.Title, titleMaxRunes)
-	a.Summary = strings.Join(plainLines(a.Summary), " ")
-	a.Section = plainTitle(a.Section, 100)
-	a.Author = plainTitle(a.Author, 200)
-	a.ImageAlt = plainTitle(a.ImageAlt, 300)
+	a.Title = textclean.PlainTitle(a.Title, textclean.TitleMaxRunes)
+	a.Summary = strings.Join(textclean.PlainLines(a.Summary), " ")
+	a.Section = textclean.PlainTitle(a.Section, 100)
+	a.Author = textclean.PlainTitle(a.Author, 200)
+	a.ImageAlt = textclean.PlainTitle(a.ImageAlt, 300)
 	switch {
 	case a.Title == "":
 		return a, fmt.Errorf("%w: title is required", ErrInvalid)
@@ -61,7 +63,7 @@ func editorURL(raw, field string) (string, error) {
 	if u, err := url.Parse(raw); err != nil || !u.IsAbs() {
 		return "", fmt.Errorf("%w: %s must be an http or https address", ErrInvalid, field)
 	}
-	link := canonicalLink(nil, raw)
+	link := textclean.CanonicalLink(nil, raw)
 	if link == "" {
 		return "", fmt.Errorf("%w: %s must be an http or https address", ErrInvalid, field)
 	}

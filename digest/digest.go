@@ -19,6 +19,9 @@ var (
 	ErrConflict   = errors.New("conflict")
 )
 
+// maxReason bounds a stored failure, pause or schedule reason, in bytes: one short line.
+const maxReason = 500
+
 // Article is one story from a feed or an editor.
 type Article struct {
 	ID          int64     `db:"id"`

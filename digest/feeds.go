@@ -15,13 +15,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/mmcdole/gofeed"
 	ext "github.com/mmcdole/gofeed/extensions"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/idna"
+
+	"newsletter/internal/textclean"
 )
 
 // FeedConfig is one configured feed and the language of its articles.
@@ -387,26 +387,26 @@ func RedactFeedURL(u string) string {
 func feedItemArticle(item *gofeed.Item, base *url.URL, lang string, now time.Time) (a Article, date *time.Time, ok bool) {
 	a.Lang = lang
 	a.Source = "feed"
-	a.Title = plainTitle(item.Title, titleMaxRunes)
+	a.Title = textclean.PlainTitle(item.Title, textclean.TitleMaxRunes)
 	link := item.Link
 	if link == "" && len(item.Links) > 0 {
 		link = item.Links[0]
 	}
-	a.Link = canonicalLink(base, link)
+	a.Link = textclean.CanonicalLink(base, link)
 	desc := item.Description
 	if strings.TrimSpace(desc) == "" {
 		desc = item.Content
 	}
-	a.Summary = Summarize(desc)
+	a.Summary = textclean.Summarize(desc)
 	if a.Title == "" {
-		a.Title = cutAtWord(a.Summary, 100)
+		a.Title = textclean.CutAtWord(a.Summary, 100)
 	}
 	if a.Title == "" {
 		return a, nil, false
 	}
 	a.Author = feedAuthor(item)
 	for _, c := range item.Categories {
-		if a.Section = plainTitle(c, 100); a.Section != "" {
+		if a.Section = textclean.PlainTitle(c, 100); a.Section != "" {
 			break
 		}
 	}
@@ -433,7 +433,7 @@ func feedItemArticle(item *gofeed.Item, base *url.URL, lang string, now time.Tim
 		a.PublishedAt = d
 	}
 
-	a.GUID = foldSpace(item.GUID)
+	a.GUID = textclean.FoldSpace(item.GUID)
 	if a.GUID == "" {
 		a.GUID = a.Link
 	}
@@ -467,7 +467,7 @@ func feedAuthor(item *gofeed.Item) string {
 		names = append(names, dc.Author...)
 	}
 	for _, n := range names {
-		if n = plainTitle(n, 200); n != "" {
+		if n = textclean.PlainTitle(n, 200); n != "" {
 			return n
 		}
 	}
@@ -479,68 +479,12 @@ func hashGUID(s string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// trackingParams are dropped from links: they differ per feed and would split one story in two.
-var trackingParams = []string{"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "fbclid", "gclid", "yclid"}
-
-// canonicalLink resolves link against base and normalises it (lower-case scheme and host, no
-// default port, no fragment, no tracking parameters); "" unless it is http or https.
-func canonicalLink(base *url.URL, link string) string {
-	link = strings.TrimSpace(link)
-	if link == "" || len(link) > 2000 {
-		return ""
-	}
-	u, err := url.Parse(link)
-	if err != nil {
-		return ""
-	}
-	if base != nil {
-		u = base.ResolveReference(u)
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	// urlHost: url.Parse takes hosts no browser can reach ("//::" gives host "::" and no name).
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !urlHost(u) {
-		return ""
-	}
-	u.Host = strings.ToLower(u.Host)
-	if h := u.Hostname(); !isASCIIPrintable(h) { // urlHost let no control character through
-		// An IDN host as its A-label: url.String would percent-encode it, which mail clients
-		// do not all resolve.
-		a, err := idna.Lookup.ToASCII(h)
-		if err != nil || !webHost(a) { // IDNA maps some characters to nothing
-			return ""
-		}
-		if p := u.Port(); p != "" {
-			a += ":" + p
-		}
-		u.Host = a
-	}
-	if (u.Scheme == "http" && u.Port() == "80") || (u.Scheme == "https" && u.Port() == "443") {
-		u.Host = u.Hostname()
-	}
-	u.Fragment, u.RawFragment = "", ""
-	if u.RawQuery != "" {
-		q := u.Query()
-		for _, p := range trackingParams {
-			q.Del(p)
-		}
-		u.RawQuery = q.Encode()
-	}
-	if u.Path == "" {
-		u.Path = "/"
-	}
-	s := u.String()
-	if strings.ContainsAny(s, " \"'<>\\") {
-		return ""
-	}
-	return s
-}
-
 // feedImage picks the lead image: an image enclosure, else Media RSS content or thumbnail, else the
 // item's own image. 1x1 images are tracking pixels and never chosen.
 func feedImage(item *gofeed.Item, base *url.URL) (src, alt string) {
 	for _, e := range item.Enclosures {
 		if e != nil && strings.HasPrefix(strings.ToLower(e.Type), "image/") {
-			if u := canonicalLink(base, e.URL); u != "" {
+			if u := textclean.CanonicalLink(base, e.URL); u != "" {
 				return u, ""
 			}
 		}
@@ -563,20 +507,20 @@ func feedImage(item *gofeed.Item, base *url.URL) (src, alt string) {
 				continue
 			}
 			if tinyImage(c.Attrs["width"]) || tinyImage(c.Attrs["height"]) {
-				rejected[canonicalLink(base, c.Attrs["url"])] = true
+				rejected[textclean.CanonicalLink(base, c.Attrs["url"])] = true
 				continue
 			}
-			if u := canonicalLink(base, c.Attrs["url"]); u != "" {
+			if u := textclean.CanonicalLink(base, c.Attrs["url"]); u != "" {
 				for _, d := range c.Children["description"] {
-					alt = plainTitle(d.Value, 300)
+					alt = textclean.PlainTitle(d.Value, 300)
 				}
 				return u, alt
 			}
 		}
 	}
 	if item.Image != nil {
-		if u := canonicalLink(base, item.Image.URL); u != "" {
-			return u, plainTitle(item.Image.Title, 300)
+		if u := textclean.CanonicalLink(base, item.Image.URL); u != "" {
+			return u, textclean.PlainTitle(item.Image.Title, 300)
 		}
 	}
 	return "", ""
@@ -638,7 +582,7 @@ func feedOKTx(ctx context.Context, tx sqlx.ExecerContext, now time.Time, feedURL
 		UPDATE feeds SET etag = $2, last_modified = $3, last_fetched_at = $4, last_ok_at = $4, last_error = '',
 			fetch_url = CASE WHEN $5 = '' THEN fetch_url ELSE $5 END,
 			failures = 0, retry_after = NULL, gone_at = NULL
-		WHERE url = $1`, feedURL, feedClip(etag, 500), feedClip(lastModified, 100), now, movedTo)
+		WHERE url = $1`, feedURL, textclean.ClipBytes(etag, 500), textclean.ClipBytes(lastModified, 100), now, movedTo)
 	if err != nil {
 		return fmt.Errorf("record feed: %w", err)
 	}
@@ -653,21 +597,8 @@ func (s *Store) feedFailed(ctx context.Context, feedURL, msg string, retryAfter 
 		UPDATE feeds SET last_fetched_at = $2, last_error = $3, failures = failures + 1, retry_after = $4,
 			gone_at = CASE WHEN $5 THEN COALESCE(gone_at, $2) ELSE gone_at END
 		WHERE url = $1`,
-		feedURL, s.now(), feedClip(foldSpace(msg), 500), retryAfter, gone)
+		feedURL, s.now(), textclean.ClipBytes(textclean.FoldSpace(msg), 500), retryAfter, gone)
 	return err
-}
-
-// feedClip cuts s to at most n bytes without splitting a rune.
-func feedClip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "")
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
 }
 
 // storeFeed upserts the feed's items and records the fetch, in one transaction: the new validators

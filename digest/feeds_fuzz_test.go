@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/mmcdole/gofeed"
+
+	"newsletter/internal/textclean"
 )
 
 // FuzzFeedItem feeds arbitrary item fields through the mapping to an article and checks what must
@@ -54,11 +56,11 @@ func checkFeedArticle(t *testing.T, a Article) {
 		if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 			t.Fatalf("%s not clean UTF-8: %q", name, s)
 		}
-		if name != "guid" && looksLikeMarkup(s) {
+		if name != "guid" && textclean.LooksLikeMarkup(s) {
 			t.Fatalf("%s keeps markup: %q", name, s)
 		}
 	}
-	if a.Title == "" || utf8.RuneCountInString(a.Title) > titleMaxRunes+1 || utf8.RuneCountInString(a.Summary) > summaryMaxRunes+1 {
+	if a.Title == "" || utf8.RuneCountInString(a.Title) > textclean.TitleMaxRunes+1 || utf8.RuneCountInString(a.Summary) > textclean.SummaryMaxRunes+1 {
 		t.Fatalf("lengths: title %d, summary %d", utf8.RuneCountInString(a.Title), utf8.RuneCountInString(a.Summary))
 	}
 	if a.GUID == "" || len(a.GUID) > 500 {

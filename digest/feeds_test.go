@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"newsletter/internal/testdb"
+	"newsletter/internal/textclean"
 )
 
 // ingestNow is the fixed clock of the ingest tests: the day after the fixtures' newest item.
@@ -170,7 +171,7 @@ func TestIngestFixtures(t *testing.T) {
 	for _, m := range []map[string]Article{en, ru} {
 		for guid, a := range m {
 			for _, f := range []string{a.Title, a.Summary, a.Author, a.Section, a.ImageAlt} {
-				if looksLikeMarkup(f) || strings.Contains(f, "alert") || strings.Contains(f, "onerror") {
+				if textclean.LooksLikeMarkup(f) || strings.Contains(f, "alert") || strings.Contains(f, "onerror") {
 					t.Errorf("%s: markup survives: %q", guid, f)
 				}
 				for _, chrome := range []string{"USD90.19", "Subscribe", "Share on", "Read more", "Поделиться", "Подпишитесь", "Читать далее", "браузер"} {
@@ -492,48 +493,6 @@ func BenchmarkParseFeed(b *testing.B) {
 	for b.Loop() {
 		if _, err := parseFeedBody(context.Background(), body, base, "en", ingestNow); err != nil {
 			b.Fatal(err)
-		}
-	}
-}
-
-func TestLooksLikeMarkup(t *testing.T) {
-	for s, want := range map[string]bool{
-		"plain": false, "x < y": false, "x <3": false, "x<": false, "</": false, "a </": false,
-		"<b>": true, "</b": true, "</ x": true, "<!-- c": true, "<?xml": true, "a <img": true,
-	} {
-		if got := looksLikeMarkup(s); got != want {
-			t.Errorf("looksLikeMarkup(%q) = %v, want %v", s, got, want)
-		}
-	}
-}
-
-func TestCanonicalLinkHosts(t *testing.T) {
-	base, _ := url.Parse("https://news.example.com/feed.xml")
-	for link, want := range map[string]string{
-		"//::":                           "",
-		"//:::":                          "",
-		"https://:::/":                   "",
-		"https://[::1]/a":                "https://[::1]/a",
-		"https://[2001:db8::1]:8443/x":   "https://[2001:db8::1]:8443/x",
-		"https://1.2.3.4/x":              "https://1.2.3.4/x",
-		"//\u034f":                       "",
-		"https://\u034f.example/":        "",
-		"https://-x.example/":            "",
-		"https://a..b/":                  "",
-		"https://новости.example/x":      "https://xn--b1amnebsh.example/x",
-		"https://НОВОСТИ.example:8080/x": "https://xn--b1amnebsh.example:8080/x",
-	} {
-		if got := canonicalLink(base, link); got != want {
-			t.Errorf("canonicalLink(%q) = %q, want %q", link, got, want)
-		}
-	}
-}
-
-// TestPlainTitleNoTagSurvives: characters dropped while cleaning never join the rest into a tag.
-func TestPlainTitleNoTagSurvives(t *testing.T) {
-	for _, in := range []string{"<<<<\x02A>A>A>A", "<\u200bb>bold</\u200bb>", "&lt;\x01script&gt;x", "&amp;amp;amp;amp;lt;b&amp;amp;amp;amp;gt;deep"} {
-		if got := plainTitle(in, 200); looksLikeMarkup(got) {
-			t.Errorf("plainTitle(%q) = %q: still markup", in, got)
 		}
 	}
 }

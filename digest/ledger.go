@@ -5,11 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+
+	"newsletter/internal/textclean"
 )
 
 // Delivery statuses of the ledger.
@@ -110,7 +111,7 @@ func (s *Store) StartSending(ctx context.Context, issueID int64) (created int, e
 
 // Pause stops the sending of an issue; messages in flight finish, the rest stay queued.
 func (s *Store) Pause(ctx context.Context, id int64, reason string) error {
-	reason = clipReason(reason)
+	reason = textclean.ClipLine(reason, maxReason)
 	return s.changeStatus(ctx, id, "pause", `UPDATE issues SET status = 'paused', pause_reason = $2
 		WHERE id = $1 AND status = 'sending'`, reason)
 }
@@ -293,7 +294,7 @@ func (s *Store) markRetry(ctx context.Context, issueID, subscriberID int64, reas
 			next_attempt_at = now() + $4 * interval '1 millisecond',
 			status = CASE WHEN attempts + 1 >= $5 THEN 'failed' ELSE 'queued' END
 		WHERE issue_id = $1 AND subscriber_id = $2 RETURNING status = 'failed'`,
-		issueID, subscriberID, clipReason(reason), backoff.Milliseconds(), maxAttempts)
+		issueID, subscriberID, textclean.ClipLine(reason, maxReason), backoff.Milliseconds(), maxAttempts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -306,7 +307,7 @@ func (s *Store) markRetry(ctx context.Context, issueID, subscriberID int64, reas
 // markFailed records a permanent failure.
 func (s *Store) markFailed(ctx context.Context, issueID, subscriberID int64, reason string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = 'failed', attempts = attempts + 1, claimed_by = NULL,
-		last_error = $3 WHERE issue_id = $1 AND subscriber_id = $2`, issueID, subscriberID, clipReason(reason))
+		last_error = $3 WHERE issue_id = $1 AND subscriber_id = $2`, issueID, subscriberID, textclean.ClipLine(reason, maxReason))
 	if err != nil {
 		return fmt.Errorf("mark failed: %w", err)
 	}
@@ -433,15 +434,6 @@ func (s *Store) lockOwner(ctx context.Context, owner int64) (*sqlx.Conn, error) 
 		return nil, fmt.Errorf("sender lock: %w", err)
 	}
 	return conn, nil
-}
-
-// clipReason keeps a failure reason to one short line of valid UTF-8.
-func clipReason(s string) string {
-	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "")), " ")
-	if len(s) > 500 {
-		s = strings.ToValidUTF8(s[:500], "")
-	}
-	return s
 }
 
 // ConfirmedReaders counts the readers an issue of lang would go to if it started now.

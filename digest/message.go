@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/wneessen/go-mail"
+
+	"newsletter/internal/textclean"
 )
 
 // Marker values: the issue is rendered and MIME-encoded once with these in place of the reader's
@@ -394,21 +396,12 @@ func listID(publication, lang, domain string) string {
 	if phrase == "" {
 		return "<" + id + ">"
 	}
-	if isASCIIPrintable(phrase) {
+	if textclean.IsASCIIPrintable(phrase) {
 		phrase = strconv.Quote(phrase)
 	} else {
 		phrase = mime.QEncoding.Encode("utf-8", phrase)
 	}
 	return phrase + " <" + id + ">"
-}
-
-func isASCIIPrintable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 32 || s[i] > 126 {
-			return false
-		}
-	}
-	return true
 }
 
 // formatTo is the To header value for a reader, as go-mail writes one.

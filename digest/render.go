@@ -5,7 +5,6 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/vanng822/go-premailer/premailer"
 
+	"newsletter/internal/textclean"
 	"newsletter/templates"
 )
 
@@ -334,47 +334,13 @@ func safeURL(u string) string {
 		return ""
 	}
 	p, err := url.Parse(u)
-	if err != nil || p.Host == "" || p.User != nil || !urlHost(p) {
+	if err != nil || p.Host == "" || p.User != nil || !textclean.URLHost(p) {
 		return ""
 	}
 	if s := strings.ToLower(p.Scheme); s != "http" && s != "https" {
 		return ""
 	}
 	return u
-}
-
-// urlHost reports whether u's host is one a browser can reach: a DNS name or IPv4 address
-// (webHost), or an IPv6 address in brackets. url.Parse takes "https://:::/" (host ":::", whose
-// Hostname "::" is a valid address, but not one written the way a URL needs it).
-func urlHost(u *url.URL) bool {
-	h := u.Hostname()
-	if strings.Contains(h, ":") {
-		return strings.HasPrefix(u.Host, "[") && net.ParseIP(h) != nil
-	}
-	return webHost(h)
-}
-
-// webHost reports whether host is an IP address or a DNS name: dot-separated labels of letters of
-// any script (IDN), marks, digits, '-' and '_', each starting with a letter or digit. url.Parse
-// lets far more through (quotes, parentheses, stray bytes), which no browser can reach.
-func webHost(host string) bool {
-	if host == "" || len(host) > 253 || !utf8.ValidString(host) {
-		return false
-	}
-	if net.ParseIP(host) != nil {
-		return true
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
-		if r, _ := utf8.DecodeRuneInString(label); !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-			return false // empty, or starting with a mark or punctuation
-		}
-		for _, r := range label {
-			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) && r != '-' && r != '_' {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // oneLine folds all whitespace (newlines included) to single spaces, drops control characters and

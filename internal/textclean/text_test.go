@@ -1,4 +1,4 @@
-package digest
+package textclean
 
 import (
 	"os"
@@ -50,8 +50,8 @@ func TestSummarizeCyrillicCutsRunes(t *testing.T) {
 	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
 		t.Fatalf("got %q", got)
 	}
-	if n := utf8.RuneCountInString(got); n > summaryMaxRunes+1 || n < summaryMaxRunes*3/4 {
-		t.Errorf("got %d runes, want about %d", n, summaryMaxRunes)
+	if n := utf8.RuneCountInString(got); n > SummaryMaxRunes+1 || n < SummaryMaxRunes*3/4 {
+		t.Errorf("got %d runes, want about %d", n, SummaryMaxRunes)
 	}
 	if strings.HasSuffix(got, " …") || strings.Contains(got, "Прив…") {
 		t.Errorf("not cut at a word boundary: %q", got)
@@ -74,8 +74,8 @@ func TestSummarizeSamplePage(t *testing.T) {
 	if !strings.HasPrefix(got, "Keep your terrorists close: Why Russia treats some Islamic fundamentalists as friends and others as enemies Kremlin propagandist Margarita Simonyan") {
 		t.Errorf("summary does not start with the headline and lead: %q", got)
 	}
-	if n := utf8.RuneCountInString(got); n > summaryMaxRunes+1 || n < 250 || !strings.HasSuffix(got, "…") {
-		t.Errorf("summary is %d runes (%q), want a cut near %d with …", n, got, summaryMaxRunes)
+	if n := utf8.RuneCountInString(got); n > SummaryMaxRunes+1 || n < 250 || !strings.HasSuffix(got, "…") {
+		t.Errorf("summary is %d runes (%q), want a cut near %d with …", n, got, SummaryMaxRunes)
 	}
 }
 
@@ -89,7 +89,7 @@ func TestPlainTitle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := plainTitle(tt.in, titleMaxRunes); got != tt.want {
+			if got := PlainTitle(tt.in, TitleMaxRunes); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -104,5 +104,25 @@ func BenchmarkSummarizeSamplePage(b *testing.B) {
 	b.SetBytes(int64(len(page)))
 	for b.Loop() {
 		Summarize(string(page))
+	}
+}
+
+func TestLooksLikeMarkup(t *testing.T) {
+	for s, want := range map[string]bool{
+		"plain": false, "x < y": false, "x <3": false, "x<": false, "</": false, "a </": false,
+		"<b>": true, "</b": true, "</ x": true, "<!-- c": true, "<?xml": true, "a <img": true,
+	} {
+		if got := LooksLikeMarkup(s); got != want {
+			t.Errorf("LooksLikeMarkup(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestPlainTitleNoTagSurvives: characters dropped while cleaning never join the rest into a tag.
+func TestPlainTitleNoTagSurvives(t *testing.T) {
+	for _, in := range []string{"<<<<\x02A>A>A>A", "<\u200bb>bold</\u200bb>", "&lt;\x01script&gt;x", "&amp;amp;amp;amp;lt;b&amp;amp;amp;amp;gt;deep"} {
+		if got := PlainTitle(in, 200); LooksLikeMarkup(got) {
+			t.Errorf("PlainTitle(%q) = %q: still markup", in, got)
+		}
 	}
 }

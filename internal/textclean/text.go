@@ -1,4 +1,7 @@
-package digest
+// Package textclean holds the text and URL cleaning that feeds, editors' articles, rendering and
+// sending share: feed HTML made plain text, links made canonical and safe, hosts a browser can
+// reach, and strings clipped to fit a column.
+package textclean
 
 import (
 	"strings"
@@ -12,11 +15,11 @@ import (
 // sanitiser: we want no markup at all, plus the block structure (to drop chrome line by line),
 // which a policy such as bluemonday's StrictPolicy flattens away.
 
-// summaryMaxRunes is where a summary is cut, at the last word boundary before it.
-const summaryMaxRunes = 300
+// SummaryMaxRunes is where a summary is cut, at the last word boundary before it.
+const SummaryMaxRunes = 300
 
-// titleMaxRunes caps a headline; real ones stay far below, a runaway feed does not.
-const titleMaxRunes = 250
+// TitleMaxRunes caps a headline; real ones stay far below, a runaway feed does not.
+const TitleMaxRunes = 250
 
 // Site chrome that must not leak into a summary. It is data, not code: add a phrase here when a
 // publication's furniture shows up in its summaries. Phrases are compared lower-cased, with
@@ -70,27 +73,27 @@ var voidElements = map[string]bool{
 // 300 characters with "…".
 func Summarize(htmlOrText string) string {
 	var kept []string
-	for _, line := range plainLines(htmlOrText) {
+	for _, line := range PlainLines(htmlOrText) {
 		if line = dropChrome(line); line != "" {
 			kept = append(kept, line)
 		}
 	}
-	return cutAtWord(strings.Join(kept, " "), summaryMaxRunes)
+	return CutAtWord(strings.Join(kept, " "), SummaryMaxRunes)
 }
 
-// plainTitle makes a one-line plain-text headline (or author, or section) of feed text.
-func plainTitle(s string, maxRunes int) string {
-	return cutAtWord(strings.Join(plainLines(s), " "), maxRunes)
+// PlainTitle makes a one-line plain-text headline (or author, or section) of feed text.
+func PlainTitle(s string, maxRunes int) string {
+	return CutAtWord(strings.Join(PlainLines(s), " "), maxRunes)
 }
 
-// plainLines returns the text of s, one folded line per block. Markup that decodes to more markup
+// PlainLines returns the text of s, one folded line per block. Markup that decodes to more markup
 // (feeds that escape their HTML twice) goes through again, so no tag survives as text.
-func plainLines(s string) []string {
+func PlainLines(s string) []string {
 	lines := htmlLines(s)
-	for pass := 0; pass < 3 && looksLikeMarkup(strings.Join(lines, "\n")); pass++ {
+	for pass := 0; pass < 3 && LooksLikeMarkup(strings.Join(lines, "\n")); pass++ {
 		lines = htmlLines(strings.Join(lines, "\n"))
 	}
-	if looksLikeMarkup(strings.Join(lines, "\n")) {
+	if LooksLikeMarkup(strings.Join(lines, "\n")) {
 		// Still markup after three decodings: input built to outlast them. Its '<' go, so
 		// nothing stored can read as a tag.
 		for i, l := range lines {
@@ -156,7 +159,7 @@ func htmlLines(s string) []string {
 	}
 	var lines []string
 	for _, line := range strings.Split(b.String(), "\n") {
-		if line = foldSpace(line); line != "" {
+		if line = FoldSpace(line); line != "" {
 			lines = append(lines, line)
 		}
 	}
@@ -181,10 +184,10 @@ func chromeAttrs(z *html.Tokenizer) bool {
 	}
 }
 
-// looksLikeMarkup reports whether s still holds something the tokenizer would read as a tag,
+// LooksLikeMarkup reports whether s still holds something the tokenizer would read as a tag,
 // comment or declaration. A "</" that ends s is text: nothing follows to make it a tag (the
 // tokenizer itself hands it back as text, so it would otherwise look like markup forever).
-func looksLikeMarkup(s string) bool {
+func LooksLikeMarkup(s string) bool {
 	for i := strings.IndexByte(s, '<'); i >= 0 && i+1 < len(s); {
 		c := s[i+1]
 		if (c == '/' && i+2 < len(s)) || c == '!' || c == '?' || (c|0x20 >= 'a' && c|0x20 <= 'z') {
@@ -199,9 +202,9 @@ func looksLikeMarkup(s string) bool {
 	return false
 }
 
-// foldSpace collapses runs of white space into one space, drops control and invisible format
+// FoldSpace collapses runs of white space into one space, drops control and invisible format
 // characters (NUL breaks PostgreSQL text; zero-width ones break matching) and trims the ends.
-func foldSpace(s string) string {
+func FoldSpace(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
@@ -295,9 +298,9 @@ func isTickerLine(line string) bool {
 	return true
 }
 
-// cutAtWord returns s if it has at most max runes, else s cut at the last space before max (or at
+// CutAtWord returns s if it has at most max runes, else s cut at the last space before max (or at
 // max inside one very long word), trailing punctuation trimmed, with "…" appended.
-func cutAtWord(s string, max int) string {
+func CutAtWord(s string, max int) string {
 	if utf8.RuneCountInString(s) <= max {
 		return s
 	}

@@ -46,7 +46,7 @@ func TestArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveArchive(ctx, ids["en"], copyForNobody); err != nil {
+	if err := s.SaveArchive(ctx, ids["en"], copyForNobody.Subject, copyForNobody.Preheader, copyForNobody.HTML, copyForNobody.Text); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`UPDATE issues SET status = 'sent', started_at = window_end, finished_at = window_end WHERE id = $1`, ids["en"]); err != nil {
@@ -182,13 +182,13 @@ func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
 	db := testdb.New(t)
 	s, ids := goldenIssues(t, db)
 	id := ids["en"]
-	if err := s.SaveArchive(ctx, id, Rendered{HTML: "<p>as sent</p>", Text: "as sent", Subject: "As sent"}); err != nil {
+	if err := s.SaveArchive(ctx, id, "As sent", "", "<p>as sent</p>", "as sent"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.StartSending(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveArchive(ctx, id, Rendered{HTML: "<p>changed later</p>", Text: "changed later", Subject: "Changed"}); err != nil {
+	if err := s.SaveArchive(ctx, id, "Changed", "", "<p>changed later</p>", "changed later"); err != nil {
 		t.Fatalf("second save of a sending issue: %v, want nil (kept)", err)
 	}
 	got, err := s.IssueByID(ctx, id)
@@ -198,7 +198,7 @@ func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
 	if got.ArchiveHTML != "<p>as sent</p>" || got.Subject != "As sent" {
 		t.Errorf("archive copy %q, subject %q: replaced after sending began", got.ArchiveHTML, got.Subject)
 	}
-	if err := s.SaveArchive(ctx, 999999, Rendered{}); !errors.Is(err, ErrNotFound) {
+	if err := s.SaveArchive(ctx, 999999, "", "", "", ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown issue: %v, want ErrNotFound", err)
 	}
 }

@@ -342,15 +342,15 @@ func (s *Store) Approve(ctx context.Context, id int64) error {
 		WHERE id = $1 AND status IN ('draft', 'approved')`, s.now().UTC())
 }
 
-// SaveArchive keeps the issue's copy without reader data (rendered with the zero Recipient), shown
-// at /archive/{id}; the sender calls it when the issue starts sending. The rendered subject and
-// preheader are kept too, so the archive lists what went out. Only an issue that has not started
+// SaveArchive keeps the issue's copy without reader data (html and text rendered for nobody),
+// shown at /archive/{id}; the sender calls it when the issue starts sending. The rendered subject
+// and preheader are kept too, so the archive lists what went out. Only an issue that has not started
 // takes a copy: one already sending (a second start) keeps the copy it went out with.
-func (s *Store) SaveArchive(ctx context.Context, id int64, r Rendered) error {
+func (s *Store) SaveArchive(ctx context.Context, id int64, subject, preheader, html, text string) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE issues SET archive_html = $2, archive_text = $3,
 		subject = CASE WHEN subject = '' THEN $4 ELSE subject END, preheader = $5
 		WHERE id = $1 AND status IN ('draft', 'approved')`,
-		id, r.HTML, r.Text, r.Subject, r.Preheader)
+		id, html, text, subject, preheader)
 	if err != nil {
 		return fmt.Errorf("save archive: %w", err)
 	}

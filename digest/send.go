@@ -155,7 +155,7 @@ func (s *Sender) Start(ctx context.Context, issueID int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := s.store.SaveArchive(ctx, issueID, archive); err != nil {
+	if err := s.store.SaveArchive(ctx, issueID, archive.Subject, archive.Preheader, archive.HTML, archive.Text); err != nil {
 		return 0, err
 	}
 	n, err := s.store.StartSending(ctx, issueID)

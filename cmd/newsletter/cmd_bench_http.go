@@ -513,7 +513,7 @@ func seedSentIssue(ctx context.Context, svc *App) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := store.SaveArchive(ctx, iss.ID, out); err != nil {
+	if err := store.SaveArchive(ctx, iss.ID, out.Subject, out.Preheader, out.HTML, out.Text); err != nil {
 		return 0, err
 	}
 	_, err = svc.db.ExecContext(ctx, `UPDATE issues SET status = 'sent', approved_at = now(), started_at = now(), finished_at = now() WHERE id = $1`, iss.ID)

@@ -252,3 +252,52 @@ func (s *Store) Feeds(ctx context.Context) ([]FeedStatus, error) {
 	}
 	return feeds, nil
 }
+
+// HiddenArticles lists the language's hidden articles that the coming issue would otherwise carry
+// (in no issue, admitted by the window rule), newest first, so an editor can bring one back.
+func (s *Store) HiddenArticles(ctx context.Context, lang string) ([]Article, error) {
+	return s.outsideIssue(ctx, lang, "a.hidden AND ", 200)
+}
+
+// EarlierArticles lists the language's newest articles that the window rule leaves out (a feed's
+// baseline, late arrivals that are too old), so an editor can pick one by hand.
+func (s *Store) EarlierArticles(ctx context.Context, lang string) ([]Article, error) {
+	return s.outsideIssue(ctx, lang, "NOT a.hidden AND NOT ", 30)
+}
+
+// outsideIssue lists articles of lang in no issue for which filter, followed by the window rule
+// of the coming issue, holds; newest first.
+func (s *Store) outsideIssue(ctx context.Context, lang, filter string, limit int) ([]Article, error) {
+	w, err := s.comingWindow(ctx, s.db, lang, s.now().UTC())
+	if err != nil {
+		return nil, fmt.Errorf("digest: articles: %w", err)
+	}
+	rule, args := w.admits("a", 3)
+	var out []Article
+	err = s.db.SelectContext(ctx, &out, `SELECT `+articleColumns+` FROM articles a
+		WHERE a.lang = $1 AND `+filter+rule+`
+		  AND NOT EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id)
+		ORDER BY a.published_at DESC, a.id DESC LIMIT $2`, append([]any{lang, limit}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("digest: articles: %w", err)
+	}
+	return out, nil
+}
+
+// ArticleIssue returns the issue an article belongs to, with its status; zero values when it is
+// in none.
+func (s *Store) ArticleIssue(ctx context.Context, articleID int64) (issueID int64, status string, err error) {
+	var st struct {
+		ID     int64  `db:"id"`
+		Status string `db:"status"`
+	}
+	err = s.db.GetContext(ctx, &st, `SELECT i.id, i.status FROM issue_articles ia JOIN issues i ON i.id = ia.issue_id
+		WHERE ia.article_id = $1`, articleID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("digest: article's issue: %w", err)
+	}
+	return st.ID, st.Status, nil
+}

@@ -101,6 +101,13 @@ type Store struct {
 	sched cron.Schedule // the digest schedule, for the window rule's period; nil: weekly
 }
 
+// DB is the database the Store works on, for the digest's sub-packages (feeds, send, web), which
+// keep the SQL of their own tables beside their code.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Now is the Store's clock.
+func (s *Store) Now() time.Time { return s.now() }
+
 // NewStore returns a Store; now is the clock (time.Now in production, fixed in tests).
 func NewStore(db *sqlx.DB, now func() time.Time) *Store {
 	if now == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -292,38 +291,6 @@ func TestWindowFirstIssueFollowsSchedule(t *testing.T) {
 
 // TestWindowEditorPicksBaseline: the editor's digest page lists a feed's back catalogue apart from
 // the coming issue, and "Add to the digest" puts one of its stories into the issue.
-func TestWindowEditorPicksBaseline(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	now := time.Now().UTC()
-	fresh, old := now.Add(-time.Hour), now.AddDate(0, 0, -40)
-	body := testFeedXML(windowItem("fresh", &fresh), windowItem("old", &old), windowItem("undated", nil))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
-	defer srv.Close()
-	if r := NewIngester(e.store, nil, IngestOptions{AllowPrivate: true}, nil, nil).Poll(context.Background(), FeedConfig{Lang: "en", URL: srv.URL}); r.Err != nil || r.New != 3 {
-		t.Fatalf("first fetch: %+v", r)
-	}
-	e.mustLogin()
-	if got := e.order("en"); !slices.Equal(got, []string{"Story fresh"}) {
-		t.Fatalf("coming issue %q, want only the fresh story", got)
-	}
-	oldID := windowArticle(t, e.db, "old").ID
-	p := e.get("/admin/digest/en")
-	for _, want := range []string{"Earlier articles", fmt.Sprintf("/admin/articles/%d/pick", oldID), "Story undated", "feed's back catalogue"} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("digest page lacks %q", want)
-		}
-	}
-	if loc := e.action(fmt.Sprintf("/admin/articles/%d/pick", oldID), url.Values{}); loc != "/admin/digest/en?done=picked" {
-		t.Errorf("pick redirects to %q", loc)
-	}
-	if got := e.order("en"); !slices.Equal(got, []string{"Story fresh", "Story old"}) {
-		t.Errorf("coming issue after the pick %q, want the fresh and the picked story", got)
-	}
-	if p := e.get("/admin/digest/en?done=picked"); strings.Contains(p.body, fmt.Sprintf("/admin/articles/%d/pick", oldID)) || !strings.Contains(p.body, "Added to the coming digest.") {
-		t.Error("the picked story is still offered, or the page does not say it was added")
-	}
-}
-
 func TestWindowPeriod(t *testing.T) {
 	day := 24 * time.Hour
 	tests := []struct {

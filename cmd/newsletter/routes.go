@@ -15,6 +15,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/web"
 	"newsletter/subscribers"
 	"newsletter/templates"
 )
@@ -103,7 +104,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	digestHandler := digest.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, digest.HandlerOptions{
+	digestHandler := web.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, web.HandlerOptions{
 		BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
 		AdminPassword: a.cfg.AdminPassword, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"), RequireApproval: a.cfg.RequireApproval,
 		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret,

@@ -1,4 +1,4 @@
-package digest
+package web
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
@@ -225,7 +227,7 @@ const testPassword = "correct horse battery staple"
 type adminEnv struct {
 	t     *testing.T
 	db    *sqlx.DB
-	store *Store
+	store *digest.Store
 	admin *adminPages
 	srv   *httptest.Server
 	smtp  *smtptest.Server
@@ -235,7 +237,7 @@ type adminEnv struct {
 func newAdminEnv(t *testing.T, password string) *adminEnv {
 	t.Helper()
 	db := testdb.New(t)
-	store := NewStore(db, nil)
+	store := digest.NewStore(db, nil)
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
 	if err != nil {
@@ -245,7 +247,7 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renderer, err := NewRenderer(fsys, cat, RenderOptions{BaseURL: "http://news.example", Publication: "The Test Weekly", From: "Digest <digest@news.example>"})
+	renderer, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{BaseURL: "http://news.example", Publication: "The Test Weekly", From: "Digest <digest@news.example>"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,8 +257,8 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 		t.Fatal(err)
 	}
 	a := &adminPages{
-		store: store, sessions: editorSessions{db: db, now: store.now}, renderer: renderer, pages: pages,
-		testSend: TestSender(store, renderer, client, nil, "Digest <digest@news.example>", "http://news.example", 12),
+		store: store, sessions: editorSessions{db: db, now: store.Now}, renderer: renderer, pages: pages,
+		testSend: digest.TestSender(store, renderer, client, nil, "Digest <digest@news.example>", "http://news.example", 12),
 		password: password, langs: []string{"en", "ru"}, maxArticles: 12, publication: "The Test Weekly",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -701,7 +703,7 @@ func TestAdminLogout(t *testing.T) {
 }
 
 // comingIssue assembles the coming issue of lang as the digest page does and returns it.
-func (e *adminEnv) coming(lang string) Issue {
+func (e *adminEnv) coming(lang string) digest.Issue {
 	e.t.Helper()
 	is, err := e.store.Assemble(context.Background(), lang, 12)
 	if err != nil {
@@ -1009,7 +1011,7 @@ func TestAdminTestSend(t *testing.T) {
 	if n != 0 {
 		t.Errorf("a test send wrote %d ledger rows", n)
 	}
-	if got, _ := e.store.IssueByID(context.Background(), is.ID); got.Status != StatusDraft || got.StartedAt != nil {
+	if got, _ := e.store.IssueByID(context.Background(), is.ID); got.Status != digest.StatusDraft || got.StartedAt != nil {
 		t.Errorf("a test send changed the issue: %s", got.Status)
 	}
 
@@ -1039,7 +1041,7 @@ func TestAdminApprove(t *testing.T) {
 	is := e.coming("en")
 	e.action(fmt.Sprintf("/admin/issues/%d/approve", is.ID), nil)
 	got, _ := e.store.IssueByID(context.Background(), is.ID)
-	if got.Status != StatusApproved || got.ApprovedAt == nil {
+	if got.Status != digest.StatusApproved || got.ApprovedAt == nil {
 		t.Fatalf("after approve: %s", got.Status)
 	}
 	p := e.get("/admin/digest/en")
@@ -1112,7 +1114,7 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 	if code := postStatus("pause", url.Values{"reason": {"checking a <complaint>"}}); code != http.StatusSeeOther {
 		t.Fatalf("pause: %d", code)
 	}
-	if st, reason := status(); st != StatusPaused || reason != "checking a <complaint>" {
+	if st, reason := status(); st != digest.StatusPaused || reason != "checking a <complaint>" {
 		t.Fatalf("after pause: %s %q", st, reason)
 	}
 	p = e.get(path)
@@ -1125,13 +1127,13 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 	if code := postStatus("resume", nil); code != http.StatusSeeOther {
 		t.Fatalf("resume: %d", code)
 	}
-	if st, _ := status(); st != StatusSending {
+	if st, _ := status(); st != digest.StatusSending {
 		t.Fatalf("after resume: %s", st)
 	}
 	if code := postStatus("cancel", nil); code != http.StatusSeeOther {
 		t.Fatalf("cancel: %d", code)
 	}
-	if st, _ := status(); st != StatusCancelled {
+	if st, _ := status(); st != digest.StatusCancelled {
 		t.Fatalf("after cancel: %s", st)
 	}
 	var queued int
@@ -1166,7 +1168,7 @@ func TestAdminFormTooLarge(t *testing.T) {
 
 func TestMoveRow(t *testing.T) {
 	row := func(id int64, block string, pinned bool) issueRowItem {
-		return issueRowItem{Article: Article{ID: id, Pinned: pinned}, block: block}
+		return issueRowItem{Article: digest.Article{ID: id, Pinned: pinned}, block: block}
 	}
 	base := []issueRowItem{
 		row(1, "lead", false),
@@ -1224,15 +1226,15 @@ func TestMoveRow(t *testing.T) {
 // already sending.
 func TestAdminSendNow(t *testing.T) {
 	e := newAdminEnv(t, testPassword)
-	seedReaders(t, e.db, "en", 3)
+	digesttest.SeedReaders(t, e.db, "en", 3)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	client, err := gomail.NewClient(e.smtp.Host, gomail.WithPort(e.smtp.Port), gomail.WithTLSPolicy(gomail.NoTLS), gomail.WithTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := []byte("test-secret-0123456789")
-	sender, err := NewSender(e.store, sendTestRenderer(t), subscribers.NewSigner(secret), subscribers.NewStore(e.db, secret), client,
-		SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly", Secret: secret},
+	sender, err := digest.NewSender(e.store, e.admin.renderer, subscribers.NewSigner(secret), subscribers.NewStore(e.db, secret), client,
+		digest.SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly", Secret: secret},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -1250,7 +1252,7 @@ func TestAdminSendNow(t *testing.T) {
 	}
 	var queued int
 	e.db.Get(&queued, `SELECT count(*) FROM deliveries`)
-	if got, _ := e.store.IssueByID(context.Background(), is.ID); got.Status != StatusDraft || queued != 0 {
+	if got, _ := e.store.IssueByID(context.Background(), is.ID); got.Status != digest.StatusDraft || queued != 0 {
 		t.Fatalf("refused send now changed the issue: %s, %d queued", got.Status, queued)
 	}
 
@@ -1264,7 +1266,7 @@ func TestAdminSendNow(t *testing.T) {
 	}
 	got, _ := e.store.IssueByID(context.Background(), is.ID)
 	e.db.Get(&queued, `SELECT count(*) FROM deliveries WHERE issue_id = $1 AND status = 'queued'`, is.ID)
-	if got.Status != StatusSending || queued != 3 || got.ArchiveHTML == "" {
+	if got.Status != digest.StatusSending || queued != 3 || got.ArchiveHTML == "" {
 		t.Fatalf("after send now: status %s, %d queued, archive kept %v", got.Status, queued, got.ArchiveHTML != "")
 	}
 	if p := e.get(fmt.Sprintf("/admin/issues/%d?done=started", is.ID)); !strings.Contains(p.body, "Sending started.") {

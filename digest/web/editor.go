@@ -1,11 +1,7 @@
-package digest
+package web
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,18 +15,16 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	gomail "github.com/wneessen/go-mail"
-
-	"newsletter/internal/smtpout"
+	"newsletter/digest"
 	"newsletter/templates"
 )
 
 // adminPages serves the editor pages. It keeps no state between requests (sessions and the login
 // throttle are in PostgreSQL), so any number of serve processes can answer the same editor.
 type adminPages struct {
-	store           *Store
+	store           *digest.Store
 	sessions        editorSessions
-	renderer        *Renderer
+	renderer        *digest.Renderer
 	pages           *templates.Pages
 	testSend        func(ctx context.Context, issueID int64, to string) error
 	startSend       func(ctx context.Context, issueID int64) (int, error) // nil: no "send now"
@@ -48,7 +42,7 @@ type adminPages struct {
 // admin returns the editor pages over h's dependencies; it is cheap, as they hold no state.
 func (h *Handler) admin() *adminPages {
 	return &adminPages{
-		store: h.store, sessions: editorSessions{db: h.store.db, now: h.store.now}, renderer: h.renderer, pages: h.pages,
+		store: h.store, sessions: editorSessions{db: h.store.DB(), now: h.store.Now}, renderer: h.renderer, pages: h.pages,
 		testSend: h.opts.TestSend, startSend: h.opts.StartSend, password: h.opts.AdminPassword, requireApproval: h.opts.RequireApproval,
 		secure: h.opts.SecureCookies, trustProxy: h.opts.TrustProxy, deviceKey: h.opts.DeviceKey, langs: h.opts.Languages, maxArticles: h.opts.MaxArticles,
 		publication: h.opts.Publication, log: h.log,
@@ -166,12 +160,12 @@ var flashes = map[string]string{
 	"hidden":    "Hidden from the digest.",
 	"unhidden":  "Back in the digest.",
 	"moved":     "Order changed.",
-	"added":     "Article added.",
+	"added":     "digest.Article added.",
 	"picked":    "Added to the coming digest.",
-	"saved":     "Article saved.",
+	"saved":     "digest.Article saved.",
 	"paused":    "Sending paused.",
 	"resumed":   "Sending resumed.",
-	"cancelled": "Issue cancelled.",
+	"cancelled": "digest.Issue cancelled.",
 	"started":   "Sending started.",
 }
 
@@ -208,13 +202,13 @@ func (a *adminPages) fail(w http.ResponseWriter, r *http.Request, status int, ms
 // message; anything else is logged and shown as an internal error.
 func (a *adminPages) failErr(w http.ResponseWriter, r *http.Request, err error, back string) {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, digest.ErrNotFound):
 		a.fail(w, r, http.StatusNotFound, "That issue or article does not exist (any more).", back)
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, digest.ErrConflict):
 		a.fail(w, r, http.StatusConflict, "That cannot be done in the issue's present state: "+conflictText(err), back)
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, digest.ErrInvalid):
 		a.fail(w, r, http.StatusBadRequest, "That was not accepted: "+conflictText(err), back)
-	case errors.Is(err, ErrNoArticles):
+	case errors.Is(err, digest.ErrNoArticles):
 		a.fail(w, r, http.StatusConflict, "There are no new articles for this language.", back)
 	default:
 		a.log.Error("admin", "route", r.Pattern, "err", err)
@@ -227,7 +221,7 @@ func (a *adminPages) failErr(w http.ResponseWriter, r *http.Request, err error, 
 // never a driver's, as only errors wrapping our sentinels come here.
 func conflictText(err error) string {
 	s := strings.TrimPrefix(err.Error(), "digest: ")
-	for _, sentinel := range []error{ErrConflict, ErrInvalid, ErrNotFound, ErrNoArticles} {
+	for _, sentinel := range []error{digest.ErrConflict, digest.ErrInvalid, digest.ErrNotFound, digest.ErrNoArticles} {
 		s = strings.TrimSuffix(s, ": "+sentinel.Error())
 		s = strings.TrimPrefix(s, sentinel.Error()+": ")
 	}
@@ -378,13 +372,13 @@ func (a *adminPages) RequireEditor(next http.Handler) http.Handler {
 
 type comingIssue struct {
 	Lang     string
-	Issue    *Issue
+	Issue    *digest.Issue
 	Subject  string
 	Articles int
 }
 
 type issueRow struct {
-	Issue    Issue
+	Issue    digest.Issue
 	Subject  string
 	Progress progressView
 }
@@ -393,13 +387,13 @@ type issueRow struct {
 type progressView struct {
 	Total, Sent, Failed, Skipped, Queued, Done, Percent int
 	Duration                                            string
-	Reasons                                             []FailureReason
+	Reasons                                             []digest.FailureReason
 }
 
 type adminHomeData struct {
 	adminCommon
 	Coming []comingIssue
-	Feeds  []FeedStatus
+	Feeds  []digest.FeedStatus
 	Issues []issueRow
 }
 
@@ -418,7 +412,7 @@ func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 		if is != nil {
 			ci.Issue = is
 			c, err := a.store.Content(ctx, is.ID, a.maxArticles)
-			if err != nil && !errors.Is(err, ErrNoArticles) {
+			if err != nil && !errors.Is(err, digest.ErrNoArticles) {
 				a.failErr(w, r, err, "")
 				return
 			}
@@ -436,7 +430,7 @@ func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, is := range all {
-		if is.Status == StatusDraft || is.Status == StatusApproved {
+		if is.Status == digest.StatusDraft || is.Status == digest.StatusApproved {
 			continue
 		}
 		pv, err := a.progress(ctx, is)
@@ -452,7 +446,7 @@ func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 // --- the coming digest of one language ---
 
 type articleRow struct {
-	Article                     Article
+	Article                     digest.Article
 	Num                         int
 	First, Last, Lead, Overflow bool
 }
@@ -460,7 +454,7 @@ type articleRow struct {
 type adminDigestData struct {
 	adminCommon
 	Lang        string
-	Issue       *Issue
+	Issue       *digest.Issue
 	Editable    bool
 	Subject     string // as it goes out
 	AutoSubject string // the generated one, when the editor sets none
@@ -473,8 +467,8 @@ type adminDigestData struct {
 	Text       string
 	Articles   []articleRow
 	More       int
-	Hidden     []Article
-	Earlier    []Article // left out by the window rule; an editor may pick one
+	Hidden     []digest.Article
+	Earlier    []digest.Article // left out by the window rule; an editor may pick one
 	TestTo     string
 }
 
@@ -490,9 +484,9 @@ func (a *adminPages) lang(w http.ResponseWriter, r *http.Request) (string, bool)
 // coming returns the language's unsent issue, assembling (refreshing) it while it is a draft, so
 // the page always shows what would go out now; an approved, sending or paused issue stays as it
 // is. nil when there are no new articles.
-func (a *adminPages) coming(ctx context.Context, lang string) (*Issue, error) {
+func (a *adminPages) coming(ctx context.Context, lang string) (*digest.Issue, error) {
 	is, err := a.store.Assemble(ctx, lang, a.maxArticles)
-	if errors.Is(err, ErrNoArticles) {
+	if errors.Is(err, digest.ErrNoArticles) {
 		return nil, nil
 	}
 	if err != nil {
@@ -516,8 +510,8 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 	}
 	if is != nil {
 		d.Issue = is
-		d.Editable = is.Status == StatusDraft
-		if is.Status == StatusApproved && a.startSend != nil {
+		d.Editable = is.Status == digest.StatusDraft
+		if is.Status == digest.StatusApproved && a.startSend != nil {
 			d.CanSendNow = true
 			if d.Readers, err = a.store.ConfirmedReaders(ctx, lang); err != nil {
 				a.failErr(w, r, err, "/admin/")
@@ -529,7 +523,7 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 			a.failErr(w, r, err, "/admin/")
 			return
 		}
-		out, err := a.renderer.Render(c, Recipient{})
+		out, err := a.renderer.Render(c, digest.Recipient{})
 		if err != nil {
 			a.failErr(w, r, err, "/admin/")
 			return
@@ -555,11 +549,11 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if d.Hidden, err = a.hiddenArticles(ctx, lang); err != nil {
+	if d.Hidden, err = a.store.HiddenArticles(ctx, lang); err != nil {
 		a.failErr(w, r, err, "/admin/")
 		return
 	}
-	if d.Earlier, err = a.earlierArticles(ctx, lang); err != nil {
+	if d.Earlier, err = a.store.EarlierArticles(ctx, lang); err != nil {
 		a.failErr(w, r, err, "/admin/")
 		return
 	}
@@ -569,13 +563,13 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 // issueRowItem is one article of the coming issue as the editor sees it, with the block it belongs
 // to in the email: "lead", "section:NAME", or "more:ID" for each article past the maximum.
 type issueRowItem struct {
-	Article
+	digest.Article
 	block string
 }
 
 // rows lists the issue's articles in reading order: those shown (c, arranged with the real
 // maximum) as the email has them, then the ones counted in "and N more", in their ranking.
-func (a *adminPages) rows(ctx context.Context, c IssueContent) ([]issueRowItem, error) {
+func (a *adminPages) rows(ctx context.Context, c digest.IssueContent) ([]issueRowItem, error) {
 	var out []issueRowItem
 	shown := map[int64]bool{}
 	if c.Lead != nil {
@@ -607,13 +601,13 @@ func (a *adminPages) rows(ctx context.Context, c IssueContent) ([]issueRowItem, 
 // as every article's position. The email groups articles by section, so a move across a
 // section's edge moves the whole section past its neighbour; a move into or out of the lead
 // slot swaps the lead (never past a pinned one, which always leads).
-func (a *adminPages) move(ctx context.Context, art Article, by int) error {
+func (a *adminPages) move(ctx context.Context, art digest.Article, by int) error {
 	is, err := a.coming(ctx, art.Lang)
 	if err != nil {
 		return err
 	}
-	if is == nil || is.Status != StatusDraft {
-		return fmt.Errorf("only a draft can be reordered: %w", ErrConflict)
+	if is == nil || is.Status != digest.StatusDraft {
+		return fmt.Errorf("only a draft can be reordered: %w", digest.ErrConflict)
 	}
 	c, err := a.store.Content(ctx, is.ID, a.maxArticles)
 	if err != nil {
@@ -625,7 +619,7 @@ func (a *adminPages) move(ctx context.Context, art Article, by int) error {
 	}
 	list = moveRow(list, art.ID, by)
 	if list == nil {
-		return fmt.Errorf("the article is not in the coming issue, or a pinned article leads: %w", ErrConflict)
+		return fmt.Errorf("the article is not in the coming issue, or a pinned article leads: %w", digest.ErrConflict)
 	}
 	for k, x := range list {
 		pos := k + 1
@@ -674,47 +668,16 @@ func moveRow(list []issueRowItem, id int64, by int) []issueRowItem {
 	return list
 }
 
-// hiddenArticles lists the language's hidden articles that the coming issue would otherwise
-// carry (not in any issue, admitted by the window rule), so an editor can bring one back.
-func (a *adminPages) hiddenArticles(ctx context.Context, lang string) ([]Article, error) {
-	return a.outsideIssue(ctx, lang, "a.hidden AND ", 200)
-}
-
-// earlierArticles lists the language's newest articles that the window rule leaves out (a feed's
-// baseline, late arrivals that are too old), so an editor can pick one by hand.
-func (a *adminPages) earlierArticles(ctx context.Context, lang string) ([]Article, error) {
-	return a.outsideIssue(ctx, lang, "NOT a.hidden AND NOT ", 30)
-}
-
-// outsideIssue lists articles of lang in no issue for which filter, followed by the window rule
-// of the coming issue, holds; newest first.
-func (a *adminPages) outsideIssue(ctx context.Context, lang, filter string, limit int) ([]Article, error) {
-	w, err := a.store.comingWindow(ctx, a.store.db, lang, a.store.now().UTC())
-	if err != nil {
-		return nil, fmt.Errorf("digest: articles: %w", err)
-	}
-	rule, args := w.admits("a", 3)
-	var out []Article
-	err = a.store.db.SelectContext(ctx, &out, `SELECT `+articleColumns+` FROM articles a
-		WHERE a.lang = $1 AND `+filter+rule+`
-		  AND NOT EXISTS (SELECT 1 FROM issue_articles ia WHERE ia.article_id = a.id)
-		ORDER BY a.published_at DESC, a.id DESC LIMIT $2`, append([]any{lang, limit}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("digest: articles: %w", err)
-	}
-	return out, nil
-}
-
-func (a *adminPages) issue(w http.ResponseWriter, r *http.Request) (Issue, bool) {
+func (a *adminPages) issue(w http.ResponseWriter, r *http.Request) (digest.Issue, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		a.fail(w, r, http.StatusNotFound, "There is no such issue.", "/admin/")
-		return Issue{}, false
+		return digest.Issue{}, false
 	}
 	is, err := a.store.IssueByID(r.Context(), id)
 	if err != nil {
 		a.failErr(w, r, err, "/admin/")
-		return Issue{}, false
+		return digest.Issue{}, false
 	}
 	return is, true
 }
@@ -732,7 +695,7 @@ func (a *adminPages) Preview(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err, "")
 		return
 	}
-	out, err := a.renderer.Render(c, Recipient{})
+	out, err := a.renderer.Render(c, digest.Recipient{})
 	if err != nil {
 		a.failErr(w, r, err, "")
 		return
@@ -805,7 +768,7 @@ func (a *adminPages) TestSend(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	if err := a.testSend(ctx, is.ID, to); err != nil {
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoArticles) || errors.Is(err, ErrInvalid) {
+		if errors.Is(err, digest.ErrNotFound) || errors.Is(err, digest.ErrNoArticles) || errors.Is(err, digest.ErrInvalid) {
 			a.failErr(w, r, err, back)
 			return
 		}
@@ -817,92 +780,17 @@ func (a *adminPages) TestSend(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, back+"?done=test&to="+url.QueryEscape(to))
 }
 
-// TestSender returns the function behind "send a test" (HandlerOptions.TestSend): issue issueID,
-// rendered by the same Renderer as the real send, to one address with "[TEST] " before the
-// subject, signed with dkim (when set) and sent over a connection of dialer through the same
-// transaction code as every reader's copy. It writes no ledger row and counts as no send. There is
-// no reader, so the unsubscribe and manage links point at harmless pages of this service.
-func TestSender(store *Store, renderer *Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
-	baseURL = strings.TrimRight(baseURL, "/")
-	return func(ctx context.Context, issueID int64, to string) error {
-		to, err := testAddress(to)
-		if err != nil {
-			return fmt.Errorf("test send: address: %w", ErrInvalid)
-		}
-		c, err := store.Content(ctx, issueID, maxArticles)
-		if err != nil {
-			return err
-		}
-		out, err := renderer.Render(c, Recipient{Email: to, UnsubscribeURL: baseURL + "/unsubscribe/test-message", ManageURL: baseURL + "/manage/test-message"})
-		if err != nil {
-			return err
-		}
-		m := gomail.NewMsg()
-		if err := m.From(from); err != nil {
-			return fmt.Errorf("test send: from: %w", err)
-		}
-		if err := m.To(to); err != nil {
-			return fmt.Errorf("test send: address: %w", ErrInvalid)
-		}
-		m.Subject("[TEST] " + out.Subject)
-		m.SetDate()
-		m.SetMessageIDWithValue(randomHex(16) + ".test@" + testFromDomain(from))
-		m.SetBodyString(gomail.TypeTextPlain, out.Text)
-		m.AddAlternativeString(gomail.TypeTextHTML, out.HTML)
-		var raw bytes.Buffer
-		if _, err := m.WriteTo(&raw); err != nil {
-			return fmt.Errorf("test send: %w", err)
-		}
-		msg := raw.Bytes()
-		if dkim != nil {
-			if msg, err = dkim.Sign(nil, msg); err != nil {
-				return fmt.Errorf("test send: dkim: %w", err)
-			}
-		}
-		sender, err := mail.ParseAddress(from)
-		if err != nil {
-			return fmt.Errorf("test send: from: %w", err)
-		}
-		conn := &smtpout.Conn{Dialer: dialer, Timeout: 30 * time.Second}
-		defer conn.Close()
-		if err := conn.Ensure(ctx); err != nil {
-			return fmt.Errorf("test send: %w", err)
-		}
-		if err := conn.Send(smtpout.Envelope{From: sender.Address, To: to}, msg, func() {}, nil); err != nil {
-			return fmt.Errorf("test send: %w", err)
-		}
-		return nil
-	}
-}
-
 // testAddress accepts one bare address (no display name, no list), as typed in the form.
 func testAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || len(s) > 254 || strings.ContainsAny(s, "\r\n\x00<>,;\" ") {
-		return "", ErrInvalid
+		return "", digest.ErrInvalid
 	}
 	addr, err := mail.ParseAddress(s)
 	if err != nil || addr.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
-		return "", ErrInvalid
+		return "", digest.ErrInvalid
 	}
 	return s, nil
-}
-
-// testFromDomain is the domain of the From setting (a "Name <addr>" string), for the test
-// message's Message-ID.
-func testFromDomain(from string) string {
-	if a, err := mail.ParseAddress(from); err == nil {
-		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-			return a.Address[i+1:]
-		}
-	}
-	return "localhost"
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // checkText returns a message when s is too long or carries control characters (newlines only
@@ -927,7 +815,7 @@ func checkText(field, s string, maxRunes int, multiline bool) string {
 type adminArticleData struct {
 	adminCommon
 	Lang    string
-	Article Article
+	Article digest.Article
 	Error   string
 }
 
@@ -960,36 +848,28 @@ func (a *adminPages) AddArticle(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/admin/digest/"+lang+"?done=added")
 }
 
-func (a *adminPages) article(w http.ResponseWriter, r *http.Request) (Article, bool) {
+func (a *adminPages) article(w http.ResponseWriter, r *http.Request) (digest.Article, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		a.fail(w, r, http.StatusNotFound, "There is no such article.", "/admin/")
-		return Article{}, false
+		return digest.Article{}, false
 	}
 	art, err := a.store.ArticleByID(r.Context(), id)
 	if err != nil {
 		a.failErr(w, r, err, "/admin/")
-		return Article{}, false
+		return digest.Article{}, false
 	}
 	return art, true
 }
 
 // articleLocked reports why art can no longer change: it belongs to an issue that has left the
 // draft stage (approved, sending, sent...), whose content must stay what was approved or sent.
-func (a *adminPages) articleLocked(ctx context.Context, art Article) (string, error) {
-	var st struct {
-		ID     int64  `db:"id"`
-		Status string `db:"status"`
+func (a *adminPages) articleLocked(ctx context.Context, art digest.Article) (string, error) {
+	id, status, err := a.store.ArticleIssue(ctx, art.ID)
+	if err != nil || id == 0 || status == digest.StatusDraft {
+		return "", err
 	}
-	err := a.store.db.GetContext(ctx, &st, `SELECT i.id, i.status FROM issue_articles ia JOIN issues i ON i.id = ia.issue_id
-		WHERE ia.article_id = $1`, art.ID)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && st.Status == StatusDraft {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("digest: article's issue: %w", err)
-	}
-	return fmt.Sprintf("This article is part of issue #%d, which is %s: it can no longer change.", st.ID, st.Status), nil
+	return fmt.Sprintf("This article is part of issue #%d, which is %s: it can no longer change.", id, status), nil
 }
 
 // EditArticleForm is GET /admin/articles/{id}/edit.
@@ -1029,9 +909,9 @@ func (a *adminPages) EditArticle(w http.ResponseWriter, r *http.Request) {
 }
 
 // articleFromForm reads and checks the article form; msg is "" when it is fine.
-func articleFromForm(r *http.Request) (art Article, msg string) {
+func articleFromForm(r *http.Request) (art digest.Article, msg string) {
 	f := func(k string) string { return strings.TrimSpace(r.PostForm.Get(k)) }
-	art = Article{Title: f("title"), Link: f("link"), Summary: strings.ReplaceAll(f("summary"), "\r\n", "\n"),
+	art = digest.Article{Title: f("title"), Link: f("link"), Summary: strings.ReplaceAll(f("summary"), "\r\n", "\n"),
 		Section: f("section"), ImageURL: f("image_url"), ImageAlt: f("image_alt")}
 	switch {
 	case art.Title == "":
@@ -1046,7 +926,7 @@ func articleFromForm(r *http.Request) (art Article, msg string) {
 		max       int
 		multiline bool
 	}{{"Title", art.Title, 300, false}, {"Link", art.Link, 2000, false}, {"Summary", art.Summary, 2000, true},
-		{"Section", art.Section, 100, false}, {"Image URL", art.ImageURL, 2000, false}, {"Image description", art.ImageAlt, 300, false}} {
+		{"digest.Section", art.Section, 100, false}, {"Image URL", art.ImageURL, 2000, false}, {"Image description", art.ImageAlt, 300, false}} {
 		if m := checkText(c.field, c.v, c.max, c.multiline); m != "" {
 			return art, m
 		}
@@ -1107,7 +987,7 @@ func (a *adminPages) ArticleAction(w http.ResponseWriter, r *http.Request) {
 
 type adminIssueData struct {
 	adminCommon
-	Issue                          Issue
+	Issue                          digest.Issue
 	Subject                        string
 	Progress                       progressView
 	CanPause, CanResume, CanCancel bool
@@ -1115,7 +995,7 @@ type adminIssueData struct {
 
 // subjectOf is the issue's subject as it goes (or went) out: an issue keeps no subject of its own
 // until an editor sets one or it starts sending, so the generated one is shown meanwhile.
-func (a *adminPages) subjectOf(ctx context.Context, is Issue) string {
+func (a *adminPages) subjectOf(ctx context.Context, is digest.Issue) string {
 	if is.Subject != "" {
 		return is.Subject
 	}
@@ -1137,11 +1017,11 @@ func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	subject := a.subjectOf(r.Context(), is)
-	a.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("Issue #%d", is.ID), adminIssueData{
+	a.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("digest.Issue #%d", is.ID), adminIssueData{
 		adminCommon: a.common(r, ""), Issue: is, Subject: subject, Progress: pv,
-		CanPause:  is.Status == StatusSending,
-		CanResume: is.Status == StatusPaused,
-		CanCancel: is.Status == StatusSending || is.Status == StatusPaused || is.Status == StatusApproved || is.Status == StatusDraft,
+		CanPause:  is.Status == digest.StatusSending,
+		CanResume: is.Status == digest.StatusPaused,
+		CanCancel: is.Status == digest.StatusSending || is.Status == digest.StatusPaused || is.Status == digest.StatusApproved || is.Status == digest.StatusDraft,
 	})
 }
 
@@ -1174,7 +1054,7 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 		// Only an approved issue: its content is locked, so what starts is what the editor
 		// approved, not a draft that new articles changed since the page was drawn.
 		back = "/admin/digest/" + is.Lang
-		if is.Status != StatusApproved {
+		if is.Status != digest.StatusApproved {
 			a.fail(w, r, http.StatusConflict, "Only an approved issue can be sent now; this one is "+is.Status+".", back)
 			return
 		}
@@ -1201,7 +1081,7 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 
 // progress is the issue's ledger as the pages show it: counts by outcome, how long the send took
 // (or has taken so far), and the permanent failures grouped by reason.
-func (a *adminPages) progress(ctx context.Context, is Issue) (progressView, error) {
+func (a *adminPages) progress(ctx context.Context, is digest.Issue) (progressView, error) {
 	p, err := a.store.Progress(ctx, is.ID)
 	if err != nil {
 		return progressView{}, err
@@ -1210,7 +1090,7 @@ func (a *adminPages) progress(ctx context.Context, is Issue) (progressView, erro
 	if pv.Total > 0 {
 		pv.Percent = pv.Done * 100 / pv.Total
 	}
-	if d := p.Duration(a.store.now()); d > 0 {
+	if d := p.Duration(a.store.Now()); d > 0 {
 		pv.Duration = d.Round(time.Second).String()
 	}
 	if pv.Failed > 0 {

@@ -1,4 +1,4 @@
-package digest
+package web
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"newsletter/digest"
 	"newsletter/templates"
 )
 
@@ -43,10 +44,10 @@ type HandlerOptions struct {
 	StartSend func(ctx context.Context, issueID int64) (int, error)
 }
 
-// Handler serves the digest's web pages: the public archive here, the editor pages in admin.go.
+// Handler serves the digest's web pages: the public archive here, the editor pages in editor.go.
 type Handler struct {
-	store    *Store
-	renderer *Renderer
+	store    *digest.Store
+	renderer *digest.Renderer
 	pages    *templates.Pages
 	catalog  *templates.Catalog
 	log      *slog.Logger
@@ -55,12 +56,12 @@ type Handler struct {
 }
 
 // NewHandler returns the digest's Handler; its methods are the endpoints listed in routes.go.
-func NewHandler(store *Store, renderer *Renderer, pages *templates.Pages, cat *templates.Catalog, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
+func NewHandler(store *digest.Store, renderer *digest.Renderer, pages *templates.Pages, cat *templates.Catalog, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	if len(opts.Languages) == 0 {
 		opts.Languages = []string{"en"}
 	}
 	if opts.MaxArticles <= 0 {
-		opts.MaxArticles = DefaultMaxArticles
+		opts.MaxArticles = digest.DefaultMaxArticles
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -112,7 +113,7 @@ func (h *Handler) Archive(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, iss := range issues {
 			if iss.Lang == l {
-				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})
+				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: digest.FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})
 			}
 		}
 		if len(al.Issues) > 0 {
@@ -131,7 +132,7 @@ func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	iss, err := h.store.IssueByID(r.Context(), id)
-	if errors.Is(err, ErrNotFound) || err == nil && !archived(iss) {
+	if errors.Is(err, digest.ErrNotFound) || err == nil && !archived(iss) {
 		h.archiveNotFound(w, r)
 		return
 	}
@@ -143,7 +144,7 @@ func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
 	if body == "" {
 		// Sent before copies were kept: render it now, the same way, for nobody.
 		c, err := h.store.Content(r.Context(), id, h.opts.MaxArticles)
-		if errors.Is(err, ErrNoArticles) {
+		if errors.Is(err, digest.ErrNoArticles) {
 			h.archiveNotFound(w, r)
 			return
 		}
@@ -151,7 +152,7 @@ func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
 			h.archiveError(w, r, err)
 			return
 		}
-		out, err := h.renderer.Render(c, Recipient{})
+		out, err := h.renderer.Render(c, digest.Recipient{})
 		if err != nil {
 			h.archiveError(w, r, err)
 			return
@@ -188,11 +189,11 @@ func etagMatches(header, etag string) bool {
 
 // archived reports whether an issue has gone out to anyone, so its copy is public. An issue
 // still sending counts: its readers already hold a "view in browser" link.
-func archived(iss Issue) bool {
+func archived(iss digest.Issue) bool {
 	switch iss.Status {
-	case StatusSent, StatusSending, StatusPaused:
+	case digest.StatusSent, digest.StatusSending, digest.StatusPaused:
 		return true
-	case StatusCancelled:
+	case digest.StatusCancelled:
 		return iss.StartedAt != nil
 	}
 	return false

@@ -1,4 +1,4 @@
-package digest
+package web
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/testdb"
 	"newsletter/templates"
 )
@@ -18,8 +20,8 @@ import (
 func TestArchive(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
-	s, ids := goldenIssues(t, db)
-	r := newTestRenderer(t)
+	s, ids := digesttest.GoldenIssues(t, db, "../testdata/feeds")
+	r := archiveTestRenderer(t)
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
 	if err != nil {
@@ -42,7 +44,7 @@ func TestArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyForNobody, err := r.Render(c, Recipient{})
+	copyForNobody, err := r.Render(c, digest.Recipient{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestArchive(t *testing.T) {
 			contains: []string{`href="/archive/` + en + `"`, "Keep your terrorists close", "25 November 2026", `href="/archive.xml"`},
 			excludes: []string{"/archive/" + ru + `"`}},
 		{name: "ListRussian", path: "/archive?lang=ru", status: 200, contains: []string{"Архив дайджестов", "25 ноября 2026"}},
-		{name: "Issue", path: "/archive/" + en, status: 200, ctype: "text/html", csp: archiveCSP,
+		{name: "digest.Issue", path: "/archive/" + en, status: 200, ctype: "text/html", csp: archiveCSP,
 			contains: []string{"Keep your terrorists close", "Subscribe to get it by email", `href="https://digest.example.com/"`},
 			excludes: []string{"slot.invalid", "Unsubscribe", "XNLSLOT", "<script"}},
 		{name: "ErrDraft", path: "/archive/" + ru, status: 404, contains: []string{"There is no such digest"}},
@@ -161,7 +163,7 @@ func TestArchive(t *testing.T) {
 	if res.Header.Get("ETag") != etag {
 		t.Errorf("a copy rendered on demand has ETag %q, want the stored copy's %q (the same bytes)", res.Header.Get("ETag"), etag)
 	}
-	checkInert(t, body)
+	digesttest.CheckInert(t, body)
 
 	// An issue still sending is public already (its readers hold the link) but not yet listed.
 	if _, err := db.Exec(`UPDATE issues SET status = 'sending', started_at = window_end WHERE id = $1`, ids["ru"]); err != nil {
@@ -180,7 +182,7 @@ func TestArchive(t *testing.T) {
 func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
-	s, ids := goldenIssues(t, db)
+	s, ids := digesttest.GoldenIssues(t, db, "../testdata/feeds")
 	id := ids["en"]
 	if err := s.SaveArchive(ctx, id, "As sent", "", "<p>as sent</p>", "as sent"); err != nil {
 		t.Fatal(err)
@@ -198,7 +200,28 @@ func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
 	if got.ArchiveHTML != "<p>as sent</p>" || got.Subject != "As sent" {
 		t.Errorf("archive copy %q, subject %q: replaced after sending began", got.ArchiveHTML, got.Subject)
 	}
-	if err := s.SaveArchive(ctx, 999999, "", "", "", ""); !errors.Is(err, ErrNotFound) {
-		t.Errorf("unknown issue: %v, want ErrNotFound", err)
+	if err := s.SaveArchive(ctx, 999999, "", "", "", ""); !errors.Is(err, digest.ErrNotFound) {
+		t.Errorf("unknown issue: %v, want digest.ErrNotFound", err)
 	}
+}
+
+// archiveTestRenderer is the renderer of the golden issues.
+func archiveTestRenderer(t testing.TB) *digest.Renderer {
+	t.Helper()
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{
+		BaseURL:       "https://digest.example.com",
+		SiteURL:       "https://news.example.com",
+		Publication:   "The Example Times",
+		PostalAddress: "The Example Times, 1 Example Street, 10115 Berlin, Germany",
+		From:          "The Example Times <digest@example.com>",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -354,3 +354,36 @@ func TestIssueTextAndApprove(t *testing.T) {
 		t.Errorf("approving a sent issue: got %v, want ErrConflict", err)
 	}
 }
+
+// TestSaveArchiveKeepsTheCopySent: once an issue is sending, a second start (the schedule and an
+// editor's "send now" at once, say) does not replace the copy it went out with.
+func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.New(t)
+	s := NewStore(db, nil)
+	seedArticles(t, db, "en", 2)
+	iss, err := s.Assemble(ctx, "en", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := iss.ID
+	if err := s.SaveArchive(ctx, id, "As sent", "", "<p>as sent</p>", "as sent"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE issues SET status = 'sending', started_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveArchive(ctx, id, "Changed", "", "<p>changed later</p>", "changed later"); err != nil {
+		t.Fatalf("second save of a sending issue: %v, want nil (kept)", err)
+	}
+	got, err := s.IssueByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ArchiveHTML != "<p>as sent</p>" || got.Subject != "As sent" {
+		t.Errorf("archive copy %q, subject %q: replaced after sending began", got.ArchiveHTML, got.Subject)
+	}
+	if err := s.SaveArchive(ctx, 999999, "", "", "", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown issue: %v, want ErrNotFound", err)
+	}
+}

@@ -19,8 +19,8 @@ var (
 	ErrConflict   = errors.New("conflict")
 )
 
-// maxReason bounds a stored failure, pause or schedule reason, in bytes: one short line.
-const maxReason = 500
+// MaxReason bounds a stored failure, pause or schedule reason, in bytes: one short line.
+const MaxReason = 500
 
 // Article is one story from a feed or an editor.
 type Article struct {

@@ -19,8 +19,8 @@ import (
 	"newsletter/templates"
 )
 
-// textWidth is where the plain-text part wraps (runes, not bytes).
-const textWidth = 72
+// TextWidth is where the plain-text part wraps (runes, not bytes).
+const TextWidth = 72
 
 // Recipient is the reader an email is rendered for. The zero value renders the copy without any
 // reader's data (archive and preview): the footer then invites to subscribe instead.
@@ -381,7 +381,7 @@ func FormatDate(lang string, t time.Time) string {
 	return t.Format("2 January 2006")
 }
 
-// wrapText wraps s to textWidth runes: the first line starts with first, the others with indent.
+// wrapText wraps s to TextWidth runes: the first line starts with first, the others with indent.
 // Words longer than a line (URLs) stay whole.
 func wrapText(first, indent, s string) string {
 	var b strings.Builder
@@ -390,7 +390,7 @@ func wrapText(first, indent, s string) string {
 	start := col
 	for _, w := range strings.Fields(s) {
 		n := utf8.RuneCountInString(w)
-		if col > start && col+1+n > textWidth {
+		if col > start && col+1+n > TextWidth {
 			b.WriteString("\n")
 			b.WriteString(indent)
 			col = utf8.RuneCountInString(indent)
@@ -414,7 +414,7 @@ func withRef(s string, n int) string {
 }
 
 // rule underlines s: as many dashes as s has runes, at most a line.
-func rule(s string) string { return strings.Repeat("-", min(textWidth, utf8.RuneCountInString(s))) }
+func rule(s string) string { return strings.Repeat("-", min(TextWidth, utf8.RuneCountInString(s))) }
 
 // tidyText trims trailing spaces, collapses runs of blank lines and ends the text with one newline.
 func tidyText(s string) string {

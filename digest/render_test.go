@@ -325,7 +325,7 @@ func TestRenderText(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, line := range strings.Split(out.Text, "\n") {
-			if n := utf8.RuneCountInString(line); n > textWidth && strings.Contains(strings.TrimSpace(line), " ") {
+			if n := utf8.RuneCountInString(line); n > TextWidth && strings.Contains(strings.TrimSpace(line), " ") {
 				t.Errorf("%s line %d has %d characters: %q", lang, i+1, n, line)
 			}
 		}
@@ -391,7 +391,7 @@ func TestWrapText(t *testing.T) {
 	long := strings.Repeat("слово ", 30)
 	got := wrapText("* ", "  ", long)
 	for _, l := range strings.Split(got, "\n") {
-		if n := utf8.RuneCountInString(l); n > textWidth {
+		if n := utf8.RuneCountInString(l); n > TextWidth {
 			t.Errorf("line of %d runes: %q", n, l)
 		}
 		if !strings.HasPrefix(l, "* ") && !strings.HasPrefix(l, "  ") {

@@ -173,7 +173,7 @@ func (s *Scheduler) decide(ctx context.Context, log *slog.Logger, lang string, a
 	}
 	if err != nil {
 		log.Error("digest schedule: assemble", "err", err)
-		return "error: " + textclean.ClipLine(err.Error(), maxReason), 0
+		return "error: " + textclean.ClipLine(err.Error(), MaxReason), 0
 	}
 	switch iss.Status {
 	case StatusDraft, StatusApproved:
@@ -202,7 +202,7 @@ func (s *Scheduler) decide(ctx context.Context, log *slog.Logger, lang string, a
 	n, err := s.starter.Start(ctx, iss.ID)
 	if err != nil {
 		log.Error("digest schedule: start sending", "issue", iss.ID, "err", err)
-		return "error: " + textclean.ClipLine(err.Error(), maxReason), iss.ID
+		return "error: " + textclean.ClipLine(err.Error(), MaxReason), iss.ID
 	}
 	log.Info("digest schedule: sending", "issue", iss.ID, "readers", n)
 	return fmt.Sprintf("sending to %d readers", n), iss.ID

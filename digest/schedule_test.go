@@ -15,7 +15,8 @@ import (
 	"newsletter/internal/testdb"
 )
 
-// ledgerStarter starts issues without SMTP: it only fixes the recipients.
+// ledgerStarter starts issues without SMTP: it only fixes the recipients, as the sender's Start
+// does, in SQL of its own (the ledger is the send package's).
 type ledgerStarter struct {
 	store *Store
 	mu    sync.Mutex
@@ -26,7 +27,36 @@ func (l *ledgerStarter) Start(ctx context.Context, id int64) (int, error) {
 	l.mu.Lock()
 	l.calls++
 	l.mu.Unlock()
-	return l.store.StartSending(ctx, id)
+	res, err := l.store.DB().ExecContext(ctx, `WITH started AS (
+			UPDATE issues SET status = 'sending', started_at = now() WHERE id = $1 AND status IN ('draft', 'approved') RETURNING lang)
+		INSERT INTO deliveries (issue_id, subscriber_id)
+		SELECT $1, s.id FROM subscribers s, started WHERE s.lang = started.lang AND s.status = 'confirmed'`, id)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// seedReaders adds n confirmed readers of lang.
+func seedReaders(t testing.TB, db *sqlx.DB, lang string, n int) {
+	t.Helper()
+	if _, err := db.Exec(`INSERT INTO subscribers (email, name, lang, status, confirmed_at)
+		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, $1, 'confirmed', now() FROM generate_series(1, $2) g`, lang, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedArticles adds n fresh articles of lang.
+func seedArticles(t testing.TB, db *sqlx.DB, lang string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := db.Exec(`INSERT INTO articles (lang, guid, title, link, summary, published_at, first_seen_at)
+			VALUES ($1, $2, $3, $4, 'A summary.', now() - interval '1 hour', now() - interval '1 hour')`,
+			lang, fmt.Sprintf("g-%s-%d", lang, i), fmt.Sprintf("Story %d of the week", i+1), fmt.Sprintf("https://site.example/%s/%d", lang, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // scheduleFixture: a database used before (one sent issue a week ago), readers, fresh articles,

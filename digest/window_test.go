@@ -72,19 +72,21 @@ func windowItem(guid string, published *time.Time) string {
 		guid + `</guid>` + date + `<description>Summary of ` + guid + `.</description></item>`
 }
 
-// windowStarter sends an issue through the ledger; with no readers it is sent at once, and the
-// next issue's window starts where it ended.
+// windowStarter sends an issue to nobody (the tests have no readers): it is sent at once, and
+// the next issue's window starts where it ended.
 type windowStarter struct{ store *Store }
 
 func (w windowStarter) Start(ctx context.Context, id int64) (int, error) {
-	n, err := w.store.StartSending(ctx, id)
+	now := w.store.Now().UTC()
+	res, err := w.store.DB().ExecContext(ctx, `UPDATE issues SET status = 'sent', started_at = $2, finished_at = $2
+		WHERE id = $1 AND status IN ('draft', 'approved')`, id, now)
 	if err != nil {
-		return n, err
+		return 0, err
 	}
-	if done, err := w.store.finishIfDone(ctx, id); err != nil || !done {
-		return n, fmt.Errorf("issue %d not finished (%v)", id, err)
+	if n, _ := res.RowsAffected(); n != 1 {
+		return 0, fmt.Errorf("issue %d not started", id)
 	}
-	return n, nil
+	return 0, nil
 }
 
 func windowGUIDs(t testing.TB, db *sqlx.DB, query string, args ...any) []string {

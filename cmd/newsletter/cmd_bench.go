@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/digest"
+	"newsletter/digest/send"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/smtptest"
 	"newsletter/migrations"
@@ -108,7 +109,7 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	store := digest.NewStore(db, nil)
-	sender, err := bench.newSender(store, func(o *digest.SenderOptions) { o.NoChunking = *data })
+	sender, err := bench.newSender(store, func(o *send.SenderOptions) { o.NoChunking = *data })
 	if err != nil {
 		return err
 	}

@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"newsletter/digest"
+	"newsletter/digest/send"
 	"newsletter/subscribers"
 )
 
 // newSender builds the digest sending engine from the settings (serve and `digest send`); tune, when
 // given, adjusts its options last (the bench).
-func (a *App) newSender(store *digest.Store, tune ...func(*digest.SenderOptions)) (*digest.Sender, error) {
+func (a *App) newSender(store *digest.Store, tune ...func(*send.SenderOptions)) (*send.Sender, error) {
 	renderer, err := a.digestRenderer()
 	if err != nil {
 		return nil, err
@@ -32,7 +33,7 @@ func (a *App) newSender(store *digest.Store, tune ...func(*digest.SenderOptions)
 	if err != nil {
 		return nil, err
 	}
-	opts := digest.SenderOptions{
+	opts := send.SenderOptions{
 		From: a.cfg.From, BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Secret: a.secret,
 		MaxArticles: a.cfg.DigestMaxArticles, Concurrency: a.cfg.SendConcurrency, Rate: a.cfg.SendRate,
 		MaxAttempts: a.cfg.SendMaxAttempts, DKIM: dkim,
@@ -40,7 +41,7 @@ func (a *App) newSender(store *digest.Store, tune ...func(*digest.SenderOptions)
 	for _, f := range tune {
 		f(&opts)
 	}
-	return digest.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client, opts, a.log, a.registry)
+	return send.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client, opts, a.log, a.registry)
 }
 
 // digestSend runs `newsletter digest send [--lang L|all] [--yes]`: it assembles the issue of the

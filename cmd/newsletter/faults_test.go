@@ -19,6 +19,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"newsletter/digest"
+	"newsletter/digest/send"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/pgtest"
 	"newsletter/internal/smtptest"
@@ -122,7 +123,7 @@ func TestPostgresRestartDuringSendAndSubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.StartSending(ctx, iss.ID); err != nil {
+	if _, err := send.StartSending(ctx, store, iss.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -315,7 +316,7 @@ func TestSIGTERMDuringSend(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := store.StartSending(ctx, iss.ID); err != nil {
+				if _, err := send.StartSending(ctx, store, iss.ID); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/send"
 	"newsletter/digest/web"
 	"newsletter/subscribers"
 	"newsletter/templates"
@@ -121,7 +122,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestHandler.WithTestSend(digest.TestSender(digestStore, digestRenderer, testClient, dkim, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles)).
+	editor := digestHandler.WithTestSend(send.TestSender(digestStore, digestRenderer, testClient, dkim, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles)).
 		WithStartSend(sender.Start)
 	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
 	mux.HandleFunc("POST /admin/login", editor.AdminLogin)

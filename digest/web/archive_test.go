@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -174,34 +173,6 @@ func TestArchive(t *testing.T) {
 	}
 	if _, body := get("/archive"); strings.Contains(body, `href="/archive/`+ru+`"`) {
 		t.Error("an issue still sending is listed")
-	}
-}
-
-// TestSaveArchiveKeepsTheCopySent: once an issue is sending, a second start (the schedule and an
-// editor's "send now" at once, say) does not replace the copy it went out with.
-func TestSaveArchiveKeepsTheCopySent(t *testing.T) {
-	ctx := context.Background()
-	db := testdb.New(t)
-	s, ids := digesttest.GoldenIssues(t, db, "../testdata/feeds")
-	id := ids["en"]
-	if err := s.SaveArchive(ctx, id, "As sent", "", "<p>as sent</p>", "as sent"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.StartSending(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SaveArchive(ctx, id, "Changed", "", "<p>changed later</p>", "changed later"); err != nil {
-		t.Fatalf("second save of a sending issue: %v, want nil (kept)", err)
-	}
-	got, err := s.IssueByID(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ArchiveHTML != "<p>as sent</p>" || got.Subject != "As sent" {
-		t.Errorf("archive copy %q, subject %q: replaced after sending began", got.ArchiveHTML, got.Subject)
-	}
-	if err := s.SaveArchive(ctx, 999999, "", "", "", ""); !errors.Is(err, digest.ErrNotFound) {
-		t.Errorf("unknown issue: %v, want digest.ErrNotFound", err)
 	}
 }
 

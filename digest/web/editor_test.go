@@ -20,6 +20,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/send"
 	"newsletter/internal/digesttest"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
@@ -258,7 +259,7 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	}
 	a := &adminPages{
 		store: store, sessions: editorSessions{db: db, now: store.Now}, renderer: renderer, pages: pages,
-		testSend: digest.TestSender(store, renderer, client, nil, "Digest <digest@news.example>", "http://news.example", 12),
+		testSend: send.TestSender(store, renderer, client, nil, "Digest <digest@news.example>", "http://news.example", 12),
 		password: password, langs: []string{"en", "ru"}, maxArticles: 12, publication: "The Test Weekly",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -1233,8 +1234,8 @@ func TestAdminSendNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := []byte("test-secret-0123456789")
-	sender, err := digest.NewSender(e.store, e.admin.renderer, subscribers.NewSigner(secret), subscribers.NewStore(e.db, secret), client,
-		digest.SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly", Secret: secret},
+	sender, err := send.NewSender(e.store, e.admin.renderer, subscribers.NewSigner(secret), subscribers.NewStore(e.db, secret), client,
+		send.SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly", Secret: secret},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -14,17 +14,18 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
 	"newsletter/templates"
 )
 
-func sendTestRenderer(t testing.TB) *Renderer {
+func sendTestRenderer(t testing.TB) *digest.Renderer {
 	t.Helper()
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRenderer(fsys, cat, RenderOptions{BaseURL: "https://news.example", Publication: "The Test Weekly",
+	r, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{BaseURL: "https://news.example", Publication: "The Test Weekly",
 		PostalAddress: "1 Test Street, Testville", From: "Weekly <digest@news.example>"})
 	if err != nil {
 		t.Fatal(err)
@@ -33,17 +34,17 @@ func sendTestRenderer(t testing.TB) *Renderer {
 }
 
 // sendTestContent is an issue of n articles with long summaries (about 30 KB of HTML at n=12).
-func sendTestContent(lang string, id int64, n int) IssueContent {
-	var arts []Article
+func sendTestContent(lang string, id int64, n int) digest.IssueContent {
+	var arts []digest.Article
 	base := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	for i := range n {
-		arts = append(arts, Article{ID: int64(i + 1), Lang: lang, Title: fmt.Sprintf("Story %d: the council votes on the harbour plan — «да»", i+1),
+		arts = append(arts, digest.Article{ID: int64(i + 1), Lang: lang, Title: fmt.Sprintf("Story %d: the council votes on the harbour plan — «да»", i+1),
 			Link: fmt.Sprintf("https://site.example/news/%d?utm=a&b=c", i+1), Section: []string{"City", "World", ""}[i%3],
 			Summary:     strings.Repeat(fmt.Sprintf("Paragraph of story %d, with quotes \"like this\" & ampersands, Кириллица, and a long tail of words. ", i+1), 6),
 			PublishedAt: base.Add(-time.Duration(i) * time.Hour), Author: "Reporter"})
 	}
-	c := Arrange(arts, 12)
-	c.Issue = Issue{ID: id, Lang: lang, WindowStart: base.Add(-7 * 24 * time.Hour), WindowEnd: base, Status: StatusSending}
+	c := digest.Arrange(arts, 12)
+	c.Issue = digest.Issue{ID: id, Lang: lang, WindowStart: base.Add(-7 * 24 * time.Hour), WindowEnd: base, Status: digest.StatusSending}
 	return c
 }
 
@@ -102,11 +103,11 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 	c := sendTestContent("ru", 42, 14)
 	from := &mail.Address{Name: "Weekly", Address: "digest@news.example"}
 	h := messageHeaders{From: from, Date: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC), ListID: listID("The Test Weekly", "ru", "news.example")}
-	named, err := r.Render(c, Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	named, err := r.Render(c, digest.Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unnamed, err := r.Render(c, Recipient{UnsubscribeURL: markUnsub, ManageURL: markManage})
+	unnamed, err := r.Render(c, digest.Recipient{UnsubscribeURL: markUnsub, ManageURL: markManage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 					t.Fatalf("nameFits = %v, want %v", got, tc.fast)
 				}
 				if !tc.fast {
-					own, err := r.Render(c, Recipient{Name: tc.reader, UnsubscribeURL: markUnsub, ManageURL: markManage})
+					own, err := r.Render(c, digest.Recipient{Name: tc.reader, UnsubscribeURL: markUnsub, ManageURL: markManage})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -168,7 +169,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 			}
 
 			// From scratch: render for this reader, build with go-mail.
-			own, err := r.Render(c, Recipient{Name: tc.reader, Email: tc.email, UnsubscribeURL: v.Unsub, ManageURL: v.Manage})
+			own, err := r.Render(c, digest.Recipient{Name: tc.reader, Email: tc.email, UnsubscribeURL: v.Unsub, ManageURL: v.Manage})
 			if err != nil {
 				t.Fatal(err)
 			}

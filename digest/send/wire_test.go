@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
@@ -47,7 +48,7 @@ func wireMessages(t *testing.T) []wireMessage {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.New(t)
-	store := NewStore(db, nil)
+	store := digest.NewStore(db, nil)
 	if _, err := store.SeedDemo(ctx, []string{"en", "ru"}); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func wireMessages(t *testing.T) []wireMessage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	render, err := NewRenderer(fsys, cat, RenderOptions{BaseURL: wireBaseURL, Publication: wirePublication,
+	render, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{BaseURL: wireBaseURL, Publication: wirePublication,
 		PostalAddress: wirePostal, From: wireFrom})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
@@ -24,39 +26,20 @@ import (
 // sendFixture is a database with readers and one assembled issue, and a real SMTP server.
 type sendFixture struct {
 	db    *sqlx.DB
-	store *Store
+	store *digest.Store
 	srv   *smtptest.Server
-	issue Issue
+	issue digest.Issue
 }
 
-// seedReaders adds n confirmed readers of lang, reader-1@example.org ... (names "Reader N").
-func seedReaders(t testing.TB, db *sqlx.DB, lang string, n int) {
-	t.Helper()
-	if _, err := db.Exec(`INSERT INTO subscribers (email, name, lang, status, confirmed_at)
-		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, $1, 'confirmed', now() FROM generate_series(1, $2) g`, lang, n); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// seedArticles adds n fresh articles of lang.
-func seedArticles(t testing.TB, db *sqlx.DB, lang string, n int) {
-	t.Helper()
-	for i := range n {
-		if _, err := db.Exec(`INSERT INTO articles (lang, guid, title, link, summary, section, published_at, first_seen_at)
-			VALUES ($1, $2, $3, $4, $5, $6, now() - interval '1 hour', now() - interval '1 hour')`,
-			lang, fmt.Sprintf("g-%s-%d", lang, i), fmt.Sprintf("Story %d of the week", i+1), fmt.Sprintf("https://site.example/%s/%d", lang, i),
-			strings.Repeat("A summary sentence of reasonable length for the digest. ", 5), []string{"City", "World"}[i%2]); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+// ledger is the fixture's ledger, as its senders see it.
+func (f *sendFixture) ledger() ledger { return ledger{db: f.db, now: f.store.Now} }
 
 func newSendFixture(t *testing.T, readers int) *sendFixture {
 	t.Helper()
 	db := testdb.New(t)
-	seedReaders(t, db, "en", readers)
-	seedArticles(t, db, "en", 4)
-	store := NewStore(db, nil)
+	digesttest.SeedReaders(t, db, "en", readers)
+	digesttest.SeedArticles(t, db, "en", 4)
+	store := digest.NewStore(db, nil)
 	iss, err := store.Assemble(context.Background(), "en", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -227,12 +210,12 @@ func TestSendSkipsReadersWhoLeft(t *testing.T) {
 	f := newSendFixture(t, 6)
 	ctx := context.Background()
 	s := f.sender(t, nil)
-	n, err := f.store.StartSending(ctx, f.issue.ID)
+	n, err := f.ledger().startSending(ctx, f.issue.ID)
 	if err != nil || n != 6 {
-		t.Fatalf("StartSending = %d, %v", n, err)
+		t.Fatalf("startSending = %d, %v", n, err)
 	}
-	if n, err := f.store.StartSending(ctx, f.issue.ID); err != nil || n != 0 {
-		t.Fatalf("StartSending again = %d, %v; want 0, nil", n, err)
+	if n, err := f.ledger().startSending(ctx, f.issue.ID); err != nil || n != 0 {
+		t.Fatalf("startSending again = %d, %v; want 0, nil", n, err)
 	}
 	if _, err := f.db.Exec(`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now() WHERE email = 'reader-2@example.org'`); err != nil {
 		t.Fatal(err)
@@ -244,7 +227,7 @@ func TestSendSkipsReadersWhoLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := f.store.Progress(ctx, f.issue.ID)
-	if p.Sent != 4 || p.Skipped != 2 || p.Status != StatusSent {
+	if p.Sent != 4 || p.Skipped != 2 || p.Status != digest.StatusSent {
 		t.Fatalf("progress %+v, want 4 sent, 2 skipped", p)
 	}
 	if len(f.srv.To("reader-2@example.org")) != 0 || len(f.srv.To("reader-4@example.org")) != 0 {
@@ -259,7 +242,7 @@ func TestSendSkipsReadersWhoLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := f.store.StartSending(ctx, next.ID); err != nil || n != 3 {
+	if n, err := f.ledger().startSending(ctx, next.ID); err != nil || n != 3 {
 		t.Fatalf("next issue has %d readers (%v), want 3", n, err)
 	}
 }
@@ -337,7 +320,7 @@ func TestSendTwoSendersOneIssue(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db2.Close() })
-		g := &sendFixture{db: db2, store: NewStore(db2, nil), srv: f.srv, issue: f.issue}
+		g := &sendFixture{db: db2, store: digest.NewStore(db2, nil), srv: f.srv, issue: f.issue}
 		s := g.sender(t, nil)
 		wg.Add(1)
 		go func() {
@@ -380,10 +363,10 @@ func dsnOf(t *testing.T, db *sqlx.DB) string {
 func TestPauseResumeCancel(t *testing.T) {
 	f := newSendFixture(t, 3)
 	ctx := context.Background()
-	if err := f.store.Pause(ctx, f.issue.ID, "x"); !errors.Is(err, ErrConflict) {
-		t.Fatalf("pausing a draft: %v, want ErrConflict", err)
+	if err := f.store.Pause(ctx, f.issue.ID, "x"); !errors.Is(err, digest.ErrConflict) {
+		t.Fatalf("pausing a draft: %v, want digest.ErrConflict", err)
 	}
-	if _, err := f.store.StartSending(ctx, f.issue.ID); err != nil {
+	if _, err := f.ledger().startSending(ctx, f.issue.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.store.Pause(ctx, f.issue.ID, "editor wants a fix"); err != nil {
@@ -400,13 +383,13 @@ func TestPauseResumeCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := f.store.Progress(ctx, f.issue.ID)
-	if p.Status != StatusCancelled || p.Skipped != 3 || len(f.srv.Messages()) != 0 {
+	if p.Status != digest.StatusCancelled || p.Skipped != 3 || len(f.srv.Messages()) != 0 {
 		t.Fatalf("after cancel: %+v, %d messages", p, len(f.srv.Messages()))
 	}
-	if err := f.store.Resume(ctx, f.issue.ID); !errors.Is(err, ErrConflict) {
+	if err := f.store.Resume(ctx, f.issue.ID); !errors.Is(err, digest.ErrConflict) {
 		t.Fatalf("resuming a cancelled issue: %v", err)
 	}
-	if err := f.store.Pause(ctx, 999999, "x"); !errors.Is(err, ErrNotFound) {
+	if err := f.store.Pause(ctx, 999999, "x"); !errors.Is(err, digest.ErrNotFound) {
 		t.Fatalf("pausing a missing issue: %v", err)
 	}
 }
@@ -415,9 +398,9 @@ func TestPauseResumeCancel(t *testing.T) {
 // `newsletter bench send` is the full benchmark).
 func BenchmarkSendIssue(b *testing.B) {
 	db := testdb.New(b)
-	seedReaders(b, db, "en", b.N)
-	seedArticles(b, db, "en", 12)
-	store := NewStore(db, nil)
+	digesttest.SeedReaders(b, db, "en", b.N)
+	digesttest.SeedArticles(b, db, "en", 12)
+	store := digest.NewStore(db, nil)
 	iss, err := store.Assemble(context.Background(), "en", 0)
 	if err != nil {
 		b.Fatal(err)
@@ -457,7 +440,7 @@ func TestRunContinuesAndStopsCleanly(t *testing.T) {
 	f.srv.SetMode(smtptest.KeepHeaders)
 	f.srv.SetDelay(2 * time.Millisecond)
 	ctx := context.Background()
-	if _, err := f.store.StartSending(ctx, f.issue.ID); err != nil {
+	if _, err := f.ledger().startSending(ctx, f.issue.ID); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -496,7 +479,7 @@ func TestRunContinuesAndStopsCleanly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Status == StatusSent {
+		if p.Status == digest.StatusSent {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bufio"
@@ -24,6 +24,8 @@ import (
 	"github.com/emersion/go-smtp"
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
 )
@@ -241,9 +243,9 @@ func TestSoakSMTPFaults(t *testing.T) {
 	readers := *soakReaders
 	const conns = 4
 	db := testdb.New(t)
-	seedReaders(t, db, "en", readers)
-	seedArticles(t, db, "en", 12)
-	store := NewStore(db, nil)
+	digesttest.SeedReaders(t, db, "en", readers)
+	digesttest.SeedArticles(t, db, "en", 12)
+	store := digest.NewStore(db, nil)
 	ctx := context.Background()
 	iss, err := store.Assemble(ctx, "en", 0)
 	if err != nil {
@@ -333,12 +335,12 @@ func TestSoakSMTPFaults(t *testing.T) {
 			retriedRows++
 		}
 		switch r.Status {
-		case DeliverySent:
+		case digest.DeliverySent:
 			sent++
 			if got == 0 {
 				report("%s is sent in the ledger but the server never accepted its message", r.Email)
 			}
-		case DeliveryFailed:
+		case digest.DeliveryFailed:
 			failed++
 			if r.LastError == "" {
 				report("%s failed without a reason", r.Email)
@@ -352,16 +354,16 @@ func TestSoakSMTPFaults(t *testing.T) {
 		switch soakRule(n) {
 		case 451:
 			greylisted++
-			if r.Status != DeliverySent || r.Attempts < 2 {
+			if r.Status != digest.DeliverySent || r.Attempts < 2 {
 				report("greylisted %s: %s after %d attempts (%s), want sent after a retry", r.Email, r.Status, r.Attempts, r.LastError)
 			}
 		case 550:
 			bounced++
-			if r.Status != DeliveryFailed || !strings.Contains(r.LastError, "550") || r.Reader != string(subscribers.StatusBounced) {
+			if r.Status != digest.DeliveryFailed || !strings.Contains(r.LastError, "550") || r.Reader != string(subscribers.StatusBounced) {
 				report("refused %s: delivery %s (%q), reader %s; want failed with the 550 and the reader bounced", r.Email, r.Status, r.LastError, r.Reader)
 			}
 		default:
-			if r.Status != DeliverySent {
+			if r.Status != digest.DeliverySent {
 				report("%s: %s (%s), want sent", r.Email, r.Status, r.LastError)
 			}
 			if r.Reader != string(subscribers.StatusConfirmed) {
@@ -392,7 +394,7 @@ func TestSoakSMTPFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != StatusSent || p.Queued != 0 {
+	if p.Status != digest.StatusSent || p.Queued != 0 {
 		t.Errorf("issue is %s with %d queued, want sent with none", p.Status, p.Queued)
 	}
 	// Memory must not grow with the list: a bound well under what keeping anything per reader

@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"newsletter/digest"
 	"newsletter/internal/smtpout"
 )
 
@@ -103,7 +104,7 @@ func TestDKIMSignedMessagesVerify(t *testing.T) {
 func BenchmarkDKIMSign(b *testing.B) {
 	r := sendTestRenderer(b)
 	c := sendTestContent("en", 1, 14)
-	rendered, err := r.Render(c, Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	rendered, err := r.Render(c, digest.Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
 	if err != nil {
 		b.Fatal(err)
 	}

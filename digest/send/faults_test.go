@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"github.com/emersion/go-smtp"
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/pgtest"
 	"newsletter/internal/smtptest"
@@ -51,9 +53,9 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 			if err := migrations.Apply(ctx, db.DB, nil); err != nil {
 				t.Fatal(err)
 			}
-			seedReaders(t, db, "en", readers)
-			seedArticles(t, db, "en", 4)
-			store := NewStore(db, nil)
+			digesttest.SeedReaders(t, db, "en", readers)
+			digesttest.SeedArticles(t, db, "en", 4)
+			store := digest.NewStore(db, nil)
 			iss, err := store.Assemble(ctx, "en", 0)
 			if err != nil {
 				t.Fatal(err)
@@ -143,7 +145,7 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 			pg.Start()
 			if !eventually(guardAfterRestart, func() bool {
 				p, err := store.Progress(ctx, iss.ID)
-				return err == nil && p.Status == StatusSent
+				return err == nil && p.Status == digest.StatusSent
 			}) {
 				var left []struct {
 					Leased   bool    `db:"leased"`
@@ -190,11 +192,11 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 				ids := got[r.Email]
 				switch {
 				case bounced[r.Email]:
-					if r.Status != DeliveryFailed || !strings.Contains(r.LastError, "550") || r.Reader != string(subscribers.StatusBounced) {
+					if r.Status != digest.DeliveryFailed || !strings.Contains(r.LastError, "550") || r.Reader != string(subscribers.StatusBounced) {
 						t.Errorf("%s refused with 550 while the database was away: delivery %s (%q), reader %s; want failed and bounced",
 							r.Email, r.Status, r.LastError, r.Reader)
 					}
-				case r.Status != DeliverySent:
+				case r.Status != digest.DeliverySent:
 					t.Errorf("%s is %s", r.Email, r.Status)
 				case len(ids) == 0:
 					t.Errorf("%s is sent in the ledger but never received", r.Email)

@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/wneessen/go-mail"
 
+	"newsletter/digest"
 	"newsletter/internal/textclean"
 )
 
@@ -89,7 +90,7 @@ var errTemplate = errors.New("message template")
 // content is decoded, split at the markers, and each static piece re-encoded on its own and ended
 // with a soft line break, so a reader's value never lands inside an encoded line and no line
 // grows past 76 characters.
-func buildTemplate(r Rendered, h messageHeaders) (*msgTemplate, error) {
+func buildTemplate(r digest.Rendered, h messageHeaders) (*msgTemplate, error) {
 	m := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP))
 	m.FromMailAddress(h.From)
 	if err := m.To(markRcpt); err != nil {
@@ -247,7 +248,7 @@ func boundaryOf(header []byte) string {
 
 // textWidthLimit is the renderer's text wrap width; a line with a name longer than this would
 // have wrapped differently, so such readers get a message rendered for them alone.
-const textWidthLimit = textWidth
+const textWidthLimit = digest.TextWidth
 
 // nameLines returns the length (runes, name excluded) of each text line carrying the name marker,
 // and whether the fast path is safe: each such line fits the width and ends its paragraph, so the

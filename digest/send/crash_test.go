@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
@@ -54,8 +56,8 @@ func newChildFixture(t *testing.T, readers, conns int) *childFixture {
 		t.Fatal(err)
 	}
 	f.db = db
-	seedReaders(t, db, "en", readers)
-	seedArticles(t, db, "en", 4)
+	digesttest.SeedReaders(t, db, "en", readers)
+	digesttest.SeedArticles(t, db, "en", 4)
 	f.srv.SetMode(smtptest.KeepHeaders)
 	f.srv.SetDelay(2 * time.Millisecond)
 	return f
@@ -158,7 +160,7 @@ func TestSendSurvivesSIGKILL(t *testing.T) {
 	}
 	f.checkLedger(t, readers, conns)
 	var status string
-	if err := f.db.Get(&status, `SELECT status FROM issues`); err != nil || status != StatusSent {
+	if err := f.db.Get(&status, `SELECT status FROM issues`); err != nil || status != digest.StatusSent {
 		t.Fatalf("issue status %q (%v)", status, err)
 	}
 

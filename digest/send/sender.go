@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 	"golang.org/x/time/rate"
 
+	"newsletter/digest"
 	"newsletter/internal/smtpout"
 	"newsletter/subscribers"
 )
@@ -35,7 +36,7 @@ type SenderOptions struct {
 	Publication string // the List-Id phrase
 	// Secret keys the Message-ID hash, so Message-IDs carry no guessable reader id.
 	Secret      []byte
-	MaxArticles int // articles shown per issue (0: DefaultMaxArticles)
+	MaxArticles int // articles shown per issue (0: digest.DefaultMaxArticles)
 
 	Concurrency int           // SMTP connections (default 4)
 	Rate        float64       // messages per second across the process (0: no cap)
@@ -92,7 +93,7 @@ func (o *SenderOptions) defaults() {
 
 // issueRenderer is what the sender needs of the Renderer.
 type issueRenderer interface {
-	Render(c IssueContent, rcpt Recipient) (Rendered, error)
+	Render(c digest.IssueContent, rcpt digest.Recipient) (digest.Rendered, error)
 }
 
 // bounceMarker is what the sender needs of subscribers.Store.
@@ -102,7 +103,8 @@ type bounceMarker interface {
 
 // Sender sends issues to their readers from the ledger, over long-lived SMTP connections.
 type Sender struct {
-	store   *Store
+	store   *digest.Store
+	ledger  ledger
 	render  issueRenderer
 	signer  *subscribers.Signer
 	bounces bounceMarker
@@ -118,20 +120,20 @@ type Sender struct {
 
 // NewSender returns a Sender. renderer is the digest Renderer, bounces the subscribers Store,
 // dialer the go-mail client of the SMTP relay.
-func NewSender(store *Store, renderer issueRenderer, signer *subscribers.Signer, bounces bounceMarker, dialer smtpout.Dialer,
+func NewSender(store *digest.Store, renderer issueRenderer, signer *subscribers.Signer, bounces bounceMarker, dialer smtpout.Dialer,
 	opts SenderOptions, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
 	opts.defaults()
 	from, err := netmail.ParseAddress(opts.From)
 	if err != nil {
-		return nil, fmt.Errorf("sender: From %q: %w", opts.From, ErrInvalid)
+		return nil, fmt.Errorf("sender: From %q: %w", opts.From, digest.ErrInvalid)
 	}
 	if len(opts.Secret) == 0 {
-		return nil, fmt.Errorf("sender: no secret: %w", ErrInvalid)
+		return nil, fmt.Errorf("sender: no secret: %w", digest.ErrInvalid)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sender{store: store, render: renderer, signer: signer, bounces: bounces, dialer: dialer, opts: opts,
+	s := &Sender{store: store, ledger: ledger{db: store.DB(), now: store.Now}, render: renderer, signer: signer, bounces: bounces, dialer: dialer, opts: opts,
 		log: log, metrics: newSenderMetrics(reg), from: from, domain: domainOf(from.Address), wake: make(chan struct{}, 1)}
 	if opts.Rate > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(opts.Rate), max(1, int(opts.Rate/20)))
@@ -154,14 +156,14 @@ func (s *Sender) Start(ctx context.Context, issueID int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	archive, err := s.render.Render(c, Recipient{})
+	archive, err := s.render.Render(c, digest.Recipient{})
 	if err != nil {
 		return 0, err
 	}
 	if err := s.store.SaveArchive(ctx, issueID, archive.Subject, archive.Preheader, archive.HTML, archive.Text); err != nil {
 		return 0, err
 	}
-	n, err := s.store.StartSending(ctx, issueID)
+	n, err := s.ledger.startSending(ctx, issueID)
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +175,7 @@ func (s *Sender) Start(ctx context.Context, issueID int64) (int, error) {
 // then it finishes the messages in flight and returns, leaving the rest queued.
 func (s *Sender) Run(ctx context.Context) error {
 	for {
-		ids, err := s.store.sendingIssues(ctx)
+		ids, err := s.ledger.sendingIssues(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("digest sender: list issues", "err", err)
 		}
@@ -197,22 +199,22 @@ func (s *Sender) Run(ctx context.Context) error {
 // SendIssue sends one issue in the foreground (starting it when it is a draft or approved) and
 // returns when every reader was sent, failed for good or skipped. progress, when set, is called
 // about twice a second and once at the end. ErrPaused when the issue is or becomes paused.
-func (s *Sender) SendIssue(ctx context.Context, issueID int64, progress func(Progress)) error {
-	status, reason, err := s.store.issueStatus(ctx, issueID)
+func (s *Sender) SendIssue(ctx context.Context, issueID int64, progress func(digest.Progress)) error {
+	status, reason, err := s.ledger.issueStatus(ctx, issueID)
 	if err != nil {
 		return err
 	}
 	switch status {
-	case StatusDraft, StatusApproved:
+	case digest.StatusDraft, digest.StatusApproved:
 		if _, err := s.Start(ctx, issueID); err != nil {
 			return err
 		}
-	case StatusSending:
-	case StatusPaused:
+	case digest.StatusSending:
+	case digest.StatusPaused:
 		return fmt.Errorf("issue %d: %w: %s", issueID, ErrPaused, reason)
-	case StatusSent:
+	case digest.StatusSent:
 	default:
-		return fmt.Errorf("issue %d is %s: %w", issueID, status, ErrConflict)
+		return fmt.Errorf("issue %d is %s: %w", issueID, status, digest.ErrConflict)
 	}
 	runErr := s.runIssue(ctx, issueID, progress)
 	for errors.Is(runErr, errLockLost) && ctx.Err() == nil {
@@ -232,10 +234,10 @@ func (s *Sender) SendIssue(ctx context.Context, issueID int64, progress func(Pro
 		return runErr
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case p.Status == StatusPaused:
+	case p.Status == digest.StatusPaused:
 		return fmt.Errorf("issue %d: %w: %s", issueID, ErrPaused, p.PauseReason)
-	case p.Status != StatusSent:
-		return fmt.Errorf("issue %d is %s: %w", issueID, p.Status, ErrConflict)
+	case p.Status != digest.StatusSent:
+		return fmt.Errorf("issue %d is %s: %w", issueID, p.Status, digest.ErrConflict)
 	}
 	return nil
 }
@@ -243,7 +245,7 @@ func (s *Sender) SendIssue(ctx context.Context, issueID int64, progress func(Pro
 // preparedIssue is an issue rendered and encoded once, ready for per-reader filling.
 type preparedIssue struct {
 	id      int64
-	content IssueContent
+	content digest.IssueContent
 	headers messageHeaders
 	named   *msgTemplate // with the greeting, for readers with a name
 	unnamed *msgTemplate
@@ -255,15 +257,15 @@ func (s *Sender) prepare(ctx context.Context, id int64) (*preparedIssue, error) 
 		return nil, err
 	}
 	p := &preparedIssue{id: id, content: c}
-	named, err := s.render.Render(c, Recipient{Name: markName, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	named, err := s.render.Render(c, digest.Recipient{Name: markName, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
 	if err != nil {
 		return nil, err
 	}
-	unnamed, err := s.render.Render(c, Recipient{Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	unnamed, err := s.render.Render(c, digest.Recipient{Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
 	if err != nil {
 		return nil, err
 	}
-	p.headers = messageHeaders{From: s.from, Subject: named.Subject, Date: s.store.now(),
+	p.headers = messageHeaders{From: s.from, Subject: named.Subject, Date: s.store.Now(),
 		ListID: listID(s.opts.Publication, c.Issue.Lang, s.domain)}
 	if p.named, err = buildTemplate(named, p.headers); err != nil {
 		return nil, err
@@ -289,7 +291,7 @@ func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, er
 		t = p.named
 		if !t.nameFits(r.Name) {
 			// A name the renderer would wrap or fold: render this reader's copy on its own.
-			rendered, err := s.render.Render(p.content, Recipient{Name: r.Name, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+			rendered, err := s.render.Render(p.content, digest.Recipient{Name: r.Name, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
 			if err != nil {
 				return dst, err
 			}
@@ -384,10 +386,10 @@ type outcome struct {
 }
 
 // runIssue sends issueID until every reader is done, the issue stops being 'sending', or ctx ends.
-func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Progress)) error {
+func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(digest.Progress)) error {
 	p, err := s.prepare(ctx, issueID)
 	if err != nil {
-		if ctx.Err() == nil && (errors.Is(err, ErrNoArticles) || errors.Is(err, errTemplate)) {
+		if ctx.Err() == nil && (errors.Is(err, digest.ErrNoArticles) || errors.Is(err, errTemplate)) {
 			reason := "cannot build the message: " + err.Error()
 			s.log.Error("digest sender: pausing issue", "issue", issueID, "reason", reason)
 			return errors.Join(err, s.store.Pause(context.WithoutCancel(ctx), issueID, reason))
@@ -396,7 +398,7 @@ func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Prog
 	}
 	e := &engine{s: s, issue: p, owner: randomOwner(), jobs: make(chan job, s.opts.BatchSize),
 		outcomes: make(chan outcome, 2*s.opts.Concurrency), halt: make(chan struct{})}
-	lock, err := s.store.lockOwner(ctx, e.owner)
+	lock, err := s.ledger.lockOwner(ctx, e.owner)
 	if err != nil {
 		return err
 	}
@@ -404,7 +406,7 @@ func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Prog
 	watchDone := make(chan struct{})
 	defer close(watchDone)
 	go e.watchLock(lock, watchDone)
-	if n, err := s.store.releaseDead(ctx, issueID, e.owner); err != nil {
+	if n, err := s.ledger.releaseDead(ctx, issueID, e.owner); err != nil {
 		return err
 	} else if n > 0 {
 		s.log.Info("digest sender: took over the leases of a stopped sender", "issue", issueID, "rows", n)
@@ -476,7 +478,7 @@ func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(Prog
 	if len(released) > 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := s.store.release(rctx, issueID, e.owner, released); err != nil {
+		if err := s.ledger.release(rctx, issueID, e.owner, released); err != nil {
 			s.log.Warn("digest sender: hand back unsent rows (they become due when their lease ends)", "issue", issueID, "err", err)
 		}
 	}
@@ -567,7 +569,7 @@ func (e *engine) claimLoop(ctx context.Context) error {
 		// Not cancelled with ctx: a claim that committed must come back, so its rows can be handed
 		// back at once rather than wait out their lease.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		rows, err := s.store.claim(cctx, id, e.owner, batch, s.opts.Lease, cursor)
+		rows, err := s.ledger.claim(cctx, id, e.owner, batch, s.opts.Lease, cursor)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -579,7 +581,7 @@ func (e *engine) claimLoop(ctx context.Context) error {
 		}
 		sending := 0
 		for i, r := range rows {
-			if r.Status != DeliveryQueued {
+			if r.Status != digest.DeliveryQueued {
 				e.skipped.Add(1)
 				continue
 			}
@@ -605,24 +607,24 @@ func (e *engine) claimLoop(ctx context.Context) error {
 			cursor = 0
 			continue
 		}
-		status, _, err := s.store.issueStatus(ctx, id)
-		if err == nil && status != StatusSending {
+		status, _, err := s.ledger.issueStatus(ctx, id)
+		if err == nil && status != digest.StatusSending {
 			e.stop()
 			return nil
 		}
-		if done, err := s.store.finishIfDone(ctx, id); err == nil && done {
+		if done, err := s.ledger.finishIfDone(ctx, id); err == nil && done {
 			s.log.Info("digest sender: issue sent", "issue", id)
 			return nil
 		}
 		if time.Since(lastDead) > 5*time.Second {
 			lastDead = time.Now()
-			if n, err := s.store.releaseDead(ctx, id, e.owner); err == nil && n > 0 {
+			if n, err := s.ledger.releaseDead(ctx, id, e.owner); err == nil && n > 0 {
 				s.log.Info("digest sender: took over the leases of a stopped sender", "issue", id, "rows", n)
 				continue
 			}
 		}
 		wait := 250 * time.Millisecond
-		if d, err := s.store.nextDue(ctx, id); err == nil && d > 0 && d < wait {
+		if d, err := s.ledger.nextDue(ctx, id); err == nil && d > 0 && d < wait {
 			wait = d
 		}
 		if len(rows) > 0 {
@@ -634,7 +636,7 @@ func (e *engine) claimLoop(ctx context.Context) error {
 
 func (e *engine) giveBackRest(rows []claimedRow) {
 	for _, r := range rows {
-		if r.Status == DeliveryQueued {
+		if r.Status == digest.DeliveryQueued {
 			e.giveBack(r)
 		}
 	}
@@ -807,7 +809,7 @@ func (e *engine) record(ctx context.Context) {
 		for attempt := 0; len(sent) > 0; attempt++ {
 			var err error
 			if rec == nil {
-				rec, err = s.store.newRecorder(dbctx)
+				rec, err = s.ledger.newRecorder(dbctx)
 			}
 			if err == nil {
 				if err = rec.markSent(dbctx, e.issue.id, sent); err == nil {
@@ -846,7 +848,7 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 		backoff := retryDelay(s.opts.RetryBase, s.opts.RetryMax, o.row.Attempts)
 		var failed bool
 		e.untilWritten("record retry", func() (err error) {
-			failed, err = s.store.markRetry(ctx, id, o.row.SubscriberID, o.reason, backoff, s.opts.MaxAttempts)
+			failed, err = s.ledger.markRetry(ctx, id, o.row.SubscriberID, o.reason, backoff, s.opts.MaxAttempts)
 			return err
 		})
 		if failed {
@@ -858,7 +860,7 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 			s.metrics.retried.Inc()
 		}
 	case outFailed, outUndeliverable:
-		e.untilWritten("record failure", func() error { return s.store.markFailed(ctx, id, o.row.SubscriberID, o.reason) })
+		e.untilWritten("record failure", func() error { return s.ledger.markFailed(ctx, id, o.row.SubscriberID, o.reason) })
 		e.failed.Add(1)
 		s.metrics.failed.Inc()
 		if s.bounces != nil && o.kind == outFailed {
@@ -904,7 +906,7 @@ func (e *engine) pause(ctx context.Context, reason string) {
 	}
 	e.stop()
 	e.s.log.Error("digest sender: pausing issue", "issue", e.issue.id, "reason", reason)
-	if err := e.s.store.Pause(ctx, e.issue.id, reason); err != nil && !errors.Is(err, ErrConflict) {
+	if err := e.s.store.Pause(ctx, e.issue.id, reason); err != nil && !errors.Is(err, digest.ErrConflict) {
 		e.s.log.Error("digest sender: pause", "issue", e.issue.id, "err", err)
 	}
 }
@@ -924,18 +926,18 @@ func retryDelay(base, most time.Duration, attempts int) time.Duration {
 // subject, signed with dkim (when set) and sent over a connection of dialer through the same
 // transaction code as every reader's copy. It writes no ledger row and counts as no send. There is
 // no reader, so the unsubscribe and manage links point at harmless pages of this service.
-func TestSender(store *Store, renderer *Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
+func TestSender(store *digest.Store, renderer *digest.Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
 	baseURL = strings.TrimRight(baseURL, "/")
 	return func(ctx context.Context, issueID int64, to string) error {
 		to, err := testAddress(to)
 		if err != nil {
-			return fmt.Errorf("test send: address: %w", ErrInvalid)
+			return fmt.Errorf("test send: address: %w", digest.ErrInvalid)
 		}
 		c, err := store.Content(ctx, issueID, maxArticles)
 		if err != nil {
 			return err
 		}
-		out, err := renderer.Render(c, Recipient{Email: to, UnsubscribeURL: baseURL + "/unsubscribe/test-message", ManageURL: baseURL + "/manage/test-message"})
+		out, err := renderer.Render(c, digest.Recipient{Email: to, UnsubscribeURL: baseURL + "/unsubscribe/test-message", ManageURL: baseURL + "/manage/test-message"})
 		if err != nil {
 			return err
 		}
@@ -944,7 +946,7 @@ func TestSender(store *Store, renderer *Renderer, dialer smtpout.Dialer, dkim *s
 			return fmt.Errorf("test send: from: %w", err)
 		}
 		if err := m.To(to); err != nil {
-			return fmt.Errorf("test send: address: %w", ErrInvalid)
+			return fmt.Errorf("test send: address: %w", digest.ErrInvalid)
 		}
 		m.Subject("[TEST] " + out.Subject)
 		m.SetDate()
@@ -981,11 +983,11 @@ func TestSender(store *Store, renderer *Renderer, dialer smtpout.Dialer, dkim *s
 func testAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || len(s) > 254 || strings.ContainsAny(s, "\r\n\x00<>,;\" ") {
-		return "", ErrInvalid
+		return "", digest.ErrInvalid
 	}
 	addr, err := netmail.ParseAddress(s)
 	if err != nil || addr.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
-		return "", ErrInvalid
+		return "", digest.ErrInvalid
 	}
 	return s, nil
 }

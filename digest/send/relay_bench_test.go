@@ -1,4 +1,4 @@
-package digest
+package send
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/mailpittest"
 	"newsletter/internal/postfixtest"
 	"newsletter/internal/smtptest"
@@ -56,9 +58,9 @@ func BenchmarkSendRelay(b *testing.B) {
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			db := testdb.New(b)
-			seedReaders(b, db, "en", b.N)
-			seedArticles(b, db, "en", 4)
-			store := NewStore(db, nil)
+			digesttest.SeedReaders(b, db, "en", b.N)
+			digesttest.SeedArticles(b, db, "en", 4)
+			store := digest.NewStore(db, nil)
 			iss, err := store.Assemble(context.Background(), "en", 0)
 			if err != nil {
 				b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
@@ -243,16 +244,6 @@ func oneArticleRow(res sql.Result, id int64) error {
 	return nil
 }
 
-// Feeds returns every feed seen so far with its last fetch and error, by language and URL.
-func (s *Store) Feeds(ctx context.Context) ([]FeedStatus, error) {
-	var feeds []FeedStatus
-	err := s.db.SelectContext(ctx, &feeds, `SELECT `+feedColumns+` FROM feeds ORDER BY lang, url`)
-	if err != nil {
-		return nil, fmt.Errorf("feeds: %w", err)
-	}
-	return feeds, nil
-}
-
 // HiddenArticles lists the language's hidden articles that the coming issue would otherwise carry
 // (in no issue, admitted by the window rule), newest first, so an editor can bring one back.
 func (s *Store) HiddenArticles(ctx context.Context, lang string) ([]Article, error) {
@@ -300,4 +291,38 @@ func (s *Store) ArticleIssue(ctx context.Context, articleID int64) (issueID int6
 		return 0, "", fmt.Errorf("digest: article's issue: %w", err)
 	}
 	return st.ID, st.Status, nil
+}
+
+// UpsertFeedArticle inserts a feed's article a, within the feed's transaction tx, or updates the stored article when something changed. Editors'
+// pinned/hidden/position are never touched, and an article an editor edited (source 'editor')
+// keeps the editor's text. A missing date keeps the stored one. baseline marks a new article as
+// part of its feed's baseline; a stored one keeps its mark. (xmax = 0) tells an insert from an
+// update; no row back means nothing changed.
+func UpsertFeedArticle(ctx context.Context, tx *sqlx.Tx, a Article, date *time.Time, now time.Time, baseline bool) (inserted, changed bool, err error) {
+	err = tx.QueryRowContext(ctx, `
+		INSERT INTO articles (lang, guid, source, feed_url, title, link, summary, author, section,
+			image_url, image_alt, published_at, first_seen_at, updated_at, baseline, undated)
+		VALUES ($1, $2, 'feed', $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, $12::timestamptz), $12, $12,
+			$13, $11::timestamptz IS NULL)
+		ON CONFLICT (lang, guid) DO UPDATE SET
+			feed_url = EXCLUDED.feed_url, title = EXCLUDED.title, link = EXCLUDED.link,
+			summary = EXCLUDED.summary, author = EXCLUDED.author, section = EXCLUDED.section,
+			image_url = EXCLUDED.image_url, image_alt = EXCLUDED.image_alt,
+			published_at = COALESCE($11::timestamptz, articles.published_at),
+			undated = articles.undated AND $11::timestamptz IS NULL, updated_at = $12
+		WHERE articles.source = 'feed'
+			AND (articles.title, articles.link, articles.summary, articles.author, articles.section,
+				articles.image_url, articles.image_alt, articles.published_at)
+			IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.link, EXCLUDED.summary, EXCLUDED.author,
+				EXCLUDED.section, EXCLUDED.image_url, EXCLUDED.image_alt, COALESCE($11::timestamptz, articles.published_at))
+		RETURNING (xmax = 0)`,
+		a.Lang, a.GUID, a.FeedURL, a.Title, a.Link, a.Summary, a.Author, a.Section,
+		a.ImageURL, a.ImageAlt, date, now, baseline).Scan(&inserted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("store article: %w", err)
+	}
+	return inserted, !inserted, nil
 }

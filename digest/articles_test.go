@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"newsletter/internal/testdb"
 )
 
 func TestAddArticle(t *testing.T) {
 	ctx := context.Background()
-	s := ingestTestStore(t)
+	s := articleTestStore(t)
 	pos := 1
 	got, err := s.AddArticle(ctx, Article{
 		Lang: "en", Title: "  Our <b>own</b> story &amp; more ", Summary: "<p>Written</p><p>by us.</p>",
@@ -26,7 +28,7 @@ func TestAddArticle(t *testing.T) {
 	if got.Title != "Our own story & more" || got.Summary != "Written by us." || got.ImageAlt != got.Title {
 		t.Errorf("cleaned fields: %+v", got)
 	}
-	if !got.PublishedAt.Equal(ingestNow) || !got.FirstSeenAt.Equal(ingestNow) || !got.Pinned || got.Position == nil || *got.Position != 1 {
+	if !got.PublishedAt.Equal(asmNow) || !got.FirstSeenAt.Equal(asmNow) || !got.Pinned || got.Position == nil || *got.Position != 1 {
 		t.Errorf("times/pin/position: %+v", got)
 	}
 	again, err := s.ArticleByID(ctx, got.ID)
@@ -61,7 +63,7 @@ func TestAddArticle(t *testing.T) {
 
 func TestUpdateArticle(t *testing.T) {
 	ctx := context.Background()
-	s := ingestTestStore(t)
+	s := articleTestStore(t)
 	a, err := s.AddArticle(ctx, Article{Lang: "ru", Title: "Было", Summary: "старое"})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +90,7 @@ func TestUpdateArticle(t *testing.T) {
 
 func TestSetPinnedHiddenPosition(t *testing.T) {
 	ctx := context.Background()
-	s := ingestTestStore(t)
+	s := articleTestStore(t)
 	add := func(lang, title string) Article {
 		a, err := s.AddArticle(ctx, Article{Lang: lang, Title: title})
 		if err != nil {
@@ -100,7 +102,7 @@ func TestSetPinnedHiddenPosition(t *testing.T) {
 	// sent went out pinned in last week's issue: pinning this week's lead must not rewrite that.
 	var issueID int64
 	err := s.db.Get(&issueID, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', $1, $2, 'sent') RETURNING id`,
-		ingestNow.Add(-14*24*time.Hour), ingestNow.Add(-7*24*time.Hour))
+		asmNow.Add(-14*24*time.Hour), asmNow.Add(-7*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func TestSetPinnedHiddenPosition(t *testing.T) {
 
 func TestSeedDemo(t *testing.T) {
 	ctx := context.Background()
-	s := ingestTestStore(t)
+	s := articleTestStore(t)
 	n, err := s.SeedDemo(ctx, []string{"en", "ru", "de"})
 	if err != nil {
 		t.Fatal(err)
@@ -182,13 +184,13 @@ func TestSeedDemo(t *testing.T) {
 		t.Errorf("seeded %d, want %d", n, want)
 	}
 	for _, lang := range []string{"en", "ru"} {
-		arts := ingestArticlesByGUID(t, s, lang)
+		arts := articlesByGUID(t, s, lang)
 		sections := map[string]bool{}
 		for guid, a := range arts {
 			if !strings.HasPrefix(guid, "demo:"+lang+":") {
 				t.Errorf("guid %q does not say demo", guid)
 			}
-			if a.PublishedAt.After(ingestNow) || a.PublishedAt.Before(ingestNow.Add(-5*24*time.Hour)) {
+			if a.PublishedAt.After(asmNow) || a.PublishedAt.Before(asmNow.Add(-5*24*time.Hour)) {
 				t.Errorf("%s published %v, want within the last days", guid, a.PublishedAt)
 			}
 			if a.Title == "" || a.Summary == "" || a.Section == "" {
@@ -200,10 +202,28 @@ func TestSeedDemo(t *testing.T) {
 			t.Errorf("%s: only sections %v", lang, sections)
 		}
 	}
-	if _, ok := ingestArticlesByGUID(t, s, "en")["demo:en:keep-your-terrorists-close"]; !ok {
+	if _, ok := articlesByGUID(t, s, "en")["demo:en:keep-your-terrorists-close"]; !ok {
 		t.Error("the sample article is not among the demo articles")
 	}
 	if n, err := s.SeedDemo(ctx, []string{"en", "ru"}); n != 0 || err != nil {
 		t.Errorf("second seed: %d, %v; want 0", n, err)
 	}
+}
+
+func articleTestStore(t *testing.T) *Store {
+	t.Helper()
+	return NewStore(testdb.New(t), func() time.Time { return asmNow })
+}
+
+func articlesByGUID(t *testing.T, s *Store, lang string) map[string]Article {
+	t.Helper()
+	var list []Article
+	if err := s.db.Select(&list, `SELECT `+articleColumns+` FROM articles WHERE lang = $1`, lang); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]Article{}
+	for _, a := range list {
+		m[a.GUID] = a
+	}
+	return m
 }

@@ -78,23 +78,10 @@ type Issue struct {
 	ArchiveText string     `db:"archive_text"`
 }
 
-// FeedStatus is what the editor pages show of one feed.
-type FeedStatus struct {
-	URL           string     `db:"url"`
-	Lang          string     `db:"lang"`
-	ETag          string     `db:"etag"`
-	LastModified  string     `db:"last_modified"`
-	LastFetchedAt *time.Time `db:"last_fetched_at"`
-	LastOKAt      *time.Time `db:"last_ok_at"`
-	LastError     string     `db:"last_error"`
-	FetchURL      string     `db:"fetch_url"`   // where a permanent redirect moved it; "" for URL
-	Failures      int        `db:"failures"`    // polls failed in a row
-	RetryAfter    *time.Time `db:"retry_after"` // the server asked for no fetch before then
-	GoneAt        *time.Time `db:"gone_at"`     // answered 410 Gone: no longer polled
-}
-
-// Store reads and writes the digest tables: feeds, articles, issues and the deliveries ledger.
-// Its methods live beside the feature that uses them (feeds.go, assemble.go, send.go, ...).
+// Store reads and writes the digest's tables: articles, issues and their articles, and the schedule's
+// runs. Its methods live beside the feature that uses them (articles.go, assemble.go, progress.go,
+// ...). The sub-packages keep the SQL of their own tables (feeds, the deliveries ledger, editor
+// sessions) and reach the database through DB.
 type Store struct {
 	db    *sqlx.DB
 	now   func() time.Time

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/digest/send"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/smtptest"
@@ -125,7 +126,7 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sample, err := renderer.Render(c, digest.Recipient{Name: "Sample Reader", UnsubscribeURL: a.cfg.BaseURL + "/unsubscribe/x", ManageURL: a.cfg.BaseURL + "/manage/x"})
+	sample, err := renderer.Render(c, render.Recipient{Name: "Sample Reader", UnsubscribeURL: a.cfg.BaseURL + "/unsubscribe/x", ManageURL: a.cfg.BaseURL + "/manage/x"})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/smtptest"
 	"newsletter/migrations"
@@ -509,7 +510,7 @@ func seedSentIssue(ctx context.Context, svc *App) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	out, err := renderer.Render(c, digest.Recipient{})
+	out, err := renderer.Render(c, render.Recipient{})
 	if err != nil {
 		return 0, err
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/templates"
 )
 
@@ -86,8 +87,8 @@ func (a *App) digestPreview(ctx context.Context, args []string) error {
 
 // previewRecipient stands for a reader without a name, so the preview has the footer a reader
 // gets; its links carry no valid token and change nothing when followed.
-func previewRecipient(baseURL string) digest.Recipient {
-	return digest.Recipient{UnsubscribeURL: baseURL + "/unsubscribe/preview", ManageURL: baseURL + "/manage/preview"}
+func previewRecipient(baseURL string) render.Recipient {
+	return render.Recipient{UnsubscribeURL: baseURL + "/unsubscribe/preview", ManageURL: baseURL + "/manage/preview"}
 }
 
 // digestStore is the digest store of every command that assembles issues: the window rule's period
@@ -102,8 +103,8 @@ func (a *App) digestStore() (*digest.Store, error) {
 
 // digestRenderer builds the one Renderer of the digest from the settings; every command and
 // serve use it for preview, test sends, real sends and the archive.
-func (a *App) digestRenderer() (*digest.Renderer, error) {
-	return digest.NewRenderer(templates.FS(a.cfg.TemplatesDir), a.catalog, digest.RenderOptions{
+func (a *App) digestRenderer() (*render.Renderer, error) {
+	return render.NewRenderer(templates.FS(a.cfg.TemplatesDir), a.catalog, render.Options{
 		BaseURL:       a.cfg.BaseURL,
 		SiteURL:       a.cfg.SiteURL,
 		Publication:   a.cfg.Publication,

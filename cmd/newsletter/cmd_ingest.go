@@ -10,6 +10,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"newsletter/digest"
+	"newsletter/digest/feeds"
 )
 
 // ingest runs `newsletter ingest`: every configured feed once, one line per feed; it fails only
@@ -27,7 +28,7 @@ func (a *App) ingest(ctx context.Context, args []string) error {
 	}
 	failed := 0
 	for _, r := range a.ingester(true).PollAll(ctx) {
-		u := digest.RedactFeedURL(r.URL)
+		u := feeds.RedactURL(r.URL)
 		if r.Err != nil {
 			failed++
 			fmt.Fprintf(a.stdout, "FAILED %s %s: %s\n", r.Lang, u, oneLine(r.Err.Error()))
@@ -54,17 +55,17 @@ func (a *App) ingest(ctx context.Context, args []string) error {
 
 // ingester builds the digest Ingester for the configured feeds; retryGone also fetches the feeds
 // that answered 410 Gone.
-func (a *App) ingester(retryGone bool) *digest.Ingester {
-	feeds := make([]digest.FeedConfig, 0, len(a.cfg.Feeds))
+func (a *App) ingester(retryGone bool) *feeds.Ingester {
+	configs := make([]feeds.Config, 0, len(a.cfg.Feeds))
 	for _, f := range a.cfg.Feeds {
-		feeds = append(feeds, digest.FeedConfig{Lang: f.Lang, URL: f.URL})
+		configs = append(configs, feeds.Config{Lang: f.Lang, URL: f.URL})
 	}
-	return digest.NewIngester(digest.NewStore(a.db, nil), feeds, digest.IngestOptions{BaseURL: a.cfg.BaseURL, AllowPrivate: a.cfg.FeedsAllowPrivate, RetryGone: retryGone}, a.log, a.registry)
+	return feeds.NewIngester(digest.NewStore(a.db, nil), configs, feeds.Options{BaseURL: a.cfg.BaseURL, AllowPrivate: a.cfg.FeedsAllowPrivate, RetryGone: retryGone}, a.log, a.registry)
 }
 
 // pollFeeds is serve's feed worker: one poll at start, then one at each time of spec (robfig/cron
 // syntax). A poll that runs long delays the next instead of overlapping it.
-func pollFeeds(ctx context.Context, ing *digest.Ingester, spec string, log *slog.Logger) error {
+func pollFeeds(ctx context.Context, ing *feeds.Ingester, spec string, log *slog.Logger) error {
 	sched, err := cron.ParseStandard(spec)
 	if err != nil {
 		return fmt.Errorf("NEWSLETTER_FEED_SCHEDULE: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/feeds"
 	"newsletter/digest/send"
 	"newsletter/digest/web"
 	"newsletter/subscribers"
@@ -84,7 +85,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var ingester *digest.Ingester
+	var ingester *feeds.Ingester
 	// feeds
 	if len(a.cfg.Feeds) > 0 {
 		ingester = a.ingester(false)

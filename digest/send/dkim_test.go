@@ -16,7 +16,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/internal/smtpout"
 )
 
@@ -104,7 +104,7 @@ func TestDKIMSignedMessagesVerify(t *testing.T) {
 func BenchmarkDKIMSign(b *testing.B) {
 	r := sendTestRenderer(b)
 	c := sendTestContent("en", 1, 14)
-	rendered, err := r.Render(c, digest.Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	rendered, err := r.Render(c, render.Recipient{Name: render.MarkName, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,20 +19,14 @@ import (
 
 	"github.com/wneessen/go-mail"
 
-	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/internal/textclean"
 )
 
-// Marker values: the issue is rendered and MIME-encoded once with these in place of the reader's
-// data, and each reader's values are filled into the encoded bytes. The Renderer guarantees that
-// recipient strings appear verbatim in its output.
-const (
-	markName   = "XNLSLOTNAMEX"
-	markUnsub  = "http://slot.invalid/XNLSLOTUNSUBX"
-	markManage = "http://slot.invalid/XNLSLOTMANAGEX"
-	markRcpt   = "xnlslotrcpt@slot.invalid"
-	markMsgID  = "xnlslotmsgid@slot.invalid"
-)
+// markMsgID is the Message-ID's slot. The issue is rendered with render's slot marks in the
+// reader's places and MIME-encoded once, and each reader's values are filled into the encoded
+// bytes; the Message-ID is the builder's own slot, written only by go-mail, never by content.
+const markMsgID = "xnlslotmsgid@slot.invalid"
 
 // slot is what goes between two static segments of an encoded message.
 type slot uint8
@@ -90,16 +84,16 @@ var errTemplate = errors.New("message template")
 // content is decoded, split at the markers, and each static piece re-encoded on its own and ended
 // with a soft line break, so a reader's value never lands inside an encoded line and no line
 // grows past 76 characters.
-func buildTemplate(r digest.Rendered, h messageHeaders) (*msgTemplate, error) {
+func buildTemplate(r render.Rendered, h messageHeaders) (*msgTemplate, error) {
 	m := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP))
 	m.FromMailAddress(h.From)
-	if err := m.To(markRcpt); err != nil {
+	if err := m.To(render.MarkRcpt); err != nil {
 		return nil, fmt.Errorf("%w: %v", errTemplate, err)
 	}
 	m.Subject(r.Subject)
 	m.SetDateWithValue(h.Date)
 	m.SetMessageIDWithValue(markMsgID)
-	m.SetListUnsubscribe(markUnsub)
+	m.SetListUnsubscribe(render.MarkUnsub)
 	m.SetListUnsubscribePost()
 	m.SetGenHeaderPreformatted("List-Id", h.ListID)
 	m.SetBulk()
@@ -131,7 +125,7 @@ func splitTemplate(raw []byte) (*msgTemplate, error) {
 	headerSlots := []struct {
 		mark string
 		slot slot
-	}{{"<" + markRcpt + ">", slotTo}, {markMsgID, slotMessageID}, {markUnsub, slotUnsubHeader}}
+	}{{"<" + render.MarkRcpt + ">", slotTo}, {markMsgID, slotMessageID}, {render.MarkUnsub, slotUnsubHeader}}
 	rest := header
 	for {
 		at, which := -1, -1
@@ -195,7 +189,7 @@ func (t *msgTemplate) splitPart(cur *[]byte, emit func(slot), decoded []byte, is
 	marks := []struct {
 		mark       string
 		text, html slot
-	}{{markName, slotTextName, slotHTMLName}, {markUnsub, slotTextUnsub, slotHTMLUnsub}, {markManage, slotTextManage, slotHTMLManage}}
+	}{{render.MarkName, slotTextName, slotHTMLName}, {render.MarkUnsub, slotTextUnsub, slotHTMLUnsub}, {render.MarkManage, slotTextManage, slotHTMLManage}}
 	rest := decoded
 	for {
 		at, which := -1, -1
@@ -248,7 +242,7 @@ func boundaryOf(header []byte) string {
 
 // textWidthLimit is the renderer's text wrap width; a line with a name longer than this would
 // have wrapped differently, so such readers get a message rendered for them alone.
-const textWidthLimit = digest.TextWidth
+const textWidthLimit = render.TextWidth
 
 // nameLines returns the length (runes, name excluded) of each text line carrying the name marker,
 // and whether the fast path is safe: each such line fits the width and ends its paragraph, so the
@@ -258,16 +252,16 @@ func nameLines(text string) ([]int, bool) {
 	var out []int
 	fast := true
 	for i, l := range lines {
-		n := strings.Count(l, markName)
+		n := strings.Count(l, render.MarkName)
 		if n == 0 {
 			continue
 		}
 		if n > 1 {
 			fast = false
 		}
-		rest := utf8.RuneCountInString(strings.TrimRight(l, "\r")) - n*len(markName)
+		rest := utf8.RuneCountInString(strings.TrimRight(l, "\r")) - n*len(render.MarkName)
 		out = append(out, rest)
-		if rest+len(markName) > textWidthLimit || (i+1 < len(lines) && strings.TrimSpace(lines[i+1]) != "") {
+		if rest+len(render.MarkName) > textWidthLimit || (i+1 < len(lines) && strings.TrimSpace(lines[i+1]) != "") {
 			fast = false
 		}
 	}

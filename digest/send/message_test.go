@@ -15,17 +15,18 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/templates"
 )
 
-func sendTestRenderer(t testing.TB) *digest.Renderer {
+func sendTestRenderer(t testing.TB) *render.Renderer {
 	t.Helper()
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{BaseURL: "https://news.example", Publication: "The Test Weekly",
+	r, err := render.NewRenderer(fsys, cat, render.Options{BaseURL: "https://news.example", Publication: "The Test Weekly",
 		PostalAddress: "1 Test Street, Testville", From: "Weekly <digest@news.example>"})
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +104,11 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 	c := sendTestContent("ru", 42, 14)
 	from := &mail.Address{Name: "Weekly", Address: "digest@news.example"}
 	h := messageHeaders{From: from, Date: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC), ListID: listID("The Test Weekly", "ru", "news.example")}
-	named, err := r.Render(c, digest.Recipient{Name: markName, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	named, err := r.Render(c, render.Recipient{Name: render.MarkName, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unnamed, err := r.Render(c, digest.Recipient{UnsubscribeURL: markUnsub, ManageURL: markManage})
+	unnamed, err := r.Render(c, render.Recipient{UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 					t.Fatalf("nameFits = %v, want %v", got, tc.fast)
 				}
 				if !tc.fast {
-					own, err := r.Render(c, digest.Recipient{Name: tc.reader, UnsubscribeURL: markUnsub, ManageURL: markManage})
+					own, err := r.Render(c, render.Recipient{Name: tc.reader, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -169,7 +170,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 			}
 
 			// From scratch: render for this reader, build with go-mail.
-			own, err := r.Render(c, digest.Recipient{Name: tc.reader, Email: tc.email, UnsubscribeURL: v.Unsub, ManageURL: v.Manage})
+			own, err := r.Render(c, render.Recipient{Name: tc.reader, Email: tc.email, UnsubscribeURL: v.Unsub, ManageURL: v.Manage})
 			if err != nil {
 				t.Fatal(err)
 			}

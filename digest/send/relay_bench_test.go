@@ -24,7 +24,7 @@ import (
 // its strict settings (which writes every message to its queue before it answers), Postfix without
 // CHUNKING (DATA, pipelined), and Mailpit. Run with a fixed count, e.g.
 //
-//	go test ./digest/ -run '^$' -bench SendRelay -benchtime 2000x
+//	go test ./digest/send/ -run '^$' -bench SendRelay -benchtime 2000x
 func BenchmarkSendRelay(b *testing.B) {
 	type relay struct {
 		host  string

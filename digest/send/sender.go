@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/internal/smtpout"
 	"newsletter/subscribers"
 )
@@ -93,7 +94,7 @@ func (o *SenderOptions) defaults() {
 
 // issueRenderer is what the sender needs of the Renderer.
 type issueRenderer interface {
-	Render(c digest.IssueContent, rcpt digest.Recipient) (digest.Rendered, error)
+	Render(c digest.IssueContent, rcpt render.Recipient) (render.Rendered, error)
 }
 
 // bounceMarker is what the sender needs of subscribers.Store.
@@ -156,7 +157,7 @@ func (s *Sender) Start(ctx context.Context, issueID int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	archive, err := s.render.Render(c, digest.Recipient{})
+	archive, err := s.render.Render(c, render.Recipient{})
 	if err != nil {
 		return 0, err
 	}
@@ -257,11 +258,11 @@ func (s *Sender) prepare(ctx context.Context, id int64) (*preparedIssue, error) 
 		return nil, err
 	}
 	p := &preparedIssue{id: id, content: c}
-	named, err := s.render.Render(c, digest.Recipient{Name: markName, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	named, err := s.render.Render(c, render.Marked(true))
 	if err != nil {
 		return nil, err
 	}
-	unnamed, err := s.render.Render(c, digest.Recipient{Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+	unnamed, err := s.render.Render(c, render.Marked(false))
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +292,7 @@ func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, er
 		t = p.named
 		if !t.nameFits(r.Name) {
 			// A name the renderer would wrap or fold: render this reader's copy on its own.
-			rendered, err := s.render.Render(p.content, digest.Recipient{Name: r.Name, Email: markRcpt, UnsubscribeURL: markUnsub, ManageURL: markManage})
+			rendered, err := s.render.Render(p.content, render.Recipient{Name: r.Name, Email: render.MarkRcpt, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 			if err != nil {
 				return dst, err
 			}
@@ -926,7 +927,7 @@ func retryDelay(base, most time.Duration, attempts int) time.Duration {
 // subject, signed with dkim (when set) and sent over a connection of dialer through the same
 // transaction code as every reader's copy. It writes no ledger row and counts as no send. There is
 // no reader, so the unsubscribe and manage links point at harmless pages of this service.
-func TestSender(store *digest.Store, renderer *digest.Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
+func TestSender(store *digest.Store, renderer *render.Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
 	baseURL = strings.TrimRight(baseURL, "/")
 	return func(ctx context.Context, issueID int64, to string) error {
 		to, err := testAddress(to)
@@ -937,7 +938,7 @@ func TestSender(store *digest.Store, renderer *digest.Renderer, dialer smtpout.D
 		if err != nil {
 			return err
 		}
-		out, err := renderer.Render(c, digest.Recipient{Email: to, UnsubscribeURL: baseURL + "/unsubscribe/test-message", ManageURL: baseURL + "/manage/test-message"})
+		out, err := renderer.Render(c, render.Recipient{Email: to, UnsubscribeURL: baseURL + "/unsubscribe/test-message", ManageURL: baseURL + "/manage/test-message"})
 		if err != nil {
 			return err
 		}

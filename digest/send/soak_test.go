@@ -238,7 +238,7 @@ func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 // 200,000) through a server that greylists 5% of them once, refuses 1% for good and drops a
 // connection every -soak.dropevery messages, then checks every reader's outcome.
 //
-//	go test ./digest/ -run TestSoakSMTPFaults -v -timeout 30m -soak.readers=200000
+//	go test ./digest/send/ -run TestSoakSMTPFaults -v -timeout 30m -soak.readers=200000
 func TestSoakSMTPFaults(t *testing.T) {
 	readers := *soakReaders
 	const conns = 4

@@ -11,6 +11,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
@@ -88,7 +89,7 @@ func wireMessages(t *testing.T) []wireMessage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	render, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{BaseURL: wireBaseURL, Publication: wirePublication,
+	render, err := render.NewRenderer(fsys, cat, render.Options{BaseURL: wireBaseURL, Publication: wirePublication,
 		PostalAddress: wirePostal, From: wireFrom})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/templates"
 )
 
@@ -47,7 +48,7 @@ type HandlerOptions struct {
 // Handler serves the digest's web pages: the public archive here, the editor pages in editor.go.
 type Handler struct {
 	store    *digest.Store
-	renderer *digest.Renderer
+	renderer *render.Renderer
 	pages    *templates.Pages
 	catalog  *templates.Catalog
 	log      *slog.Logger
@@ -56,7 +57,7 @@ type Handler struct {
 }
 
 // NewHandler returns the digest's Handler; its methods are the endpoints listed in routes.go.
-func NewHandler(store *digest.Store, renderer *digest.Renderer, pages *templates.Pages, cat *templates.Catalog, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
+func NewHandler(store *digest.Store, renderer *render.Renderer, pages *templates.Pages, cat *templates.Catalog, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	if len(opts.Languages) == 0 {
 		opts.Languages = []string{"en"}
 	}
@@ -113,7 +114,7 @@ func (h *Handler) Archive(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, iss := range issues {
 			if iss.Lang == l {
-				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: digest.FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})
+				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: render.FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})
 			}
 		}
 		if len(al.Issues) > 0 {
@@ -152,7 +153,7 @@ func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
 			h.archiveError(w, r, err)
 			return
 		}
-		out, err := h.renderer.Render(c, digest.Recipient{})
+		out, err := h.renderer.Render(c, render.Recipient{})
 		if err != nil {
 			h.archiveError(w, r, err)
 			return

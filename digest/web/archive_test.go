@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/internal/digesttest"
 	"newsletter/internal/testdb"
 	"newsletter/templates"
@@ -19,7 +19,7 @@ import (
 func TestArchive(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
-	s, ids := digesttest.GoldenIssues(t, db, "../testdata/feeds")
+	s, ids := digesttest.GoldenIssues(t, db, "../feeds/testdata/feeds")
 	r := archiveTestRenderer(t)
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
@@ -43,7 +43,7 @@ func TestArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyForNobody, err := r.Render(c, digest.Recipient{})
+	copyForNobody, err := r.Render(c, render.Recipient{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,14 +177,14 @@ func TestArchive(t *testing.T) {
 }
 
 // archiveTestRenderer is the renderer of the golden issues.
-func archiveTestRenderer(t testing.TB) *digest.Renderer {
+func archiveTestRenderer(t testing.TB) *render.Renderer {
 	t.Helper()
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{
+	r, err := render.NewRenderer(fsys, cat, render.Options{
 		BaseURL:       "https://digest.example.com",
 		SiteURL:       "https://news.example.com",
 		Publication:   "The Example Times",

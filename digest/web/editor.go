@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"newsletter/digest"
+	"newsletter/digest/feeds"
+	"newsletter/digest/render"
 	"newsletter/templates"
 )
 
@@ -24,7 +26,7 @@ import (
 type adminPages struct {
 	store           *digest.Store
 	sessions        editorSessions
-	renderer        *digest.Renderer
+	renderer        *render.Renderer
 	pages           *templates.Pages
 	testSend        func(ctx context.Context, issueID int64, to string) error
 	startSend       func(ctx context.Context, issueID int64) (int, error) // nil: no "send now"
@@ -393,7 +395,7 @@ type progressView struct {
 type adminHomeData struct {
 	adminCommon
 	Coming []comingIssue
-	Feeds  []digest.FeedStatus
+	Feeds  []feeds.Status
 	Issues []issueRow
 }
 
@@ -425,7 +427,7 @@ func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err, "")
 		return
 	}
-	if d.Feeds, err = a.store.Feeds(ctx); err != nil {
+	if d.Feeds, err = feeds.List(ctx, a.store); err != nil {
 		a.failErr(w, r, err, "")
 		return
 	}
@@ -523,7 +525,7 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 			a.failErr(w, r, err, "/admin/")
 			return
 		}
-		out, err := a.renderer.Render(c, digest.Recipient{})
+		out, err := a.renderer.Render(c, render.Recipient{})
 		if err != nil {
 			a.failErr(w, r, err, "/admin/")
 			return
@@ -695,7 +697,7 @@ func (a *adminPages) Preview(w http.ResponseWriter, r *http.Request) {
 		a.failErr(w, r, err, "")
 		return
 	}
-	out, err := a.renderer.Render(c, digest.Recipient{})
+	out, err := a.renderer.Render(c, render.Recipient{})
 	if err != nil {
 		a.failErr(w, r, err, "")
 		return

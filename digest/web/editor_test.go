@@ -20,6 +20,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"newsletter/digest"
+	"newsletter/digest/render"
 	"newsletter/digest/send"
 	"newsletter/internal/digesttest"
 	"newsletter/internal/smtptest"
@@ -248,7 +249,7 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renderer, err := digest.NewRenderer(fsys, cat, digest.RenderOptions{BaseURL: "http://news.example", Publication: "The Test Weekly", From: "Digest <digest@news.example>"})
+	renderer, err := render.NewRenderer(fsys, cat, render.Options{BaseURL: "http://news.example", Publication: "The Test Weekly", From: "Digest <digest@news.example>"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"newsletter/digest"
+	"newsletter/digest/feeds"
 )
 
 // storyFeed is an RSS 2.0 feed of items.
@@ -58,13 +58,13 @@ func TestAdminFeedStatus(t *testing.T) {
 	status("/once", http.StatusBadGateway, "")
 	status("/busy", http.StatusTooManyRequests, "600")
 	secret := strings.Replace(srv.URL, "http://", "http://editor:s3cret@", 1)
-	ing := digest.NewIngester(e.store, nil, digest.IngestOptions{AllowPrivate: true}, nil, nil)
+	ing := feeds.NewIngester(e.store, nil, feeds.Options{AllowPrivate: true}, nil, nil)
 	ctx := context.Background()
 	for _, p := range []string{"/ok", "/moved", "/gone", "/once", "/busy"} {
-		ing.Poll(ctx, digest.FeedConfig{Lang: "en", URL: secret + p})
+		ing.Poll(ctx, feeds.Config{Lang: "en", URL: secret + p})
 	}
 	for range 3 { // the polls in a row that make a feed failing
-		ing.Poll(ctx, digest.FeedConfig{Lang: "ru", URL: secret + "/broken"})
+		ing.Poll(ctx, feeds.Config{Lang: "ru", URL: secret + "/broken"})
 	}
 	e.mustLogin()
 	body := e.get("/admin/").body
@@ -105,7 +105,7 @@ func TestWindowEditorPicksBaseline(t *testing.T) {
 	body := storyFeed(storyItem("fresh", &fresh), storyItem("old", &old), storyItem("undated", nil))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
 	defer srv.Close()
-	if r := digest.NewIngester(e.store, nil, digest.IngestOptions{AllowPrivate: true}, nil, nil).Poll(context.Background(), digest.FeedConfig{Lang: "en", URL: srv.URL}); r.Err != nil || r.New != 3 {
+	if r := feeds.NewIngester(e.store, nil, feeds.Options{AllowPrivate: true}, nil, nil).Poll(context.Background(), feeds.Config{Lang: "en", URL: srv.URL}); r.Err != nil || r.New != 3 {
 		t.Fatalf("first fetch: %+v", r)
 	}
 	e.mustLogin()

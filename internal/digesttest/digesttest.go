@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/html"
 
 	"newsletter/digest"
+	"newsletter/digest/feeds"
 )
 
 // GoldenNow is the fixed clock of the golden issues: Wednesday 25 November 2026, 08:00 UTC.
@@ -63,6 +64,35 @@ func SeedArticles(t testing.TB, db *sqlx.DB, lang string, n int) {
 	}
 }
 
+// InsertArticle stores an article as the ingester would, filling what a test leaves out.
+func InsertArticle(t testing.TB, db *sqlx.DB, a digest.Article) digest.Article {
+	t.Helper()
+	if a.Lang == "" {
+		a.Lang = "en"
+	}
+	if a.GUID == "" {
+		a.GUID = fmt.Sprintf("guid-%s-%d", a.Title, time.Now().UnixNano())
+	}
+	if a.Source == "" {
+		a.Source = "feed"
+	}
+	if a.FirstSeenAt.IsZero() {
+		a.FirstSeenAt = a.PublishedAt
+	}
+	a.UpdatedAt = a.FirstSeenAt
+	q, args, err := sqlx.Named(`INSERT INTO articles (lang, guid, source, feed_url, title, link, summary,
+		author, section, image_url, image_alt, published_at, first_seen_at, updated_at, pinned, hidden, position)
+		VALUES (:lang, :guid, :source, :feed_url, :title, :link, :summary, :author, :section, :image_url, :image_alt,
+		:published_at, :first_seen_at, :updated_at, :pinned, :hidden, :position) RETURNING id`, a)
+	if err == nil {
+		err = db.GetContext(context.Background(), &a.ID, db.Rebind(q), args...)
+	}
+	if err != nil {
+		t.Fatalf("insert article %q: %v", a.Title, err)
+	}
+	return a
+}
+
 // GoldenIssues ingests the feed fixtures of dir (served over loopback HTTP) at GoldenNow, pins the
 // sample article as an editor would, sets an editor's note on the English issue and assembles both
 // languages: the issues of the golden files.
@@ -72,12 +102,12 @@ func GoldenIssues(t testing.TB, db *sqlx.DB, dir string) (*digest.Store, map[str
 	s := digest.NewStore(db, func() time.Time { return GoldenNow })
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
-	feeds := []digest.FeedConfig{
+	configs := []feeds.Config{
 		{Lang: "en", URL: srv.URL + "/en.rss.xml"},
 		{Lang: "en", URL: srv.URL + "/en.json-feed.json"},
 		{Lang: "ru", URL: srv.URL + "/ru.atom.xml"},
 	}
-	for _, res := range digest.NewIngester(s, feeds, digest.IngestOptions{BaseURL: "https://digest.example.com", AllowPrivate: true}, nil, nil).PollAll(ctx) {
+	for _, res := range feeds.NewIngester(s, configs, feeds.Options{BaseURL: "https://digest.example.com", AllowPrivate: true}, nil, nil).PollAll(ctx) {
 		if res.Err != nil || res.New == 0 {
 			t.Fatalf("ingest %s: %d new, %v", res.URL, res.New, res.Err)
 		}

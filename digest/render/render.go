@@ -1,4 +1,7 @@
-package digest
+// Package render turns an issue into the subject, HTML and plain text of its email, for one
+// reader or for nobody (archive, preview). The sender renders once with the slot marks in the
+// reader's places and fills each reader's values into the encoded message.
+package render
 
 import (
 	"bytes"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/vanng822/go-premailer/premailer"
 
+	"newsletter/digest"
 	"newsletter/internal/textclean"
 	"newsletter/templates"
 )
@@ -39,8 +43,8 @@ type Rendered struct {
 	Text      string
 }
 
-// RenderOptions are the publication's values every digest carries.
-type RenderOptions struct {
+// Options are the publication's values every digest carries.
+type Options struct {
 	BaseURL       string // this service's public root: archive ("view in browser") and subscribe links
 	SiteURL       string // the publication's site: "and N more this week"; default BaseURL
 	Publication   string
@@ -54,11 +58,11 @@ type Renderer struct {
 	html *htmltemplate.Template
 	text *texttemplate.Template
 	cat  *templates.Catalog
-	opts RenderOptions
+	opts Options
 }
 
 // NewRenderer parses email/digest.html and email/digest.txt from fsys.
-func NewRenderer(fsys fs.FS, cat *templates.Catalog, opts RenderOptions) (*Renderer, error) {
+func NewRenderer(fsys fs.FS, cat *templates.Catalog, opts Options) (*Renderer, error) {
 	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
 	opts.SiteURL = strings.TrimRight(opts.SiteURL, "/")
 	if opts.SiteURL == "" {
@@ -135,9 +139,9 @@ type articleView struct {
 // Render renders the issue for one reader, or for nobody with the zero Recipient. CSS is inlined
 // here, once per call. The recipient's strings appear verbatim in the output and nothing else of
 // the reader does, so a sender can render once with marker values and substitute per reader.
-func (r *Renderer) Render(c IssueContent, rcpt Recipient) (Rendered, error) {
+func (r *Renderer) Render(c digest.IssueContent, rcpt Recipient) (Rendered, error) {
 	if c.Lead == nil {
-		return Rendered{}, ErrNoArticles
+		return Rendered{}, digest.ErrNoArticles
 	}
 	v := r.view(c, rcpt)
 	var buf bytes.Buffer
@@ -159,7 +163,7 @@ func (r *Renderer) Render(c IssueContent, rcpt Recipient) (Rendered, error) {
 	return Rendered{Subject: v.Subject, Preheader: v.Preheader, HTML: html, Text: tidyText(buf.String())}, nil
 }
 
-func (r *Renderer) view(c IssueContent, rcpt Recipient) emailView {
+func (r *Renderer) view(c digest.IssueContent, rcpt Recipient) emailView {
 	lang := c.Issue.Lang
 	if lang == "" {
 		lang = c.Lead.Lang
@@ -224,7 +228,7 @@ func (r *Renderer) view(c IssueContent, rcpt Recipient) emailView {
 	return v
 }
 
-func (r *Renderer) article(lang string, a Article) articleView {
+func (r *Renderer) article(lang string, a digest.Article) articleView {
 	av := articleView{
 		Title:   oneLine(a.Title),
 		URL:     safeURL(a.Link),
@@ -248,7 +252,7 @@ func (r *Renderer) article(lang string, a Article) articleView {
 }
 
 // Subject is the issue's subject line: the editor's when set, else the localised template.
-func (r *Renderer) Subject(c IssueContent) string {
+func (r *Renderer) Subject(c digest.IssueContent) string {
 	if s := oneLine(c.Issue.Subject); s != "" {
 		return s
 	}
@@ -264,7 +268,7 @@ func (r *Renderer) Subject(c IssueContent) string {
 }
 
 // preheader is the inbox preview line: the next headlines after the lead.
-func (r *Renderer) preheader(c IssueContent) string {
+func (r *Renderer) preheader(c digest.IssueContent) string {
 	var titles []string
 	for _, s := range c.Sections {
 		for _, a := range s.Articles {
@@ -280,7 +284,7 @@ func (r *Renderer) preheader(c IssueContent) string {
 }
 
 // issueDate is the day an issue is dated: the end of its window.
-func issueDate(c IssueContent) time.Time {
+func issueDate(c digest.IssueContent) time.Time {
 	if !c.Issue.WindowEnd.IsZero() {
 		return c.Issue.WindowEnd
 	}
@@ -293,6 +297,26 @@ func issueDate(c IssueContent) time.Time {
 // that the reader's mail client loads. So content never keeps it: text has it broken up
 // (breakSlotMarks), links holding it are dropped (safeURL).
 const slotMark = "xnlslot"
+
+// The slot marks: a sender renders the issue once with these in place of the reader's data (Marked),
+// MIME-encodes it, and fills each reader's values into the encoded bytes. Render guarantees that
+// recipient strings appear verbatim in its output, and content never holds slotMark, which begins
+// every one of them.
+const (
+	MarkName   = "XNLSLOTNAMEX"
+	MarkUnsub  = "http://slot.invalid/XNLSLOTUNSUBX"
+	MarkManage = "http://slot.invalid/XNLSLOTMANAGEX"
+	MarkRcpt   = "xnlslotrcpt@slot.invalid"
+)
+
+// Marked is the Recipient of the slot marks, with the name mark when named.
+func Marked(named bool) Recipient {
+	r := Recipient{Email: MarkRcpt, UnsubscribeURL: MarkUnsub, ManageURL: MarkManage}
+	if named {
+		r.Name = MarkName
+	}
+	return r
+}
 
 // hasSlotMark reports whether s holds slotMark in any ASCII case; it returns s lower-cased too.
 func hasSlotMark(s string) (bool, []byte) {

@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"newsletter/digest"
 	"newsletter/internal/testdb"
 	"newsletter/internal/textclean"
 )
@@ -24,9 +25,9 @@ import (
 // ingestNow is the fixed clock of the ingest tests: the day after the fixtures' newest item.
 var ingestNow = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 
-func ingestTestStore(t *testing.T) *Store {
+func ingestTestStore(t *testing.T) *digest.Store {
 	t.Helper()
-	return NewStore(testdb.New(t), func() time.Time { return ingestNow })
+	return digest.NewStore(testdb.New(t), func() time.Time { return ingestNow })
 }
 
 // ingestServeFixtures serves testdata/feeds/NAME at /NAME.
@@ -38,13 +39,13 @@ func ingestServeFixtures(t *testing.T) *httptest.Server {
 }
 
 // ingestArticlesByGUID returns every stored article of lang keyed by guid.
-func ingestArticlesByGUID(t *testing.T, s *Store, lang string) map[string]Article {
+func ingestArticlesByGUID(t *testing.T, s *digest.Store, lang string) map[string]digest.Article {
 	t.Helper()
-	var list []Article
-	if err := s.db.Select(&list, `SELECT `+articleColumns+` FROM articles WHERE lang = $1`, lang); err != nil {
+	var list []digest.Article
+	if err := s.DB().Select(&list, `SELECT * FROM articles WHERE lang = $1`, lang); err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]Article{}
+	m := map[string]digest.Article{}
 	for _, a := range list {
 		m[a.GUID] = a
 	}
@@ -54,12 +55,12 @@ func ingestArticlesByGUID(t *testing.T, s *Store, lang string) map[string]Articl
 func TestIngestFixtures(t *testing.T) {
 	s := ingestTestStore(t)
 	srv := ingestServeFixtures(t)
-	feeds := []FeedConfig{
+	feeds := []Config{
 		{"en", srv.URL + "/en.rss.xml"},
 		{"ru", srv.URL + "/ru.atom.xml"},
 		{"en", srv.URL + "/en.json-feed.json"},
 	}
-	ing := NewIngester(s, feeds, IngestOptions{AllowPrivate: true}, nil, nil)
+	ing := NewIngester(s, feeds, Options{AllowPrivate: true}, nil, nil)
 	results := ing.PollAll(context.Background())
 	wantNew := []int{8, 6, 3} // 9 RSS items and 7 Atom entries, one duplicate GUID each
 	for i, r := range results {
@@ -78,11 +79,11 @@ func TestIngestFixtures(t *testing.T) {
 	}
 	checks := []struct {
 		name    string
-		a       Article
-		want    Article // only the non-zero fields are compared
-		summary string  // a substring the summary must hold
+		a       digest.Article
+		want    digest.Article // only the non-zero fields are compared
+		summary string         // a substring the summary must hold
 	}{
-		{"SampleArticle", en["https://news.example.com/en/2026/11/24/keep-your-terrorists-close"], Article{
+		{"SampleArticle", en["https://news.example.com/en/2026/11/24/keep-your-terrorists-close"], digest.Article{
 			Title:       "Keep your terrorists close: Why Russia treats some Islamic fundamentalists as friends and others as enemies",
 			Link:        "https://news.example.com/en/2026/11/24/keep-your-terrorists-close",
 			Author:      "Editorial team",
@@ -93,52 +94,52 @@ func TestIngestFixtures(t *testing.T) {
 			Source:      "feed",
 			FeedURL:     feeds[0].URL,
 		}, "Kremlin propagandist Margarita Simonyan"},
-		{"LongTitleEnclosure", en["example-en-20261123-long-view"], Article{
+		{"LongTitleEnclosure", en["example-en-20261123-long-view"], digest.Article{
 			Title:    "The long view: how a small regional newsroom kept publishing through three winters of blackouts, court cases, paper shortages and one stubborn printer",
 			Section:  "Media",
 			ImageURL: "https://news.example.com/images/2026/11/printing-press.jpg",
 			ImageAlt: "The long view: how a small regional newsroom kept publishing through three winters of blackouts, court cases, paper shortages and one stubborn printer",
 		}, "a 1987 press nobody else could fix — kept rolling."},
-		{"MarkupInTitle", en["example-en-20261122-prices"], Article{
+		{"MarkupInTitle", en["example-en-20261122-prices"], digest.Article{
 			Title: "Prices & wages: why the “ruble” fell — again", Section: "Economy",
 		}, "Economists expect no relief before spring."},
-		{"EscapedMarkupInTitle", en["example-en-20261122-key-rate"], Article{
+		{"EscapedMarkupInTitle", en["example-en-20261122-key-rate"], digest.Article{
 			Title: "Breaking: Central bank raises key rate to 21% & signals more",
 		}, ""},
-		{"MissingDate", en["example-en-village-library"], Article{PublishedAt: ingestNow, FirstSeenAt: ingestNow}, ""},
-		{"DuplicateGUIDFirstWins", en["example-en-sanctions-tracker"], Article{
+		{"MissingDate", en["example-en-village-library"], digest.Article{PublishedAt: ingestNow, FirstSeenAt: ingestNow}, ""},
+		{"DuplicateGUIDFirstWins", en["example-en-sanctions-tracker"], digest.Article{
 			Title: "Sanctions tracker: what changed this week", PublishedAt: date("2026-11-21T18:00:00Z"),
 		}, "Three new packages"},
-		{"NoGUIDCanonicalLink", en["https://news.example.com/en/2026/11/19/banned-theatre/"], Article{
+		{"NoGUIDCanonicalLink", en["https://news.example.com/en/2026/11/19/banned-theatre/"], digest.Article{
 			Link: "https://news.example.com/en/2026/11/19/banned-theatre/", Section: "Culture",
 		}, ""},
-		{"Hostile", en["example-en-hostile"], Article{
+		{"Hostile", en["example-en-hostile"], digest.Article{
 			Title: "Hostile headline", Section: "World", Author: "Mallory",
 		}, "A perfectly ordinary paragraph with an image that fails."},
-		{"RussianAtom", ru["tag:news.example.com,2026:ru/2026-11-24/kreml-i-taliban"], Article{
+		{"RussianAtom", ru["tag:news.example.com,2026:ru/2026-11-24/kreml-i-taliban"], digest.Article{
 			Title:       "Кремль и «Талибан»: почему Москва выбирает одних радикалов в союзники, а других — во враги",
 			Section:     "Политика",
 			Author:      "Редакция",
 			ImageURL:    "https://news.example.com/images/2026/11/taliban-kabul.jpg",
 			PublishedAt: date("2026-11-24T08:00:00Z"),
 		}, "Российская пропаганда называет"},
-		{"RussianMarkupTitleUpdatedOnly", ru["tag:news.example.com,2026:ru/2026-11-22/kurs-rublya"], Article{
+		{"RussianMarkupTitleUpdatedOnly", ru["tag:news.example.com,2026:ru/2026-11-22/kurs-rublya"], digest.Article{
 			Title: "Срочно: курс рубля & нефть — что происходит на рынке", Section: "Экономика",
 			PublishedAt: date("2026-11-22T13:40:00Z"),
 		}, "Доллар стоит 90,19 ₽"},
-		{"RussianNoDate", ru["tag:news.example.com,2026:ru/vystavka-knig"], Article{PublishedAt: ingestNow}, ""},
-		{"RussianXHTMLContent", ru["tag:news.example.com,2026:ru/2026-11-20/sevmorput"], Article{
+		{"RussianNoDate", ru["tag:news.example.com,2026:ru/vystavka-knig"], digest.Article{PublishedAt: ingestNow}, ""},
+		{"RussianXHTMLContent", ru["tag:news.example.com,2026:ru/2026-11-20/sevmorput"], digest.Article{
 			Title: "Северный морской путь: лёд отступает, суда идут", Author: "Иван Пример",
 		}, "Навигация по Северному морскому пути в этом году продлилась на три недели дольше обычного. Учёные"},
-		{"JSONFeed", en["https://news.example.com/en/2026/11/23/arctic-shipping"], Article{
+		{"JSONFeed", en["https://news.example.com/en/2026/11/23/arctic-shipping"], digest.Article{
 			Section: "Climate", Author: "Ivan Example", ImageURL: "https://news.example.com/images/2026/11/icebreaker.jpg",
 			FeedURL: feeds[2].URL,
 		}, "three weeks past the usual close of the season."},
-		{"JSONFeedModifiedOnly", en["example-en-20261122-fusion"], Article{
+		{"JSONFeedModifiedOnly", en["example-en-20261122-fusion"], digest.Article{
 			Title: "Q&A: what the latest fusion record does (and doesn't) mean", PublishedAt: date("2026-11-22T13:00:00Z"),
 			ImageURL: "https://news.example.com/images/2026/11/tokamak.jpg",
 		}, "limitless energy"},
-		{"JSONFeedTextContent", en["example-en-20261120-birds"], Article{Section: "", Lang: "en"}, "The birds appear to fly further inland."},
+		{"JSONFeedTextContent", en["example-en-20261120-birds"], digest.Article{Section: "", Lang: "en"}, "The birds appear to fly further inland."},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -168,7 +169,7 @@ func TestIngestFixtures(t *testing.T) {
 	}
 
 	// Nothing from any feed keeps markup, chrome or a script link.
-	for _, m := range []map[string]Article{en, ru} {
+	for _, m := range []map[string]digest.Article{en, ru} {
 		for guid, a := range m {
 			for _, f := range []string{a.Title, a.Summary, a.Author, a.Section, a.ImageAlt} {
 				if textclean.LooksLikeMarkup(f) || strings.Contains(f, "alert") || strings.Contains(f, "onerror") {
@@ -201,7 +202,7 @@ func TestIngestFixtures(t *testing.T) {
 			t.Errorf("second poll of %s: %+v, want nothing new or updated", feeds[i].URL, r)
 		}
 	}
-	statuses, err := s.Feeds(context.Background())
+	statuses, err := List(context.Background(), s)
 	if err != nil || len(statuses) != 3 {
 		t.Fatalf("Feeds() = %v, %v", statuses, err)
 	}
@@ -264,9 +265,9 @@ func TestIngestConditionalGet(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	reg := prometheus.NewRegistry()
-	ing := NewIngester(s, []FeedConfig{{"en", srv.URL}}, IngestOptions{BaseURL: "https://letters.example.org", AllowPrivate: true}, nil, reg)
+	ing := NewIngester(s, []Config{{"en", srv.URL}}, Options{BaseURL: "https://letters.example.org", AllowPrivate: true}, nil, reg)
 
-	r := ing.Poll(context.Background(), FeedConfig{"en", srv.URL})
+	r := ing.Poll(context.Background(), Config{"en", srv.URL})
 	if r.Err != nil || r.New != 2 || r.NotModified {
 		t.Fatalf("first poll: %+v", r)
 	}
@@ -277,13 +278,13 @@ func TestIngestConditionalGet(t *testing.T) {
 	if h.Get("If-None-Match") != "" || h.Get("If-Modified-Since") != "" {
 		t.Errorf("first fetch sent validators: %v", h)
 	}
-	st, _ := s.Feeds(context.Background())
+	st, _ := List(context.Background(), s)
 	if len(st) != 1 || st[0].ETag != `"v1"` || st[0].LastModified != "Tue, 24 Nov 2026 10:00:00 GMT" {
 		t.Fatalf("stored validators: %+v", st)
 	}
 
 	before := ingestArticlesByGUID(t, s, "en")
-	r = ing.Poll(context.Background(), FeedConfig{"en", srv.URL})
+	r = ing.Poll(context.Background(), Config{"en", srv.URL})
 	if r.Err != nil || !r.NotModified || r.New != 0 || r.Updated != 0 {
 		t.Fatalf("second poll: %+v, want not modified", r)
 	}
@@ -314,8 +315,8 @@ func TestIngestUpdates(t *testing.T) {
 	fs.set(testFeedXML(testFeedItemXML("a", "A", "first"), testFeedItemXML("b", "B", "second"), testFeedItemXML("c", "C", "third")), `"v1"`)
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
-	feed := FeedConfig{"en", srv.URL}
-	ing := NewIngester(s, []FeedConfig{feed}, IngestOptions{AllowPrivate: true}, nil, nil)
+	feed := Config{"en", srv.URL}
+	ing := NewIngester(s, []Config{feed}, Options{AllowPrivate: true}, nil, nil)
 	if r := ing.Poll(ctx, feed); r.Err != nil || r.New != 3 {
 		t.Fatalf("first poll: %+v", r)
 	}
@@ -389,12 +390,12 @@ func TestIngestFailures(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	feeds := []FeedConfig{
+	feeds := []Config{
 		{"en", srv.URL + "/500"}, {"en", srv.URL + "/slow"}, {"en", srv.URL + "/garbage"},
 		{"en", srv.URL + "/html"}, {"en", srv.URL + "/big"}, {"en", srv.URL + "/good"},
 		{"ru", "http://127.0.0.1:1/refused"},
 	}
-	ing := NewIngester(s, feeds, IngestOptions{Timeout: 300 * time.Millisecond, MaxBodyBytes: int64(len(big)) - 1, AllowPrivate: true}, nil, nil)
+	ing := NewIngester(s, feeds, Options{Timeout: 300 * time.Millisecond, MaxBodyBytes: int64(len(big)) - 1, AllowPrivate: true}, nil, nil)
 	results := ing.PollAll(ctx)
 	wantErr := []string{"HTTP 500", "timed out after 300ms", "not a feed", "not a feed", "feed larger than", "", "fetch:"}
 	for i, r := range results {
@@ -410,11 +411,11 @@ func TestIngestFailures(t *testing.T) {
 			}
 		})
 	}
-	statuses, err := s.Feeds(ctx)
+	statuses, err := List(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byURL := map[string]FeedStatus{}
+	byURL := map[string]Status{}
 	for _, st := range statuses {
 		byURL[st.URL] = st
 	}
@@ -444,8 +445,8 @@ func TestIngestGzip(t *testing.T) {
 		w.Write(buf.Bytes())
 	}))
 	defer srv.Close()
-	ing := NewIngester(s, nil, IngestOptions{AllowPrivate: true}, nil, nil)
-	if r := ing.Poll(context.Background(), FeedConfig{"en", srv.URL}); r.Err != nil || r.New != 1 {
+	ing := NewIngester(s, nil, Options{AllowPrivate: true}, nil, nil)
+	if r := ing.Poll(context.Background(), Config{"en", srv.URL}); r.Err != nil || r.New != 1 {
 		t.Fatalf("gzip feed: %+v", r)
 	}
 }

@@ -1,10 +1,12 @@
-package digest
+package render
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 	"unicode"
+
+	"newsletter/digest"
 
 	"golang.org/x/net/html"
 )
@@ -53,15 +55,15 @@ func shapeOf(t testing.TB, doc string) renderShape {
 }
 
 // fullIssue is an issue that uses every part of the digest template, its articles' fields given.
-func fullIssue(title, summary, link, section, image, alt, author, note, subject string) IssueContent {
-	lead := Article{ID: 1, Lang: "en", Title: title, Summary: summary, Link: link, Section: section,
+func fullIssue(title, summary, link, section, image, alt, author, note, subject string) digest.IssueContent {
+	lead := digest.Article{ID: 1, Lang: "en", Title: title, Summary: summary, Link: link, Section: section,
 		ImageURL: image, ImageAlt: alt, Author: author, PublishedAt: ts("2026-11-20T07:00:00Z"), Pinned: true}
 	other := lead
 	other.ID, other.Pinned = 2, false
-	return IssueContent{
-		Issue:    Issue{ID: 42, Lang: "en", WindowEnd: ts("2026-11-23T08:00:00Z"), Subject: subject, Note: note},
+	return digest.IssueContent{
+		Issue:    digest.Issue{ID: 42, Lang: "en", WindowEnd: ts("2026-11-23T08:00:00Z"), Subject: subject, Note: note},
 		Lead:     &lead,
-		Sections: []Section{{Name: section, Articles: []Article{other}}, {Name: "", Articles: []Article{other}}},
+		Sections: []digest.Section{{Name: section, Articles: []digest.Article{other}}, {Name: "", Articles: []digest.Article{other}}},
 		More:     3,
 		MoreURL:  link,
 		Total:    6,

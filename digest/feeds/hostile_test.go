@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package digest
+package feeds
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 // hostileBefore also measures each hostile body through gofeed alone, as fetches parsed before
 // the shape check (slow, and over a gigabyte for the deepest bodies):
 //
-//	go test ./digest/ -run TestHostileFeeds -v -hostile.before
+//	go test ./digest/feeds/ -run TestHostileFeeds -v -hostile.before
 var hostileBefore = flag.Bool("hostile.before", false, "also measure the hostile feeds through gofeed without the shape check")
 
 // hostileResult is what the child process reports of one parse.

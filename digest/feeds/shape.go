@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"newsletter/digest"
 
 	"github.com/mmcdole/gofeed"
 	"golang.org/x/net/html/charset"
@@ -34,7 +36,7 @@ var errFeedShape = errors.New("feed refused")
 // parsedItem is one item of a fetched feed as it will be stored; date is nil when the item has
 // none (see feedItemArticle).
 type parsedItem struct {
-	article Article
+	article digest.Article
 	date    *time.Time
 }
 

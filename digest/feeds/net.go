@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"context"
@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"newsletter/digest"
+	"newsletter/digest/render"
+	"newsletter/templates"
 
 	"golang.org/x/net/html"
 )
@@ -24,7 +28,7 @@ type realShape struct {
 func TestIngestRealShapes(t *testing.T) {
 	s := ingestTestStore(t)
 	srv := ingestServeFixtures(t)
-	feeds := []FeedConfig{
+	feeds := []Config{
 		{"ru", srv.URL + "/ru.windows-1251.rss.xml"},
 		{"ru", srv.URL + "/ru.koi8-r.rdf.xml"},
 		{"en", srv.URL + "/en.atom-xml-base.xml"},
@@ -32,7 +36,7 @@ func TestIngestRealShapes(t *testing.T) {
 		{"en", srv.URL + "/en.rss.xml"}, // content:encoded, dc:creator, media:content, CDATA
 	}
 	wantNew := []int{5, 2, 3, 3, 8}
-	for i, r := range NewIngester(s, feeds, IngestOptions{AllowPrivate: true}, nil, nil).PollAll(context.Background()) {
+	for i, r := range NewIngester(s, feeds, Options{AllowPrivate: true}, nil, nil).PollAll(context.Background()) {
 		if r.Err != nil || r.New != wantNew[i] {
 			t.Errorf("%s: %+v, want %d new", feeds[i].URL, r, wantNew[i])
 		}
@@ -94,10 +98,10 @@ func TestIngestRealShapes(t *testing.T) {
 				published: d("2026-11-24T09:30:00Z")},
 		},
 	}
-	r := newTestRenderer(t)
+	r := feedsTestRenderer(t)
 	for lang, shapes := range want {
 		stored := ingestArticlesByGUID(t, s, lang)
-		var list []Article
+		var list []digest.Article
 		for _, w := range shapes {
 			a, ok := stored[w.guid]
 			if !ok {
@@ -126,8 +130,8 @@ func TestIngestRealShapes(t *testing.T) {
 		}
 		// The digest as readers get it: each title, date and summary in the text part, each link in
 		// the HTML part, and the lead's image (the only one the template shows).
-		out, err := r.Render(IssueContent{Issue: Issue{Lang: lang, WindowEnd: ingestNow}, Lead: &list[0],
-			Sections: []Section{{Articles: list[1:]}}, Total: len(list)}, Recipient{})
+		out, err := r.Render(digest.IssueContent{Issue: digest.Issue{Lang: lang, WindowEnd: ingestNow}, Lead: &list[0],
+			Sections: []digest.Section{{Articles: list[1:]}}, Total: len(list)}, render.Recipient{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +141,7 @@ func TestIngestRealShapes(t *testing.T) {
 			t.Errorf("the HTML part lacks the lead's image %s", u)
 		}
 		for _, a := range list {
-			for _, s := range []string{a.Title, a.Summary, FormatDate(lang, a.PublishedAt)} {
+			for _, s := range []string{a.Title, a.Summary, render.FormatDate(lang, a.PublishedAt)} {
 				if !strings.Contains(text, strings.Join(strings.Fields(s), " ")) {
 					t.Errorf("%s: the text part lacks %q", a.GUID, s)
 				}
@@ -179,8 +183,8 @@ func TestIngestLinkChangesGUIDStays(t *testing.T) {
 	fs.set(testFeedXML(item("https://news.example.com/en/draft-slug")), `"v1"`)
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
-	feed := FeedConfig{"en", srv.URL}
-	ing := NewIngester(s, []FeedConfig{feed}, IngestOptions{AllowPrivate: true}, nil, nil)
+	feed := Config{"en", srv.URL}
+	ing := NewIngester(s, []Config{feed}, Options{AllowPrivate: true}, nil, nil)
 	if r := ing.Poll(context.Background(), feed); r.Err != nil || r.New != 1 {
 		t.Fatalf("first poll: %+v", r)
 	}
@@ -194,11 +198,27 @@ func TestIngestLinkChangesGUIDStays(t *testing.T) {
 	if len(all) != 1 || a.ID != first.ID || a.Link != "https://news.example.com/en/2026/11/23/final-slug" || !a.FirstSeenAt.Equal(first.FirstSeenAt) {
 		t.Fatalf("after the link changed: %d articles, %+v", len(all), a)
 	}
-	out, err := newTestRenderer(t).Render(IssueContent{Issue: Issue{Lang: "en", WindowEnd: ingestNow}, Lead: &a, Total: 1}, Recipient{})
+	out, err := feedsTestRenderer(t).Render(digest.IssueContent{Issue: digest.Issue{Lang: "en", WindowEnd: ingestNow}, Lead: &a, Total: 1}, render.Recipient{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if urls := renderedURLs(t, out.HTML); !urls[a.Link] || urls["https://news.example.com/en/draft-slug"] {
 		t.Errorf("the digest links %v", urls)
 	}
+}
+
+// feedsTestRenderer renders the ingested fixtures as a digest would carry them.
+func feedsTestRenderer(t testing.TB) *render.Renderer {
+	t.Helper()
+	fsys := templates.FS("")
+	cat, err := templates.LoadCatalog(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := render.NewRenderer(fsys, cat, render.Options{BaseURL: "https://digest.example.com", SiteURL: "https://news.example.com",
+		Publication: "The Example Times", From: "The Example Times <digest@example.com>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/mmcdole/gofeed"
 
+	"newsletter/digest"
 	"newsletter/internal/textclean"
 )
 
@@ -25,7 +26,7 @@ import (
 // hold for anything stored: valid UTF-8 without NUL, no markup in any text, http(s) links only,
 // bounded lengths. Seeds: the f.Add calls and testdata/fuzz/FuzzFeedItem.
 func FuzzFeedItem(f *testing.F) {
-	f.Add("Title &amp; more", "<p>Body</p>", "", "https://news.example.com/a", "https://news.example.com/a.jpg", "Section", "g1")
+	f.Add("Title &amp; more", "<p>Body</p>", "", "https://news.example.com/a", "https://news.example.com/a.jpg", "digest.Section", "g1")
 	f.Add(`<script>alert(1)</script><img src=x onerror=alert(2)>`, `<iframe src="javascript:alert(3)"></iframe><p onclick=x>t</p>`, "", "javascript:alert(4)", "data:image/gif;base64,R0lG", "<i>World</i>", "")
 	f.Add("&lt;b&gt;double&lt;/b&gt;", "&amp;lt;script&amp;gt;x&amp;lt;/script&amp;gt;", "", "//evil.example.net/x", "", "", "")
 	f.Add("Кириллица «ёлки»", "USD90.19 • EUR97.90\nSubscribe to our weekly digest\nТекст.", "<p>content</p>", "/relative", "https://x.example/1.png", "Мир", "tag:x,2026:1")
@@ -50,7 +51,7 @@ func FuzzFeedItem(f *testing.F) {
 
 // checkFeedArticle checks what must hold for anything stored from a feed: valid UTF-8 without NUL,
 // no markup in any text, http(s) links only, bounded lengths.
-func checkFeedArticle(t *testing.T, a Article) {
+func checkFeedArticle(t *testing.T, a digest.Article) {
 	t.Helper()
 	for name, s := range map[string]string{"title": a.Title, "summary": a.Summary, "section": a.Section, "alt": a.ImageAlt, "author": a.Author, "guid": a.GUID} {
 		if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
@@ -211,7 +212,7 @@ var hostileCorpus = []string{"deep-2m", "deep-1m", "billion-laughs", "many-items
 var writeHostileCorpus = flag.Bool("hostile.write", false, "write the hostile bodies into testdata/fuzz/FuzzFeedBody")
 
 // TestHostileCorpus keeps the gzipped hostile seeds in step with hostileFeeds (write them with
-// go test ./digest/ -run TestHostileCorpus -hostile.write).
+// go test ./digest/feeds/ -run TestHostileCorpus -hostile.write).
 func TestHostileCorpus(t *testing.T) {
 	for _, name := range hostileCorpus {
 		var body []byte

@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"context"
@@ -113,15 +113,15 @@ func TestIngestHostileFeed(t *testing.T) {
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	feeds := []FeedConfig{{"en", srv.URL + "/deep"}, {"en", srv.URL + "/good"}}
-	res := NewIngester(s, feeds, IngestOptions{AllowPrivate: true, Timeout: time.Minute}, nil, nil).PollAll(context.Background())
+	feeds := []Config{{"en", srv.URL + "/deep"}, {"en", srv.URL + "/good"}}
+	res := NewIngester(s, feeds, Options{AllowPrivate: true, Timeout: time.Minute}, nil, nil).PollAll(context.Background())
 	if res[0].Err == nil || res[0].Err.Error() != "feed refused: elements nested deeper than 256 levels" {
 		t.Errorf("deep feed: %v", res[0].Err)
 	}
 	if res[1].Err != nil || res[1].New != 1 {
 		t.Errorf("good feed: %+v", res[1])
 	}
-	st, err := s.Feeds(context.Background())
+	st, err := List(context.Background(), s)
 	if err != nil || len(st) != 2 || st[0].LastError != "feed refused: elements nested deeper than 256 levels" {
 		t.Errorf("feed status: %+v, %v", st, err)
 	}

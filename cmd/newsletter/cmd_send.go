@@ -41,7 +41,18 @@ func (a *App) newSender(store *digest.Store, tune ...func(*send.SenderOptions)) 
 	for _, f := range tune {
 		f(&opts)
 	}
-	return send.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client, opts, a.log, a.registry)
+	return send.NewSender(store, renderer, subscribers.NewSigner(a.secret), readerBounces{subscribers.NewStore(a.db, a.secret)}, client, opts, a.log, a.registry)
+}
+
+// readerBounces is the reader list as the digest sender marks bounces on it (send.Bouncer): a
+// reader erased since the message was claimed is nothing to mark.
+type readerBounces struct{ *subscribers.Store }
+
+func (b readerBounces) MarkBounced(ctx context.Context, subscriberID int64, reason string) error {
+	if err := b.Store.MarkBounced(ctx, subscriberID, reason); !errors.Is(err, subscribers.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // digestSend runs `newsletter digest send [--lang L|all] [--yes]`: it assembles the issue of the

@@ -80,7 +80,7 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 			}
 			var senders []*Sender
 			for range tt.senders {
-				s, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client,
+				s, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client,
 					SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
 						Secret: secret, Concurrency: conns, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 						ConnBackoff: 10 * time.Millisecond, Poll: 100 * time.Millisecond, Lease: lease},

@@ -31,6 +31,17 @@ type sendFixture struct {
 	issue digest.Issue
 }
 
+// readerBounces is the reader list as cmd adapts it for the sender: an erased reader is nothing to
+// mark.
+type readerBounces struct{ *subscribers.Store }
+
+func (b readerBounces) MarkBounced(ctx context.Context, id int64, reason string) error {
+	if err := b.Store.MarkBounced(ctx, id, reason); !errors.Is(err, subscribers.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
 // ledger is the fixture's ledger, as its senders see it.
 func (f *sendFixture) ledger() ledger { return ledger{db: f.db, now: f.store.Now} }
 
@@ -60,7 +71,7 @@ func (f *sendFixture) sender(t *testing.T, tune func(*SenderOptions)) *Sender {
 	if tune != nil {
 		tune(&opts)
 	}
-	s, err := NewSender(f.store, sendTestRenderer(t), subscribers.NewSigner(opts.Secret), subscribers.NewStore(f.db, opts.Secret), client, opts,
+	s, err := NewSender(f.store, sendTestRenderer(t), subscribers.NewSigner(opts.Secret), readerBounces{subscribers.NewStore(f.db, opts.Secret)}, client, opts,
 		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +423,7 @@ func BenchmarkSendIssue(b *testing.B) {
 		b.Fatal(err)
 	}
 	secret := []byte("bench-secret-0123456789")
-	s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client,
+	s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client,
 		SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Secret: secret, Concurrency: benchConcurrency}, nil, nil)
 	if err != nil {
 		b.Fatal(err)

@@ -23,7 +23,6 @@ import (
 	"newsletter/digest"
 	"newsletter/digest/render"
 	"newsletter/internal/smtpout"
-	"newsletter/subscribers"
 )
 
 // ErrPaused reports an issue whose sending is paused (by an editor, or by the sender itself after
@@ -97,9 +96,17 @@ type issueRenderer interface {
 	Render(c digest.IssueContent, rcpt render.Recipient) (render.Rendered, error)
 }
 
-// bounceMarker is what the sender needs of subscribers.Store.
-type bounceMarker interface {
-	MarkBounced(ctx context.Context, id int64, reason string) error
+// Links makes a reader's signed unsubscribe and manage links (subscribers.Signer is one).
+type Links interface {
+	UnsubscribeURL(baseURL, uuid string) string
+	ManageURL(baseURL, uuid string) string
+}
+
+// Bouncer marks a reader bounced once their address is refused for good. A reader who is no
+// longer there (erased since) must not be an error: there is nothing left to mark, and the sender
+// retries a failed mark until it is written. cmd adapts subscribers.Store to it.
+type Bouncer interface {
+	MarkBounced(ctx context.Context, subscriberID int64, reason string) error
 }
 
 // Sender sends issues to their readers from the ledger, over long-lived SMTP connections.
@@ -107,8 +114,8 @@ type Sender struct {
 	store   *digest.Store
 	ledger  ledger
 	render  issueRenderer
-	signer  *subscribers.Signer
-	bounces bounceMarker
+	links   Links
+	bounces Bouncer
 	dialer  smtpout.Dialer
 	opts    SenderOptions
 	log     *slog.Logger
@@ -119,9 +126,9 @@ type Sender struct {
 	wake    chan struct{}
 }
 
-// NewSender returns a Sender. renderer is the digest Renderer, bounces the subscribers Store,
-// dialer the go-mail client of the SMTP relay.
-func NewSender(store *digest.Store, renderer issueRenderer, signer *subscribers.Signer, bounces bounceMarker, dialer smtpout.Dialer,
+// NewSender returns a Sender. renderer is the digest Renderer, links signs each reader's links,
+// bounces (may be nil) marks refused readers, dialer is the go-mail client of the SMTP relay.
+func NewSender(store *digest.Store, renderer issueRenderer, links Links, bounces Bouncer, dialer smtpout.Dialer,
 	opts SenderOptions, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
 	opts.defaults()
 	from, err := netmail.ParseAddress(opts.From)
@@ -134,7 +141,7 @@ func NewSender(store *digest.Store, renderer issueRenderer, signer *subscribers.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sender{store: store, ledger: ledger{db: store.DB(), now: store.Now}, render: renderer, signer: signer, bounces: bounces, dialer: dialer, opts: opts,
+	s := &Sender{store: store, ledger: ledger{db: store.DB(), now: store.Now}, render: renderer, links: links, bounces: bounces, dialer: dialer, opts: opts,
 		log: log, metrics: newSenderMetrics(reg), from: from, domain: domainOf(from.Address), wake: make(chan struct{}, 1)}
 	if opts.Rate > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(opts.Rate), max(1, int(opts.Rate/20)))
@@ -283,8 +290,8 @@ func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, er
 		Email:     r.Email,
 		Name:      r.Name,
 		MessageID: messageID(s.opts.Secret, p.id, r.UUID, s.domain),
-		Unsub:     s.signer.UnsubscribeURL(s.opts.BaseURL, r.UUID),
-		Manage:    s.signer.ManageURL(s.opts.BaseURL, r.UUID),
+		Unsub:     s.links.UnsubscribeURL(s.opts.BaseURL, r.UUID),
+		Manage:    s.links.ManageURL(s.opts.BaseURL, r.UUID),
 		To:        formatTo(r.Name, r.Email),
 	}
 	t := p.unnamed
@@ -865,12 +872,7 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 		e.failed.Add(1)
 		s.metrics.failed.Inc()
 		if s.bounces != nil && o.kind == outFailed {
-			e.untilWritten("mark reader bounced", func() error {
-				if err := s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason); err != nil && !errors.Is(err, subscribers.ErrNotFound) {
-					return err
-				}
-				return nil
-			})
+			e.untilWritten("mark reader bounced", func() error { return s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason) })
 		}
 	case outConfig:
 		e.giveBack(o.row)

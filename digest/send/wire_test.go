@@ -98,7 +98,7 @@ func wireMessages(t *testing.T) []wireMessage {
 	signer := subscribers.NewSigner(secret)
 	readers := subscribers.NewStore(db, secret)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sender, err := NewSender(store, render, signer, readers, client, SenderOptions{From: wireFrom, BaseURL: wireBaseURL,
+	sender, err := NewSender(store, render, signer, readerBounces{readers}, client, SenderOptions{From: wireFrom, BaseURL: wireBaseURL,
 		Publication: wirePublication, Secret: secret}, log, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package send
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/wneessen/go-mail"
 
+	"newsletter/digest"
 	"newsletter/digest/render"
 	"newsletter/internal/textclean"
 )
@@ -403,4 +405,65 @@ func listID(publication, lang, domain string) string {
 func formatTo(name, email string) string {
 	a := netmail.Address{Name: name, Address: email}
 	return a.String()
+}
+
+// preparedIssue is an issue rendered and encoded once, ready for per-reader filling.
+type preparedIssue struct {
+	id      int64
+	content digest.IssueContent
+	headers messageHeaders
+	named   *msgTemplate // with the greeting, for readers with a name
+	unnamed *msgTemplate
+}
+
+func (s *Sender) prepare(ctx context.Context, id int64) (*preparedIssue, error) {
+	c, err := s.store.Content(ctx, id, s.opts.MaxArticles)
+	if err != nil {
+		return nil, err
+	}
+	p := &preparedIssue{id: id, content: c}
+	named, err := s.render.Render(c, render.Marked(true))
+	if err != nil {
+		return nil, err
+	}
+	unnamed, err := s.render.Render(c, render.Marked(false))
+	if err != nil {
+		return nil, err
+	}
+	p.headers = messageHeaders{From: s.from, Subject: named.Subject, Date: s.store.Now(),
+		ListID: listID(s.opts.Publication, c.Issue.Lang, s.domain)}
+	if p.named, err = buildTemplate(named, p.headers); err != nil {
+		return nil, err
+	}
+	if p.unnamed, err = buildTemplate(unnamed, p.headers); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// compose appends the reader's message to dst.
+func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, error) {
+	v := readerValues{
+		Email:     r.Email,
+		Name:      r.Name,
+		MessageID: messageID(s.opts.Secret, p.id, r.UUID, s.domain),
+		Unsub:     s.links.UnsubscribeURL(s.opts.BaseURL, r.UUID),
+		Manage:    s.links.ManageURL(s.opts.BaseURL, r.UUID),
+		To:        formatTo(r.Name, r.Email),
+	}
+	t := p.unnamed
+	if r.Name != "" {
+		t = p.named
+		if !t.nameFits(r.Name) {
+			// A name the renderer would wrap or fold: render this reader's copy on its own.
+			rendered, err := s.render.Render(p.content, render.Recipient{Name: r.Name, Email: render.MarkRcpt, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
+			if err != nil {
+				return dst, err
+			}
+			if t, err = buildTemplate(rendered, p.headers); err != nil {
+				return dst, err
+			}
+		}
+	}
+	return t.fill(dst, &v), nil
 }

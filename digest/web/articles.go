@@ -1,0 +1,183 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"newsletter/digest"
+)
+
+type adminArticleData struct {
+	adminCommon
+	Lang    string
+	Article digest.Article
+	Error   string
+}
+
+// NewArticleForm is GET /admin/digest/{lang}/articles/new.
+func (a *adminPages) NewArticleForm(w http.ResponseWriter, r *http.Request) {
+	lang, ok := a.lang(w, r)
+	if !ok {
+		return
+	}
+	a.render(w, r, http.StatusOK, "admin_article", "Add an article", adminArticleData{adminCommon: a.common(r, lang), Lang: lang})
+}
+
+// AddArticle is POST /admin/digest/{lang}/articles.
+func (a *adminPages) AddArticle(w http.ResponseWriter, r *http.Request) {
+	lang, ok := a.lang(w, r)
+	if !ok {
+		return
+	}
+	art, msg := articleFromForm(r)
+	art.Lang = lang
+	if msg != "" {
+		a.render(w, r, http.StatusBadRequest, "admin_article", "Add an article", adminArticleData{adminCommon: a.common(r, lang), Lang: lang, Article: art, Error: msg})
+		return
+	}
+	art.Source = "editor"
+	if _, err := a.store.AddArticle(r.Context(), art); err != nil {
+		a.failErr(w, r, err, "/admin/digest/"+lang+"/articles/new")
+		return
+	}
+	redirect(w, r, "/admin/digest/"+lang+"?done=added")
+}
+
+func (a *adminPages) article(w http.ResponseWriter, r *http.Request) (digest.Article, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		a.fail(w, r, http.StatusNotFound, "There is no such article.", "/admin/")
+		return digest.Article{}, false
+	}
+	art, err := a.store.ArticleByID(r.Context(), id)
+	if err != nil {
+		a.failErr(w, r, err, "/admin/")
+		return digest.Article{}, false
+	}
+	return art, true
+}
+
+// articleLocked reports why art can no longer change: it belongs to an issue that has left the
+// draft stage (approved, sending, sent...), whose content must stay what was approved or sent.
+func (a *adminPages) articleLocked(ctx context.Context, art digest.Article) (string, error) {
+	id, status, err := a.store.ArticleIssue(ctx, art.ID)
+	if err != nil || id == 0 || status == digest.StatusDraft {
+		return "", err
+	}
+	return fmt.Sprintf("This article is part of issue #%d, which is %s: it can no longer change.", id, status), nil
+}
+
+// EditArticleForm is GET /admin/articles/{id}/edit.
+func (a *adminPages) EditArticleForm(w http.ResponseWriter, r *http.Request) {
+	art, ok := a.article(w, r)
+	if !ok {
+		return
+	}
+	a.render(w, r, http.StatusOK, "admin_article", "Edit article", adminArticleData{adminCommon: a.common(r, art.Lang), Lang: art.Lang, Article: art})
+}
+
+// EditArticle is POST /admin/articles/{id}.
+func (a *adminPages) EditArticle(w http.ResponseWriter, r *http.Request) {
+	old, ok := a.article(w, r)
+	if !ok {
+		return
+	}
+	if msg, err := a.articleLocked(r.Context(), old); err != nil || msg != "" {
+		if err != nil {
+			a.failErr(w, r, err, "/admin/digest/"+old.Lang)
+			return
+		}
+		a.fail(w, r, http.StatusConflict, msg, "/admin/digest/"+old.Lang)
+		return
+	}
+	art, msg := articleFromForm(r)
+	art.ID, art.Lang = old.ID, old.Lang
+	if msg != "" {
+		a.render(w, r, http.StatusBadRequest, "admin_article", "Edit article", adminArticleData{adminCommon: a.common(r, old.Lang), Lang: old.Lang, Article: art, Error: msg})
+		return
+	}
+	if err := a.store.UpdateArticle(r.Context(), art); err != nil {
+		a.failErr(w, r, err, "/admin/articles/"+strconv.FormatInt(old.ID, 10)+"/edit")
+		return
+	}
+	redirect(w, r, "/admin/digest/"+old.Lang+"?done=saved")
+}
+
+// articleFromForm reads and checks the article form; msg is "" when it is fine.
+func articleFromForm(r *http.Request) (art digest.Article, msg string) {
+	f := func(k string) string { return strings.TrimSpace(r.PostForm.Get(k)) }
+	art = digest.Article{Title: f("title"), Link: f("link"), Summary: strings.ReplaceAll(f("summary"), "\r\n", "\n"),
+		Section: f("section"), ImageURL: f("image_url"), ImageAlt: f("image_alt")}
+	switch {
+	case art.Title == "":
+		return art, "Give the article a title."
+	case !webURL(art.Link):
+		return art, "The link must be a full http:// or https:// address."
+	case art.ImageURL != "" && !webURL(art.ImageURL):
+		return art, "The image URL must be a full http:// or https:// address."
+	}
+	for _, c := range []struct {
+		field, v  string
+		max       int
+		multiline bool
+	}{{"Title", art.Title, 300, false}, {"Link", art.Link, 2000, false}, {"Summary", art.Summary, 2000, true},
+		{"digest.Section", art.Section, 100, false}, {"Image URL", art.ImageURL, 2000, false}, {"Image description", art.ImageAlt, 300, false}} {
+		if m := checkText(c.field, c.v, c.max, c.multiline); m != "" {
+			return art, m
+		}
+	}
+	return art, ""
+}
+
+func webURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
+}
+
+// ArticleAction is POST /admin/articles/{id}/{action}: pin, unpin, hide, unhide, up, down, pick.
+func (a *adminPages) ArticleAction(w http.ResponseWriter, r *http.Request) {
+	art, ok := a.article(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	back := "/admin/digest/" + art.Lang
+	if msg, err := a.articleLocked(ctx, art); err != nil || msg != "" {
+		if err != nil {
+			a.failErr(w, r, err, back)
+			return
+		}
+		a.fail(w, r, http.StatusConflict, msg, back)
+		return
+	}
+	var err error
+	var done string
+	switch r.PathValue("action") {
+	case "pin":
+		err, done = a.store.SetPinned(ctx, art.ID, true), "pinned"
+	case "unpin":
+		err, done = a.store.SetPinned(ctx, art.ID, false), "unpinned"
+	case "hide":
+		err, done = a.store.SetHidden(ctx, art.ID, true), "hidden"
+	case "unhide":
+		err, done = a.store.SetHidden(ctx, art.ID, false), "unhidden"
+	case "pick":
+		err, done = a.store.PickArticle(ctx, art.ID), "picked"
+	case "up":
+		err, done = a.move(ctx, art, -1), "moved"
+	case "down":
+		err, done = a.move(ctx, art, +1), "moved"
+	default:
+		a.fail(w, r, http.StatusNotFound, "There is no such action.", back)
+		return
+	}
+	if err != nil {
+		a.failErr(w, r, err, back)
+		return
+	}
+	redirect(w, r, back+"?done="+done)
+}

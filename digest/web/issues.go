@@ -1,0 +1,254 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"newsletter/digest"
+	"newsletter/digest/render"
+)
+
+func (a *adminPages) issue(w http.ResponseWriter, r *http.Request) (digest.Issue, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		a.fail(w, r, http.StatusNotFound, "There is no such issue.", "/admin/")
+		return digest.Issue{}, false
+	}
+	is, err := a.store.IssueByID(r.Context(), id)
+	if err != nil {
+		a.failErr(w, r, err, "/admin/")
+		return digest.Issue{}, false
+	}
+	return is, true
+}
+
+// Preview is GET /admin/issues/{id}/preview.html: the issue's HTML exactly as a reader gets it
+// (without a reader's data), for the sandboxed frame of the digest page. Its own policy: no script,
+// a unique origin, and framed only by our own pages.
+func (a *adminPages) Preview(w http.ResponseWriter, r *http.Request) {
+	is, ok := a.issue(w, r)
+	if !ok {
+		return
+	}
+	c, err := a.store.Content(r.Context(), is.ID, a.maxArticles)
+	if err != nil {
+		a.failErr(w, r, err, "")
+		return
+	}
+	out, err := a.renderer.Render(c, render.Recipient{})
+	if err != nil {
+		a.failErr(w, r, err, "")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; frame-ancestors 'self'")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.Write([]byte(out.HTML))
+}
+
+// IssueText is POST /admin/issues/{id}/text: subject and editor's note.
+func (a *adminPages) IssueText(w http.ResponseWriter, r *http.Request) {
+	is, ok := a.issue(w, r)
+	if !ok {
+		return
+	}
+	back := "/admin/digest/" + is.Lang
+	subject := strings.TrimSpace(r.PostForm.Get("subject"))
+	note := strings.TrimSpace(strings.ReplaceAll(r.PostForm.Get("note"), "\r\n", "\n"))
+	if msg := checkText("Subject", subject, 200, false); msg != "" {
+		a.fail(w, r, http.StatusBadRequest, msg, back)
+		return
+	}
+	if msg := checkText("Note", note, 2000, true); msg != "" {
+		a.fail(w, r, http.StatusBadRequest, msg, back)
+		return
+	}
+	if err := a.store.UpdateIssueText(r.Context(), is.ID, subject, note); err != nil {
+		a.failErr(w, r, err, back)
+		return
+	}
+	redirect(w, r, back+"?done=text")
+}
+
+// Approve is POST /admin/issues/{id}/approve.
+func (a *adminPages) Approve(w http.ResponseWriter, r *http.Request) {
+	is, ok := a.issue(w, r)
+	if !ok {
+		return
+	}
+	back := "/admin/digest/" + is.Lang
+	if err := a.store.Approve(r.Context(), is.ID); err != nil {
+		a.failErr(w, r, err, back)
+		return
+	}
+	a.log.Info("admin: issue approved", "issue", is.ID, "lang", is.Lang)
+	redirect(w, r, back+"?done=approved")
+}
+
+// TestSend is POST /admin/issues/{id}/test: the issue through the same renderer, to one address,
+// "[TEST] " before the subject. It writes no ledger row and counts as no send; its unsubscribe
+// and manage links lead to harmless pages.
+func (a *adminPages) TestSend(w http.ResponseWriter, r *http.Request) {
+	is, ok := a.issue(w, r)
+	if !ok {
+		return
+	}
+	back := "/admin/digest/" + is.Lang
+	to, err := testAddress(r.PostForm.Get("to"))
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, "Give one valid email address to send the test to.", back)
+		return
+	}
+	if a.testSend == nil {
+		a.fail(w, r, http.StatusServiceUnavailable, "Test sending is not set up in this service.", back)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.testSend(ctx, is.ID, to); err != nil {
+		if errors.Is(err, digest.ErrNotFound) || errors.Is(err, digest.ErrNoArticles) || errors.Is(err, digest.ErrInvalid) {
+			a.failErr(w, r, err, back)
+			return
+		}
+		a.log.Warn("admin: test send failed", "issue", is.ID, "err", err)
+		a.fail(w, r, http.StatusBadGateway, "The mail server did not take the test message. Check NEWSLETTER_SMTP_URL and the log.", back)
+		return
+	}
+	a.log.Info("admin: test sent", "issue", is.ID)
+	redirect(w, r, back+"?done=test&to="+url.QueryEscape(to))
+}
+
+// testAddress accepts one bare address (no display name, no list), as typed in the form.
+func testAddress(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 254 || strings.ContainsAny(s, "\r\n\x00<>,;\" ") {
+		return "", digest.ErrInvalid
+	}
+	addr, err := mail.ParseAddress(s)
+	if err != nil || addr.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
+		return "", digest.ErrInvalid
+	}
+	return s, nil
+}
+
+// checkText returns a message when s is too long or carries control characters (newlines only
+// where multiline allows them), else "".
+func checkText(field, s string, maxRunes int, multiline bool) string {
+	if utf8.RuneCountInString(s) > maxRunes {
+		return fmt.Sprintf("%s is too long: at most %d characters.", field, maxRunes)
+	}
+	if !utf8.ValidString(s) {
+		return field + " is not valid text."
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) && !(multiline && (c == '\n' || c == '\t')) {
+			return field + " contains control characters."
+		}
+	}
+	return ""
+}
+
+type adminIssueData struct {
+	adminCommon
+	Issue                          digest.Issue
+	Subject                        string
+	Progress                       progressView
+	CanPause, CanResume, CanCancel bool
+}
+
+// subjectOf is the issue's subject as it goes (or went) out: an issue keeps no subject of its own
+// until an editor sets one or it starts sending, so the generated one is shown meanwhile.
+func (a *adminPages) subjectOf(ctx context.Context, is digest.Issue) string {
+	if is.Subject != "" {
+		return is.Subject
+	}
+	if c, err := a.store.Content(ctx, is.ID, a.maxArticles); err == nil {
+		return a.renderer.Subject(c)
+	}
+	return ""
+}
+
+// IssuePage is GET /admin/issues/{id}: progress while sending, the final report afterwards.
+func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
+	is, ok := a.issue(w, r)
+	if !ok {
+		return
+	}
+	pv, err := a.progress(r.Context(), is)
+	if err != nil {
+		a.failErr(w, r, err, "/admin/")
+		return
+	}
+	subject := a.subjectOf(r.Context(), is)
+	a.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("digest.Issue #%d", is.ID), adminIssueData{
+		adminCommon: a.common(r, ""), Issue: is, Subject: subject, Progress: pv,
+		CanPause:  is.Status == digest.StatusSending,
+		CanResume: is.Status == digest.StatusPaused,
+		CanCancel: is.Status == digest.StatusSending || is.Status == digest.StatusPaused || is.Status == digest.StatusApproved || is.Status == digest.StatusDraft,
+	})
+}
+
+// IssueAction is POST /admin/issues/{id}/{action}: pause, resume, cancel.
+func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
+	is, ok := a.issue(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	back := "/admin/issues/" + strconv.FormatInt(is.ID, 10)
+	var err error
+	var done string
+	switch r.PathValue("action") {
+	case "pause":
+		reason := strings.TrimSpace(r.PostForm.Get("reason"))
+		if m := checkText("Reason", reason, 200, false); m != "" {
+			a.fail(w, r, http.StatusBadRequest, m, back)
+			return
+		}
+		if reason == "" {
+			reason = "paused by an editor"
+		}
+		err, done = a.store.Pause(ctx, is.ID, reason), "paused"
+	case "resume":
+		err, done = a.store.Resume(ctx, is.ID), "resumed"
+	case "cancel":
+		err, done = a.store.Cancel(ctx, is.ID), "cancelled"
+	case "send":
+		// Only an approved issue: its content is locked, so what starts is what the editor
+		// approved, not a draft that new articles changed since the page was drawn.
+		back = "/admin/digest/" + is.Lang
+		if is.Status != digest.StatusApproved {
+			a.fail(w, r, http.StatusConflict, "Only an approved issue can be sent now; this one is "+is.Status+".", back)
+			return
+		}
+		if a.startSend == nil {
+			a.fail(w, r, http.StatusServiceUnavailable, "Sending is not set up in this service.", back)
+			return
+		}
+		var n int
+		if n, err = a.startSend(ctx, is.ID); err == nil {
+			a.log.Info("admin: issue started by an editor", "issue", is.ID, "readers", n)
+			back, done = "/admin/issues/"+strconv.FormatInt(is.ID, 10), "started"
+		}
+	default:
+		a.fail(w, r, http.StatusNotFound, "There is no such action.", back)
+		return
+	}
+	if err != nil {
+		a.failErr(w, r, err, back)
+		return
+	}
+	a.log.Info("admin: issue "+done, "issue", is.ID)
+	redirect(w, r, back+"?done="+done)
+}

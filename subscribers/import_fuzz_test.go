@@ -96,7 +96,7 @@ func FuzzImportCSV(f *testing.F) {
 // nothing in the database, and without bad rows exactly the staged readers are written.
 func TestImportSeedsAgainstDB(t *testing.T) {
 	db := testdb.New(t)
-	s := NewStore(db, testSecret)
+	s := NewStore(db, []byte("import-fuzz-secret-0123456789"))
 	ctx := context.Background()
 	count := func() int {
 		var n int

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"newsletter/internal/httpx"
+
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
@@ -126,7 +128,7 @@ func (b *subscribeBatcher) commit(ctx context.Context, s *subscription) {
 	// The batch is everyone's: one reader's request ending must not cancel the others' write.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), subscribeBatchTimeout)
 	err := b.write(wctx, batch)
-	if err != nil && len(batch) > 1 && !unavailable(err) {
+	if err != nil && len(batch) > 1 && !httpx.Unavailable(err) {
 		// One row the batch could not take fails only itself: write each on its own.
 		for _, q := range batch {
 			q.err = b.write(wctx, []*subscription{q})

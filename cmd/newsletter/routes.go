@@ -17,8 +17,9 @@ import (
 	"newsletter/digest"
 	"newsletter/digest/feeds"
 	"newsletter/digest/send"
-	"newsletter/digest/web"
+	digestweb "newsletter/digest/web"
 	"newsletter/subscribers"
+	readerweb "newsletter/subscribers/web"
 	"newsletter/templates"
 )
 
@@ -61,7 +62,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	}
 	workers = append(workers, worker{name: "unconfirmed expiry", run: expiry.Run})
 	var wake interface{ Wake() } = mailer
-	subs := subscribers.NewHandler(subStore, signer, a.pages, a.catalog, wake, subscribers.HandlerOptions{
+	subs := readerweb.NewHandler(subStore, signer, a.pages, a.catalog, wake, readerweb.HandlerOptions{
 		Publication: a.cfg.Publication, Languages: a.cfg.Languages, Schedule: a.cfg.DigestSchedule,
 		CORSOrigins: a.cfg.CORSOrigins, RateLimit: a.cfg.SubscribeRateLimit, TrustProxy: a.cfg.TrustProxy,
 	}, a.log, a.registry)
@@ -106,7 +107,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	digestHandler := web.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, web.HandlerOptions{
+	digestHandler := digestweb.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, digestweb.HandlerOptions{
 		BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
 		AdminPassword: a.cfg.AdminPassword, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"), RequireApproval: a.cfg.RequireApproval,
 		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret,

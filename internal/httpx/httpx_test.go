@@ -1,4 +1,4 @@
-package subscribers
+package httpx
 
 import (
 	"database/sql/driver"
@@ -29,12 +29,12 @@ func TestUnavailable(t *testing.T) {
 		{"unique violation is a bug, not an outage", fmt.Errorf("subscribe: %w", &pq.Error{Code: "23505"}), false},
 		{"syntax error", &pq.Error{Code: "42601"}, false},
 		{"plain error", errors.New("template exploded"), false},
-		{"not found", ErrNotFound, false},
+		{"not found", errors.New("subscribers: not found"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := unavailable(tt.err); got != tt.want {
-				t.Fatalf("unavailable(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := Unavailable(tt.err); got != tt.want {
+				t.Fatalf("Unavailable(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package subscribers
+package web
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"newsletter/internal/testdb"
+	"newsletter/subscribers"
 	"newsletter/templates"
 )
 
@@ -33,8 +34,8 @@ type webFixture struct {
 	h      *Handler
 	srv    *httptest.Server
 	db     *sqlx.DB
-	store  *Store
-	signer *Signer
+	store  *subscribers.Store
+	signer *subscribers.Signer
 	wakes  *wakeCounter
 }
 
@@ -63,7 +64,7 @@ func newWebFixture(t *testing.T, opts HandlerOptions) *webFixture {
 	if opts.Schedule == "" {
 		opts.Schedule = "CRON_TZ=UTC 0 8 * * MON"
 	}
-	f := &webFixture{t: t, db: db, store: NewStore(db, testSecret), signer: NewSigner(testSecret), wakes: &wakeCounter{}}
+	f := &webFixture{t: t, db: db, store: subscribers.NewStore(db, testSecret), signer: subscribers.NewSigner(testSecret), wakes: &wakeCounter{}}
 	f.h = NewHandler(f.store, f.signer, pages, cat, f.wakes, opts, nil, prometheus.NewRegistry())
 	// The same table as cmd/newsletter/routes.go.
 	mux := http.NewServeMux()
@@ -144,10 +145,10 @@ func (f *webFixture) nothingStored() {
 }
 
 // subscribed stores a pending reader and returns it.
-func (f *webFixture) subscribed(email string) Subscriber {
+func (f *webFixture) subscribed(email string) subscribers.Subscriber {
 	f.t.Helper()
 	ctx := context.Background()
-	if err := f.store.Subscribe(ctx, email, "Reader", "en", Consent{IP: "127.0.0.1", Source: "form", TextVersion: ConsentTextVersion}); err != nil {
+	if err := f.store.Subscribe(ctx, email, "Reader", "en", subscribers.Consent{IP: "127.0.0.1", Source: "form", TextVersion: ConsentTextVersion}); err != nil {
 		f.t.Fatal(err)
 	}
 	var uuid string
@@ -161,7 +162,7 @@ func (f *webFixture) subscribed(email string) Subscriber {
 	return s
 }
 
-func (f *webFixture) reload(s Subscriber) Subscriber {
+func (f *webFixture) reload(s subscribers.Subscriber) subscribers.Subscriber {
 	f.t.Helper()
 	s, err := f.store.ByUUID(context.Background(), s.UUID)
 	if err != nil {
@@ -170,7 +171,7 @@ func (f *webFixture) reload(s Subscriber) Subscriber {
 	return s
 }
 
-func (f *webFixture) token(p Purpose, s Subscriber) string {
+func (f *webFixture) token(p subscribers.Purpose, s subscribers.Subscriber) string {
 	return f.signer.Token(p, s.UUID, time.Now())
 }
 
@@ -591,16 +592,16 @@ func TestRussianPagesAreRussian(t *testing.T) {
 	visit("field error", "POST", "/subscribe", formType, form("email", "new@", "lang", "ru"))
 	visit("wrong type", "POST", "/subscribe", "text/plain", "x", "Accept-Language", "ru")
 	visit("invalid link", "GET", "/confirm/nonsense", "", "", "Accept-Language", "ru")
-	visit("expired link", "GET", "/confirm/"+f.signer.Token(PurposeConfirm, s.UUID, time.Now().Add(-8*24*time.Hour)), "", "", "Accept-Language", "ru")
-	visit("confirm", "GET", "/confirm/"+f.token(PurposeConfirm, s), "", "")
-	visit("confirmed", "POST", "/confirm/"+f.token(PurposeConfirm, s), formType, "")
-	visit("manage", "GET", "/manage/"+f.token(PurposeManage, s), "", "")
-	visit("manage saved", "POST", "/manage/"+f.token(PurposeManage, s), formType, form("name", "Аня", "lang", "ru"))
-	visit("erase unticked", "POST", "/manage/"+f.token(PurposeManage, s)+"/erase", formType, "")
-	visit("unsubscribe", "GET", "/unsubscribe/"+f.token(PurposeUnsubscribe, s), "", "")
-	visit("unsubscribed", "POST", "/unsubscribe/"+f.token(PurposeUnsubscribe, s), formType, "")
-	visit("erased", "POST", "/manage/"+f.token(PurposeManage, s)+"/erase", formType, form("confirm", "yes"))
-	visit("gone", "GET", "/manage/"+f.token(PurposeManage, s), "", "", "Accept-Language", "ru")
+	visit("expired link", "GET", "/confirm/"+f.signer.Token(subscribers.PurposeConfirm, s.UUID, time.Now().Add(-8*24*time.Hour)), "", "", "Accept-Language", "ru")
+	visit("confirm", "GET", "/confirm/"+f.token(subscribers.PurposeConfirm, s), "", "")
+	visit("confirmed", "POST", "/confirm/"+f.token(subscribers.PurposeConfirm, s), formType, "")
+	visit("manage", "GET", "/manage/"+f.token(subscribers.PurposeManage, s), "", "")
+	visit("manage saved", "POST", "/manage/"+f.token(subscribers.PurposeManage, s), formType, form("name", "Аня", "lang", "ru"))
+	visit("erase unticked", "POST", "/manage/"+f.token(subscribers.PurposeManage, s)+"/erase", formType, "")
+	visit("unsubscribe", "GET", "/unsubscribe/"+f.token(subscribers.PurposeUnsubscribe, s), "", "")
+	visit("unsubscribed", "POST", "/unsubscribe/"+f.token(subscribers.PurposeUnsubscribe, s), formType, "")
+	visit("erased", "POST", "/manage/"+f.token(subscribers.PurposeManage, s)+"/erase", formType, form("confirm", "yes"))
+	visit("gone", "GET", "/manage/"+f.token(subscribers.PurposeManage, s), "", "", "Accept-Language", "ru")
 	// Visible text of a page: tags, entities and the few names and codes that stay as they are.
 	tags := regexp.MustCompile(`(?s)<[^>]*>|&[a-z#0-9]+;`)
 	latin := regexp.MustCompile(`[A-Za-z]{3,}`)
@@ -621,7 +622,7 @@ func TestRussianPagesAreRussian(t *testing.T) {
 func TestConfirm(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{})
 	s := f.subscribed("ann@example.org")
-	tok := f.token(PurposeConfirm, s)
+	tok := f.token(subscribers.PurposeConfirm, s)
 
 	page := f.do("GET", "/confirm/"+tok, "", "")
 	if page.status != 200 || !strings.Contains(page.body, `method="post" action="/confirm/`+tok+`"`) {
@@ -631,7 +632,7 @@ func TestConfirm(t *testing.T) {
 		t.Errorf("%d buttons, want one", got)
 	}
 	tokenHeaders(t, page)
-	if got := f.reload(s).Status; got != StatusPending {
+	if got := f.reload(s).Status; got != subscribers.StatusPending {
 		t.Fatalf("GET changed the status to %s", got)
 	}
 	for i := range 2 { // twice is harmless
@@ -640,8 +641,8 @@ func TestConfirm(t *testing.T) {
 			t.Fatalf("POST %d: %d\n%s", i, r.status, r.body)
 		}
 		tokenHeaders(t, r)
-		clean(t, r, f.token(PurposeManage, s), f.token(PurposeUnsubscribe, s))
-		if got := f.reload(s); got.Status != StatusConfirmed || got.ConfirmedAt == nil {
+		clean(t, r, f.token(subscribers.PurposeManage, s), f.token(subscribers.PurposeUnsubscribe, s))
+		if got := f.reload(s); got.Status != subscribers.StatusConfirmed || got.ConfirmedAt == nil {
 			t.Fatalf("after POST %d: %s, confirmed_at %v", i, got.Status, got.ConfirmedAt)
 		}
 	}
@@ -664,13 +665,13 @@ func TestBadTokens(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{})
 	ann := f.subscribed("ann@example.org")
 	bob := f.subscribed("bob@example.org")
-	good := f.token(PurposeConfirm, ann)
+	good := f.token(subscribers.PurposeConfirm, ann)
 	altered := []byte(good)
 	altered[10] ^= 1
 	if altered[10] == '-' || altered[10] == '_' || altered[10] > 'z' {
 		altered[10] = 'A'
 	}
-	otherKey := NewSigner([]byte("not-the-service-secret-0000"))
+	otherKey := subscribers.NewSigner([]byte("not-the-service-secret-0000"))
 	tests := []struct {
 		name       string
 		path       string
@@ -681,17 +682,17 @@ func TestBadTokens(t *testing.T) {
 		{"Altered", "/confirm/" + string(altered), 404},
 		{"Truncated", "/confirm/" + good[:len(good)-2], 404},
 		{"Extended", "/confirm/" + good + "AA", 404},
-		{"ForgedForBob", "/confirm/" + otherKey.Token(PurposeConfirm, bob.UUID, time.Now()), 404},
-		{"UnsubscribeTokenAtConfirm", "/confirm/" + f.token(PurposeUnsubscribe, ann), 404},
-		{"ManageTokenAtConfirm", "/confirm/" + f.token(PurposeManage, ann), 404},
+		{"ForgedForBob", "/confirm/" + otherKey.Token(subscribers.PurposeConfirm, bob.UUID, time.Now()), 404},
+		{"UnsubscribeTokenAtConfirm", "/confirm/" + f.token(subscribers.PurposeUnsubscribe, ann), 404},
+		{"ManageTokenAtConfirm", "/confirm/" + f.token(subscribers.PurposeManage, ann), 404},
 		{"ConfirmTokenAtUnsubscribe", "/unsubscribe/" + good, 404},
 		{"ConfirmTokenAtManage", "/manage/" + good, 404},
-		{"ForgedUnsubscribe", "/unsubscribe/" + otherKey.Token(PurposeUnsubscribe, bob.UUID, time.Now()), 404},
-		{"ForgedManage", "/manage/" + otherKey.Token(PurposeManage, bob.UUID, time.Now()), 404},
-		{"ForgedErase", "/manage/" + otherKey.Token(PurposeManage, bob.UUID, time.Now()) + "/erase", 404},
-		{"ForgedData", "/manage/" + otherKey.Token(PurposeManage, bob.UUID, time.Now()) + "/data.json", 404},
-		{"Expired", "/confirm/" + f.signer.Token(PurposeConfirm, ann.UUID, time.Now().Add(-8*24*time.Hour)), 410},
-		{"UnknownReader", "/unsubscribe/" + f.signer.Token(PurposeUnsubscribe, "6f1c2b8e-3f57-4e7a-9d0c-5a1b2c3d4e5f", time.Now()), 410},
+		{"ForgedUnsubscribe", "/unsubscribe/" + otherKey.Token(subscribers.PurposeUnsubscribe, bob.UUID, time.Now()), 404},
+		{"ForgedManage", "/manage/" + otherKey.Token(subscribers.PurposeManage, bob.UUID, time.Now()), 404},
+		{"ForgedErase", "/manage/" + otherKey.Token(subscribers.PurposeManage, bob.UUID, time.Now()) + "/erase", 404},
+		{"ForgedData", "/manage/" + otherKey.Token(subscribers.PurposeManage, bob.UUID, time.Now()) + "/data.json", 404},
+		{"Expired", "/confirm/" + f.signer.Token(subscribers.PurposeConfirm, ann.UUID, time.Now().Add(-8*24*time.Hour)), 410},
+		{"UnknownReader", "/unsubscribe/" + f.signer.Token(subscribers.PurposeUnsubscribe, "6f1c2b8e-3f57-4e7a-9d0c-5a1b2c3d4e5f", time.Now()), 410},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -713,8 +714,8 @@ func TestBadTokens(t *testing.T) {
 				tokenHeaders(t, r)
 				clean(t, r, strings.Split(tt.path, "/")[2], good)
 			}
-			for _, s := range []Subscriber{ann, bob} {
-				if got := f.reload(s); got.Status != StatusPending || got.Name != "Reader" || got.Lang != "en" {
+			for _, s := range []subscribers.Subscriber{ann, bob} {
+				if got := f.reload(s); got.Status != subscribers.StatusPending || got.Name != "Reader" || got.Lang != "en" {
 					t.Errorf("%s changed: %+v", s.Email, got)
 				}
 			}
@@ -725,7 +726,7 @@ func TestBadTokens(t *testing.T) {
 func TestConfirmAfterLeaving(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{})
 	s := f.subscribed("ann@example.org")
-	tok := f.token(PurposeConfirm, s)
+	tok := f.token(subscribers.PurposeConfirm, s)
 	if _, err := f.store.Unsubscribe(context.Background(), s.UUID); err != nil {
 		t.Fatal(err)
 	}
@@ -734,7 +735,7 @@ func TestConfirmAfterLeaving(t *testing.T) {
 			t.Errorf("%s of an old confirm link after unsubscribing: %d, want 410", m, r.status)
 		}
 	}
-	if got := f.reload(s).Status; got != StatusUnsubscribed {
+	if got := f.reload(s).Status; got != subscribers.StatusUnsubscribed {
 		t.Errorf("status %s, want unsubscribed", got)
 	}
 }
@@ -752,7 +753,7 @@ func TestUnsubscribe(t *testing.T) {
 			f := newWebFixture(t, HandlerOptions{})
 			s := f.subscribed("ann@example.org")
 			f.store.Confirm(context.Background(), s.UUID, time.Now())
-			tok := f.token(PurposeUnsubscribe, s)
+			tok := f.token(subscribers.PurposeUnsubscribe, s)
 
 			page := f.do("GET", "/unsubscribe/"+tok, "", "")
 			if page.status != 200 || strings.Count(page.body, "<button") != 1 || !strings.Contains(page.body, `method="post" action="/unsubscribe/`+tok+`"`) {
@@ -762,7 +763,7 @@ func TestUnsubscribe(t *testing.T) {
 				t.Error("the page should show the address masked")
 			}
 			tokenHeaders(t, page)
-			if got := f.reload(s).Status; got != StatusConfirmed {
+			if got := f.reload(s).Status; got != subscribers.StatusConfirmed {
 				t.Fatalf("GET changed the status to %s", got)
 			}
 			for i := range 2 {
@@ -774,7 +775,7 @@ func TestUnsubscribe(t *testing.T) {
 					t.Error("unsubscribe sets a cookie")
 				}
 				clean(t, r, tok)
-				if got := f.reload(s).Status; got != StatusUnsubscribed {
+				if got := f.reload(s).Status; got != subscribers.StatusUnsubscribed {
 					t.Fatalf("after POST %d: %s", i, got)
 				}
 			}
@@ -788,11 +789,11 @@ func TestUnsubscribe(t *testing.T) {
 func TestUnsubscribeBodyTooLarge(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{})
 	s := f.subscribed("ann@example.org")
-	r := f.do("POST", "/unsubscribe/"+f.token(PurposeUnsubscribe, s), formType, strings.Repeat("x", 70<<10))
+	r := f.do("POST", "/unsubscribe/"+f.token(subscribers.PurposeUnsubscribe, s), formType, strings.Repeat("x", 70<<10))
 	if r.status != 413 {
 		t.Errorf("status %d, want 413", r.status)
 	}
-	if got := f.reload(s).Status; got != StatusPending {
+	if got := f.reload(s).Status; got != subscribers.StatusPending {
 		t.Errorf("status %s, want pending", got)
 	}
 }
@@ -801,7 +802,7 @@ func TestManage(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{})
 	s := f.subscribed("ann@example.org")
 	other := f.subscribed("bob@example.org")
-	tok := f.token(PurposeManage, s)
+	tok := f.token(subscribers.PurposeManage, s)
 	base := "/manage/" + tok
 
 	page := f.do("GET", base, "", "")
@@ -861,7 +862,7 @@ func TestManage(t *testing.T) {
 	}
 	for _, c := range []struct{ method, path string }{
 		{"GET", base}, {"POST", base}, {"GET", base + "/data.json"}, {"POST", base + "/erase"},
-		{"GET", "/unsubscribe/" + f.token(PurposeUnsubscribe, s)}, {"POST", "/confirm/" + f.token(PurposeConfirm, s)},
+		{"GET", "/unsubscribe/" + f.token(subscribers.PurposeUnsubscribe, s)}, {"POST", "/confirm/" + f.token(subscribers.PurposeConfirm, s)},
 	} {
 		r := f.do(c.method, c.path, formType, form("confirm", "yes", "name", "X", "lang", "en"))
 		if r.status != 404 && r.status != 410 {
@@ -925,9 +926,9 @@ func FuzzSubscribeInput(f *testing.F) {
 		}
 		email, name, lang, err := h.validate(in, "en")
 		if err != nil {
-			var fe *FieldError
+			var fe *subscribers.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("validation error %v is not a FieldError", err)
+				t.Fatalf("validation error %v is not a subscribers.FieldError", err)
 			}
 			return
 		}
@@ -955,7 +956,7 @@ func BenchmarkSubscribe(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := NewHandler(NewStore(db, testSecret), NewSigner(testSecret), pages, cat, nil, HandlerOptions{Languages: []string{"en", "ru"}}, nil, nil)
+	h := NewHandler(subscribers.NewStore(db, testSecret), subscribers.NewSigner(testSecret), pages, cat, nil, HandlerOptions{Languages: []string{"en", "ru"}}, nil, nil)
 	for i := 0; b.Loop(); i++ {
 		r := httptest.NewRequest("POST", "/subscribe", strings.NewReader(form("email", fmt.Sprintf("bench%d@example.org", i), "lang", "en")))
 		r.Header.Set("Content-Type", formType)

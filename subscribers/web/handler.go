@@ -1,4 +1,4 @@
-package subscribers
+package web
 
 import (
 	"bytes"
@@ -20,6 +20,8 @@ import (
 	"golang.org/x/text/language/display"
 
 	"newsletter/internal/clientaddr"
+	"newsletter/internal/httpx"
+	"newsletter/subscribers"
 	"newsletter/templates"
 )
 
@@ -43,8 +45,8 @@ type HandlerOptions struct {
 // Handler serves the subscribe page and API and the pages behind the signed links: confirm,
 // unsubscribe (also RFC 8058 one-click) and manage. Its methods are the endpoints.
 type Handler struct {
-	store  *Store
-	signer *Signer
+	store  *subscribers.Store
+	signer *subscribers.Signer
 	pages  *templates.Pages
 	cat    *templates.Catalog
 	mailer interface{ Wake() }
@@ -66,7 +68,7 @@ type Handler struct {
 
 // NewHandler returns the reader-facing handler. mailer may be nil (no confirmation is then sent
 // until the mailer's next poll); reg may be nil (no metrics).
-func NewHandler(store *Store, signer *Signer, pages *templates.Pages, cat *templates.Catalog, mailer interface{ Wake() }, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
+func NewHandler(store *subscribers.Store, signer *subscribers.Signer, pages *templates.Pages, cat *templates.Catalog, mailer interface{ Wake() }, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	if len(opts.Languages) == 0 {
 		opts.Languages = []string{"en"}
 	}
@@ -192,17 +194,17 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 		if in.JSON {
 			source = "api"
 		}
-		ferr = h.store.Subscribe(r.Context(), email, name, formLang, Consent{IP: ip, UserAgent: truncate(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
+		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: ip, UserAgent: truncate(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
 	}
-	var fe *FieldError
+	var fe *subscribers.FieldError
 	switch {
 	case errors.As(ferr, &fe):
 		h.requests.WithLabelValues("invalid").Inc()
 		h.fieldError(w, r, wantJSON, lang, in, fe)
 		return
-	case errors.Is(ferr, ErrInvalid):
+	case errors.Is(ferr, subscribers.ErrInvalid):
 		h.requests.WithLabelValues("invalid").Inc()
-		h.fieldError(w, r, wantJSON, lang, in, &FieldError{Field: "email", Key: "subscribers.error.email"})
+		h.fieldError(w, r, wantJSON, lang, in, &subscribers.FieldError{Field: "email", Key: "subscribers.error.email"})
 		return
 	case ferr != nil:
 		h.internal(w, r, wantJSON, lang, "subscribe", ferr)
@@ -219,16 +221,16 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) validate(in subscribeInput, pageLang string) (email, name, lang string, err error) {
 	for _, f := range []struct{ field, v string }{{"email", in.Email}, {"name", in.Name}, {"lang", in.Lang}} {
 		if strings.ContainsAny(f.v, "\r\n\x00") || !utf8.ValidString(f.v) {
-			return "", "", "", &FieldError{Field: f.field, Key: "subscribers.error.control"}
+			return "", "", "", &subscribers.FieldError{Field: f.field, Key: "subscribers.error.control"}
 		}
 	}
 	if strings.TrimSpace(in.Email) == "" {
-		return "", "", "", &FieldError{Field: "email", Key: "subscribers.error.email_required"}
+		return "", "", "", &subscribers.FieldError{Field: "email", Key: "subscribers.error.email_required"}
 	}
-	if email, err = NormalizeEmail(in.Email); err != nil {
+	if email, err = subscribers.NormalizeEmail(in.Email); err != nil {
 		return "", "", "", asFieldError(err, "email")
 	}
-	if name, err = ValidateName(in.Name); err != nil {
+	if name, err = subscribers.ValidateName(in.Name); err != nil {
 		return "", "", "", asFieldError(err, "name")
 	}
 	lang = strings.TrimSpace(in.Lang)
@@ -236,17 +238,17 @@ func (h *Handler) validate(in subscribeInput, pageLang string) (email, name, lan
 	case lang == "":
 		lang = pageLang
 	case !h.hasLang(lang):
-		return "", "", "", &FieldError{Field: "lang", Key: "subscribers.error.lang"}
+		return "", "", "", &subscribers.FieldError{Field: "lang", Key: "subscribers.error.lang"}
 	}
 	return email, name, lang, nil
 }
 
 func asFieldError(err error, field string) error {
-	var fe *FieldError
+	var fe *subscribers.FieldError
 	if errors.As(err, &fe) {
 		return err
 	}
-	return &FieldError{Field: field, Key: "subscribers.error." + field}
+	return &subscribers.FieldError{Field: field, Key: "subscribers.error." + field}
 }
 
 // accepted answers an accepted (or honeypot) subscription; it depends on nothing but the language.
@@ -268,7 +270,7 @@ func (h *Handler) accepted(w http.ResponseWriter, wantJSON bool, lang string) {
 	h.writePage(w, http.StatusOK, "message", page, err)
 }
 
-func (h *Handler) fieldError(w http.ResponseWriter, r *http.Request, wantJSON bool, lang string, in subscribeInput, fe *FieldError) {
+func (h *Handler) fieldError(w http.ResponseWriter, r *http.Request, wantJSON bool, lang string, in subscribeInput, fe *subscribers.FieldError) {
 	msg := h.fieldMessage(lang, fe)
 	if wantJSON {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg, "field": fe.Field})
@@ -281,7 +283,7 @@ func (h *Handler) fieldError(w http.ResponseWriter, r *http.Request, wantJSON bo
 }
 
 // fieldMessage translates a FieldError's key, falling back to a general message for its field.
-func (h *Handler) fieldMessage(lang string, fe *FieldError) string {
+func (h *Handler) fieldMessage(lang string, fe *subscribers.FieldError) string {
 	if msg := h.cat.T(lang, fe.Key); msg != fe.Key {
 		return msg
 	}
@@ -332,11 +334,11 @@ type confirmPage struct {
 // ConfirmPage serves GET /confirm/{token}: a page with one button. It changes nothing, because mail
 // scanners open links.
 func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
-	s, issued, ok := h.reader(w, r, PurposeConfirm)
+	s, issued, ok := h.reader(w, r, subscribers.PurposeConfirm)
 	if !ok {
 		return
 	}
-	if s.Status == StatusConfirmed {
+	if s.Status == subscribers.StatusConfirmed {
 		h.message(w, http.StatusOK, s.Lang, h.confirmedMessage(s.Lang))
 		return
 	}
@@ -357,23 +359,23 @@ func (h *Handler) Confirm(w http.ResponseWriter, r *http.Request) {
 		h.bodyError(w, r, err)
 		return
 	}
-	s, issued, ok := h.reader(w, r, PurposeConfirm)
+	s, issued, ok := h.reader(w, r, subscribers.PurposeConfirm)
 	if !ok {
 		return
 	}
 	after, err := h.store.Confirm(r.Context(), s.UUID, issued)
 	switch {
-	case errors.Is(err, ErrExpired):
+	case errors.Is(err, subscribers.ErrExpired):
 		h.linkError(w, s.Lang, http.StatusGone, "expired")
 		return
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, subscribers.ErrNotFound):
 		h.linkError(w, s.Lang, http.StatusGone, "gone")
 		return
 	case err != nil:
 		h.internal(w, r, false, s.Lang, "confirm", err)
 		return
 	}
-	if s.Status != StatusConfirmed && after.Status == StatusConfirmed {
+	if s.Status != subscribers.StatusConfirmed && after.Status == subscribers.StatusConfirmed {
 		h.confirmations.Inc()
 	}
 	h.message(w, http.StatusOK, after.Lang, h.confirmedMessage(after.Lang))
@@ -393,11 +395,11 @@ type unsubscribePage struct {
 
 // UnsubscribePage serves GET /unsubscribe/{token}: a page with one button.
 func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := h.reader(w, r, PurposeUnsubscribe)
+	s, _, ok := h.reader(w, r, subscribers.PurposeUnsubscribe)
 	if !ok {
 		return
 	}
-	if s.Status == StatusUnsubscribed {
+	if s.Status == subscribers.StatusUnsubscribed {
 		h.message(w, http.StatusOK, s.Lang, h.unsubscribedMessage(s.Lang))
 		return
 	}
@@ -411,20 +413,20 @@ func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
 		h.bodyError(w, r, err)
 		return
 	}
-	s, _, ok := h.reader(w, r, PurposeUnsubscribe)
+	s, _, ok := h.reader(w, r, subscribers.PurposeUnsubscribe)
 	if !ok {
 		return
 	}
 	after, err := h.store.Unsubscribe(r.Context(), s.UUID)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, subscribers.ErrNotFound):
 		h.linkError(w, s.Lang, http.StatusGone, "gone")
 		return
 	case err != nil:
 		h.internal(w, r, false, s.Lang, "unsubscribe", err)
 		return
 	}
-	if s.Status != StatusUnsubscribed && after.Status == StatusUnsubscribed {
+	if s.Status != subscribers.StatusUnsubscribed && after.Status == subscribers.StatusUnsubscribed {
 		h.unsubscribes.Inc()
 	}
 	h.message(w, http.StatusOK, s.Lang, h.unsubscribedMessage(s.Lang))
@@ -448,14 +450,14 @@ type managePage struct {
 
 // ManagePage serves GET /manage/{token}: name and language, download my data, erase me.
 func (h *Handler) ManagePage(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := h.reader(w, r, PurposeManage)
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
 	if !ok {
 		return
 	}
 	h.renderManage(w, r, http.StatusOK, s, nil, false)
 }
 
-func (h *Handler) renderManage(w http.ResponseWriter, r *http.Request, status int, s Subscriber, errs map[string]string, saved bool) {
+func (h *Handler) renderManage(w http.ResponseWriter, r *http.Request, status int, s subscribers.Subscriber, errs map[string]string, saved bool) {
 	base := "/manage/" + r.PathValue("token")
 	lang := s.Lang
 	if !h.hasLang(lang) {
@@ -475,7 +477,7 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 		h.bodyError(w, r, err)
 		return
 	}
-	s, _, ok := h.reader(w, r, PurposeManage)
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
 	if !ok {
 		return
 	}
@@ -490,12 +492,12 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		s, err = h.store.Update(r.Context(), s.UUID, name, lang)
 	}
-	var fe *FieldError
+	var fe *subscribers.FieldError
 	switch {
 	case errors.As(err, &fe):
 		h.renderManage(w, r, http.StatusBadRequest, s, map[string]string{fe.Field: h.fieldMessage(s.Lang, fe)}, false)
 		return
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, subscribers.ErrNotFound):
 		h.linkError(w, s.Lang, http.StatusGone, "gone")
 		return
 	case err != nil:
@@ -507,13 +509,13 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 
 // Data serves GET /manage/{token}/data.json: everything kept about the reader, as a download.
 func (h *Handler) Data(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := h.reader(w, r, PurposeManage)
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
 	if !ok {
 		return
 	}
 	v, err := h.store.DataExport(r.Context(), s.UUID)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, subscribers.ErrNotFound):
 		h.linkError(w, s.Lang, http.StatusGone, "gone")
 		return
 	case err != nil:
@@ -530,7 +532,7 @@ func (h *Handler) Erase(w http.ResponseWriter, r *http.Request) {
 		h.bodyError(w, r, err)
 		return
 	}
-	s, _, ok := h.reader(w, r, PurposeManage)
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
 	if !ok {
 		return
 	}
@@ -540,7 +542,7 @@ func (h *Handler) Erase(w http.ResponseWriter, r *http.Request) {
 	}
 	err := h.store.Erase(r.Context(), s.UUID)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, subscribers.ErrNotFound):
 		h.linkError(w, s.Lang, http.StatusGone, "gone")
 		return
 	case err != nil:
@@ -555,28 +557,28 @@ func (h *Handler) Erase(w http.ResponseWriter, r *http.Request) {
 // reader verifies the token in the path for purpose p and loads its reader. On failure it has
 // answered: 404 for a forged, altered or wrong-purpose token, 410 for an expired one or a reader
 // who was erased (the link was ours, but it is over).
-func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p Purpose) (Subscriber, time.Time, bool) {
+func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.Purpose) (subscribers.Subscriber, time.Time, bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Robots-Tag", "noindex")
 	lang := h.pageLang("", r)
 	uuid, issued, err := h.signer.Verify(p, r.PathValue("token"), h.opts.Now())
 	switch {
-	case errors.Is(err, ErrExpired):
+	case errors.Is(err, subscribers.ErrExpired):
 		h.linkError(w, lang, http.StatusGone, "expired")
-		return Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, time.Time{}, false
 	case err != nil:
 		h.linkError(w, lang, http.StatusNotFound, "invalid")
-		return Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, time.Time{}, false
 	}
 	s, err := h.store.ByUUID(r.Context(), uuid)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, subscribers.ErrNotFound):
 		h.linkError(w, lang, http.StatusGone, "gone")
-		return Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, time.Time{}, false
 	case err != nil:
 		h.internal(w, r, false, lang, "load reader", err)
-		return Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, time.Time{}, false
 	}
 	if !h.hasLang(s.Lang) {
 		s.Lang = lang
@@ -610,7 +612,7 @@ func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 func (h *Handler) internal(w http.ResponseWriter, r *http.Request, wantJSON bool, lang, what string, err error) {
 	h.log.Error("subscribers: "+what, "err", err)
 	status := http.StatusInternalServerError
-	if unavailable(err) {
+	if httpx.Unavailable(err) {
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
 	}

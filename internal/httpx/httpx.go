@@ -1,4 +1,6 @@
-package subscribers
+// Package httpx holds what the web layers (the reader pages, the editor pages, the archive) share:
+// telling a database that is away from a request that is wrong, and writing a rendered page.
+package httpx
 
 import (
 	"context"
@@ -10,9 +12,9 @@ import (
 	"github.com/lib/pq"
 )
 
-// unavailable reports whether err means the database could not be reached or is restarting, not
+// Unavailable reports whether err means the database could not be reached or is restarting, not
 // that the request or the code is wrong: such a request may succeed if tried again (503).
-func unavailable(err error) bool {
+func Unavailable(err error) bool {
 	if err == nil {
 		return false
 	}

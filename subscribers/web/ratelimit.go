@@ -1,4 +1,4 @@
-package subscribers
+package web
 
 import (
 	"sync"

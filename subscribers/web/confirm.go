@@ -1,0 +1,69 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"newsletter/subscribers"
+)
+
+// confirmPage is the data of page/confirm.html.
+type confirmPage struct {
+	Action  string
+	Cadence string
+}
+
+// ConfirmPage serves GET /confirm/{token}: a page with one button. It changes nothing, because mail
+// scanners open links.
+func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
+	s, issued, ok := h.reader(w, r, subscribers.PurposeConfirm)
+	if !ok {
+		return
+	}
+	if s.Status == subscribers.StatusConfirmed {
+		h.message(w, http.StatusOK, s.Lang, h.confirmedMessage(s.Lang))
+		return
+	}
+	open, err := h.store.CanConfirm(r.Context(), s.UUID, issued)
+	switch {
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "confirm page", err)
+	case open:
+		h.render(w, http.StatusOK, "confirm", s.Lang, h.cat.T(s.Lang, "subscribers.confirm.title"), confirmPage{Action: r.URL.EscapedPath(), Cadence: h.cadence(s.Lang)})
+	default: // left, bounced or complained since the request: this opt-in is over
+		h.linkError(w, s.Lang, http.StatusGone, "expired")
+	}
+}
+
+// Confirm serves POST /confirm/{token}: completes the opt-in; confirming twice is harmless.
+func (h *Handler) Confirm(w http.ResponseWriter, r *http.Request) {
+	if err := drainBody(w, r); err != nil {
+		h.bodyError(w, r, err)
+		return
+	}
+	s, issued, ok := h.reader(w, r, subscribers.PurposeConfirm)
+	if !ok {
+		return
+	}
+	after, err := h.store.Confirm(r.Context(), s.UUID, issued)
+	switch {
+	case errors.Is(err, subscribers.ErrExpired):
+		h.linkError(w, s.Lang, http.StatusGone, "expired")
+		return
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, s.Lang, http.StatusGone, "gone")
+		return
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "confirm", err)
+		return
+	}
+	if s.Status != subscribers.StatusConfirmed && after.Status == subscribers.StatusConfirmed {
+		h.confirmations.Inc()
+	}
+	h.message(w, http.StatusOK, after.Lang, h.confirmedMessage(after.Lang))
+}
+
+func (h *Handler) confirmedMessage(lang string) message {
+	return message{Title: h.cat.T(lang, "subscribers.confirmed.title"), Text: h.cat.T(lang, "subscribers.confirmed.text", h.cadence(lang)),
+		Detail: h.cat.T(lang, "subscribers.confirmed.detail"), OK: true}
+}

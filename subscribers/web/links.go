@@ -1,0 +1,79 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"newsletter/internal/httpx"
+	"newsletter/subscribers"
+)
+
+// reader verifies the token in the path for purpose p and loads its reader. On failure it has
+// answered: 404 for a forged, altered or wrong-purpose token, 410 for an expired one or a reader
+// who was erased (the link was ours, but it is over).
+func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.Purpose) (subscribers.Subscriber, time.Time, bool) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("X-Robots-Tag", "noindex")
+	lang := h.pageLang("", r)
+	uuid, issued, err := h.signer.Verify(p, r.PathValue("token"), h.opts.Now())
+	switch {
+	case errors.Is(err, subscribers.ErrExpired):
+		h.linkError(w, lang, http.StatusGone, "expired")
+		return subscribers.Subscriber{}, time.Time{}, false
+	case err != nil:
+		h.linkError(w, lang, http.StatusNotFound, "invalid")
+		return subscribers.Subscriber{}, time.Time{}, false
+	}
+	s, err := h.store.ByUUID(r.Context(), uuid)
+	switch {
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, lang, http.StatusGone, "gone")
+		return subscribers.Subscriber{}, time.Time{}, false
+	case err != nil:
+		h.internal(w, r, false, lang, "load reader", err)
+		return subscribers.Subscriber{}, time.Time{}, false
+	}
+	if !h.hasLang(s.Lang) {
+		s.Lang = lang
+	}
+	return s, issued, true
+}
+
+// linkError answers a signed link that cannot be used; kind is "invalid", "expired" or "gone".
+func (h *Handler) linkError(w http.ResponseWriter, lang string, status int, kind string) {
+	h.message(w, status, lang, message{Title: h.cat.T(lang, "subscribers.link."+kind+".title"), Text: h.cat.T(lang, "subscribers.link."+kind+".text"),
+		Back: "/?lang=" + lang, BackText: h.cat.T(lang, "subscribers.back_to_form")})
+}
+
+// bodyError answers a token page's POST whose body could not be read; like every answer under a
+// signed link it is never cached.
+func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Cache-Control", "no-store")
+	lang := h.pageLang("", r)
+	status, key := http.StatusBadRequest, "subscribers.error.malformed"
+	switch {
+	case errors.Is(err, errTooLarge):
+		status, key = http.StatusRequestEntityTooLarge, "subscribers.error.too_large"
+	case errors.Is(err, errMediaType):
+		status, key = http.StatusUnsupportedMediaType, "subscribers.error.media_type"
+	}
+	h.requestError(w, r, false, lang, status, key)
+}
+
+// internal logs err (never shown) and answers a plain 500, or 503 when the database is away (the
+// request may be tried again).
+func (h *Handler) internal(w http.ResponseWriter, r *http.Request, wantJSON bool, lang, what string, err error) {
+	h.log.Error("subscribers: "+what, "err", err)
+	status := http.StatusInternalServerError
+	if httpx.Unavailable(err) {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
+	}
+	if wantJSON {
+		writeJSON(w, status, map[string]string{"error": h.cat.T(lang, "subscribers.error.internal")})
+		return
+	}
+	h.message(w, status, lang, message{Title: h.cat.T(lang, "subscribers.error.title"), Text: h.cat.T(lang, "subscribers.error.internal")})
+}

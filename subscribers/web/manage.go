@@ -1,0 +1,121 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"newsletter/subscribers"
+)
+
+// managePage is the data of page/manage.html.
+type managePage struct {
+	Action, EraseAction, DataAction string
+	Email, Name, Lang, Status       string
+	Languages                       []langOption
+	Errors                          map[string]string
+	Saved                           bool
+}
+
+// ManagePage serves GET /manage/{token}: name and language, download my data, erase me.
+func (h *Handler) ManagePage(w http.ResponseWriter, r *http.Request) {
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
+	if !ok {
+		return
+	}
+	h.renderManage(w, r, http.StatusOK, s, nil, false)
+}
+
+func (h *Handler) renderManage(w http.ResponseWriter, r *http.Request, status int, s subscribers.Subscriber, errs map[string]string, saved bool) {
+	base := "/manage/" + r.PathValue("token")
+	lang := s.Lang
+	if !h.hasLang(lang) {
+		lang = h.opts.Languages[0]
+	}
+	d := managePage{Action: base, EraseAction: base + "/erase", DataAction: base + "/data.json", Email: s.Email, Name: s.Name, Lang: s.Lang,
+		Status: h.cat.T(lang, "subscribers.status."+string(s.Status)), Errors: errs, Saved: saved}
+	for _, l := range h.opts.Languages {
+		d.Languages = append(d.Languages, langOption{Code: l, Label: languageName(l), Selected: l == s.Lang})
+	}
+	h.render(w, status, "manage", lang, h.cat.T(lang, "subscribers.manage.title"), d)
+}
+
+// Manage serves POST /manage/{token}: changes the reader's name and language.
+func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
+	if err := decodeForm(w, r); err != nil {
+		h.bodyError(w, r, err)
+		return
+	}
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
+	if !ok {
+		return
+	}
+	in := subscribeInput{Email: s.Email, Name: s.Name, Lang: s.Lang}
+	if r.PostForm.Has("name") {
+		in.Name = r.PostFormValue("name")
+	}
+	if r.PostForm.Has("lang") {
+		in.Lang = r.PostFormValue("lang")
+	}
+	_, name, lang, err := h.validate(in, s.Lang)
+	if err == nil {
+		s, err = h.store.Update(r.Context(), s.UUID, name, lang)
+	}
+	var fe *subscribers.FieldError
+	switch {
+	case errors.As(err, &fe):
+		h.renderManage(w, r, http.StatusBadRequest, s, map[string]string{fe.Field: h.fieldMessage(s.Lang, fe)}, false)
+		return
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, s.Lang, http.StatusGone, "gone")
+		return
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "manage", err)
+		return
+	}
+	h.renderManage(w, r, http.StatusOK, s, nil, true)
+}
+
+// Data serves GET /manage/{token}/data.json: everything kept about the reader, as a download.
+func (h *Handler) Data(w http.ResponseWriter, r *http.Request) {
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
+	if !ok {
+		return
+	}
+	v, err := h.store.DataExport(r.Context(), s.UUID)
+	switch {
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, s.Lang, http.StatusGone, "gone")
+		return
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "data export", err)
+		return
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="newsletter-data.json"`)
+	writeJSON(w, http.StatusOK, v)
+}
+
+// Erase serves POST /manage/{token}/erase: deletes the reader's personal data once they tick the box.
+func (h *Handler) Erase(w http.ResponseWriter, r *http.Request) {
+	if err := decodeForm(w, r); err != nil {
+		h.bodyError(w, r, err)
+		return
+	}
+	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
+	if !ok {
+		return
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		h.renderManage(w, r, http.StatusBadRequest, s, map[string]string{"erase": h.cat.T(s.Lang, "subscribers.error.erase_confirm")}, false)
+		return
+	}
+	err := h.store.Erase(r.Context(), s.UUID)
+	switch {
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, s.Lang, http.StatusGone, "gone")
+		return
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "erase", err)
+		return
+	}
+	h.message(w, http.StatusOK, s.Lang, message{Title: h.cat.T(s.Lang, "subscribers.erased.title"), Text: h.cat.T(s.Lang, "subscribers.erased.text"), OK: true})
+}

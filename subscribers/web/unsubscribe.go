@@ -1,0 +1,57 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"newsletter/subscribers"
+)
+
+type unsubscribePage struct {
+	Action string
+	Email  string
+}
+
+// UnsubscribePage serves GET /unsubscribe/{token}: a page with one button.
+func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
+	s, _, ok := h.reader(w, r, subscribers.PurposeUnsubscribe)
+	if !ok {
+		return
+	}
+	if s.Status == subscribers.StatusUnsubscribed {
+		h.message(w, http.StatusOK, s.Lang, h.unsubscribedMessage(s.Lang))
+		return
+	}
+	h.render(w, http.StatusOK, "unsubscribe", s.Lang, h.cat.T(s.Lang, "subscribers.unsubscribe.title"), unsubscribePage{Action: r.URL.EscapedPath(), Email: maskEmail(s.Email)})
+}
+
+// Unsubscribe serves POST /unsubscribe/{token}, from the page's button or as an RFC 8058 one-click
+// request (body "List-Unsubscribe=One-Click"): the signed token is the only authority needed.
+func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
+	if err := drainBody(w, r); err != nil {
+		h.bodyError(w, r, err)
+		return
+	}
+	s, _, ok := h.reader(w, r, subscribers.PurposeUnsubscribe)
+	if !ok {
+		return
+	}
+	after, err := h.store.Unsubscribe(r.Context(), s.UUID)
+	switch {
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, s.Lang, http.StatusGone, "gone")
+		return
+	case err != nil:
+		h.internal(w, r, false, s.Lang, "unsubscribe", err)
+		return
+	}
+	if s.Status != subscribers.StatusUnsubscribed && after.Status == subscribers.StatusUnsubscribed {
+		h.unsubscribes.Inc()
+	}
+	h.message(w, http.StatusOK, s.Lang, h.unsubscribedMessage(s.Lang))
+}
+
+func (h *Handler) unsubscribedMessage(lang string) message {
+	return message{Title: h.cat.T(lang, "subscribers.unsubscribed.title"), Text: h.cat.T(lang, "subscribers.unsubscribed.text"),
+		Back: "/?lang=" + lang, BackText: h.cat.T(lang, "subscribers.unsubscribed.again"), OK: true}
+}

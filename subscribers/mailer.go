@@ -454,7 +454,8 @@ func (m *Mailer) message(j job) ([]byte, error) {
 	if err := m.text.Execute(&text, d); err != nil {
 		return nil, fmt.Errorf("render confirm.txt: %w", err)
 	}
-	msg := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP))
+	// No User-Agent or X-Mailer naming the mail library (a fingerprint of our stack), as for digests.
+	msg := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP), mail.WithNoDefaultUserAgent())
 	if err := msg.From(m.opts.From); err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}

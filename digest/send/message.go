@@ -87,7 +87,9 @@ var errTemplate = errors.New("message template")
 // with a soft line break, so a reader's value never lands inside an encoded line and no line
 // grows past 76 characters.
 func buildTemplate(r render.Rendered, h messageHeaders) (*msgTemplate, error) {
-	m := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP))
+	// No User-Agent or X-Mailer: go-mail's default names itself, its version and its URL, a
+	// fingerprint of our stack that tells an attacker which advisories to try.
+	m := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP), mail.WithNoDefaultUserAgent())
 	m.FromMailAddress(h.From)
 	if err := m.To(render.MarkRcpt); err != nil {
 		return nil, fmt.Errorf("%w: %v", errTemplate, err)

@@ -174,7 +174,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := gomail.NewMsg(gomail.WithCharset(gomail.CharsetUTF8))
+			m := gomail.NewMsg(gomail.WithCharset(gomail.CharsetUTF8), gomail.WithNoDefaultUserAgent())
 			m.FromMailAddress(from)
 			if err := m.AddToFormat(tc.reader, tc.email); err != nil {
 				t.Fatal(err)

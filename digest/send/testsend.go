@@ -37,7 +37,7 @@ func TestSender(store *digest.Store, renderer *render.Renderer, dialer smtpout.D
 		if err != nil {
 			return err
 		}
-		m := gomail.NewMsg()
+		m := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 		if err := m.From(from); err != nil {
 			return fmt.Errorf("test send: from: %w", err)
 		}

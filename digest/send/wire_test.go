@@ -139,3 +139,23 @@ func wireMessages(t *testing.T) []wireMessage {
 	}
 	return out
 }
+
+// TestMessagesNameNoLibrary: no email we send carries a User-Agent or X-Mailer, nor names the mail
+// library anywhere in its headers: a name and version there tell an attacker which advisories to try.
+func TestMessagesNameNoLibrary(t *testing.T) {
+	for _, m := range wireMessages(t) {
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		for _, h := range []string{"User-Agent", "X-Mailer"} {
+			if v := msg.Header.Get(h); v != "" {
+				t.Errorf("%s: %s: %s", m.Name, h, v)
+			}
+		}
+		header, _, _ := bytes.Cut(m.Data, []byte("\r\n\r\n"))
+		if bytes.Contains(bytes.ToLower(header), []byte("go-mail")) || bytes.Contains(bytes.ToLower(header), []byte("wneessen")) {
+			t.Errorf("%s: the headers name the mail library:\n%s", m.Name, header)
+		}
+	}
+}

@@ -16,7 +16,6 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/feeds"
-	"newsletter/digest/send"
 	digestweb "newsletter/digest/web"
 	"newsletter/subscribers"
 	readerweb "newsletter/subscribers/web"
@@ -116,16 +115,11 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.HandleFunc("GET /archive/{id}", digestHandler.ArchiveIssue)
 	mux.HandleFunc("GET /archive.xml", digestHandler.ArchiveFeed)
 	// editor pages
-	testClient, err := a.mailClient()
-	if err != nil {
-		return nil, nil, err
-	}
 	sender, err := a.newSender(digestStore) // also runs below, as the "digest sender" worker
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestHandler.WithTestSend(send.TestSender(digestStore, digestRenderer, testClient, dkim, a.cfg.From, a.cfg.BaseURL, a.cfg.DigestMaxArticles)).
-		WithStartSend(sender.Start)
+	editor := digestHandler.WithTestSend(sender.SendTest).WithStartSend(sender.Start)
 	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
 	mux.HandleFunc("POST /admin/login", editor.AdminLogin)
 	mux.Handle("POST /admin/logout", editor.RequireEditor(editor.AdminLogout))

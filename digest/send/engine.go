@@ -61,7 +61,7 @@ type outcome struct {
 
 // runIssue sends issueID until every reader is done, the issue stops being 'sending', or ctx ends.
 func (s *Sender) runIssue(ctx context.Context, issueID int64, progress func(digest.Progress)) error {
-	p, err := s.prepare(ctx, issueID)
+	p, err := s.prepare(ctx, issueID, "")
 	if err != nil {
 		if ctx.Err() == nil && (errors.Is(err, digest.ErrNoArticles) || errors.Is(err, errTemplate)) {
 			reason := "cannot build the message: " + err.Error()

@@ -94,7 +94,7 @@ func buildTemplate(r render.Rendered, h messageHeaders) (*msgTemplate, error) {
 	if err := m.To(render.MarkRcpt); err != nil {
 		return nil, fmt.Errorf("%w: %v", errTemplate, err)
 	}
-	m.Subject(r.Subject)
+	m.Subject(h.Subject)
 	m.SetDateWithValue(h.Date)
 	m.SetMessageIDWithValue(markMsgID)
 	m.SetListUnsubscribe(render.MarkUnsub)
@@ -409,7 +409,8 @@ func formatTo(name, email string) string {
 	return a.String()
 }
 
-// preparedIssue is an issue rendered and encoded once, ready for per-reader filling.
+// preparedIssue is an issue rendered and encoded once, ready for per-reader filling. A test send
+// prepares it with "[TEST] " before the subject.
 type preparedIssue struct {
 	id      int64
 	content digest.IssueContent
@@ -418,7 +419,7 @@ type preparedIssue struct {
 	unnamed *msgTemplate
 }
 
-func (s *Sender) prepare(ctx context.Context, id int64) (*preparedIssue, error) {
+func (s *Sender) prepare(ctx context.Context, id int64, subjectPrefix string) (*preparedIssue, error) {
 	c, err := s.store.Content(ctx, id, s.opts.MaxArticles)
 	if err != nil {
 		return nil, err
@@ -432,7 +433,7 @@ func (s *Sender) prepare(ctx context.Context, id int64) (*preparedIssue, error) 
 	if err != nil {
 		return nil, err
 	}
-	p.headers = messageHeaders{From: s.from, Subject: named.Subject, Date: s.store.Now(),
+	p.headers = messageHeaders{From: s.from, Subject: subjectPrefix + named.Subject, Date: s.store.Now(),
 		ListID: listID(s.opts.Publication, c.Issue.Lang, s.domain)}
 	if p.named, err = buildTemplate(named, p.headers); err != nil {
 		return nil, err

@@ -1,102 +1,54 @@
 package send
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	netmail "net/mail"
-	"strings"
-	"time"
-
-	gomail "github.com/wneessen/go-mail"
 
 	"newsletter/digest"
-	"newsletter/digest/render"
 	"newsletter/internal/smtpout"
 )
 
-// TestSender returns the function behind "send a test" (HandlerOptions.TestSend): issue issueID,
-// rendered by the same Renderer as the real send, to one address with "[TEST] " before the
-// subject, signed with dkim (when set) and sent over a connection of dialer through the same
-// transaction code as every reader's copy. It writes no ledger row and counts as no send. There is
-// no reader, so the unsubscribe and manage links point at harmless pages of this service.
-func TestSender(store *digest.Store, renderer *render.Renderer, dialer smtpout.Dialer, dkim *smtpout.DKIMSigner, from, baseURL string, maxArticles int) func(ctx context.Context, issueID int64, to string) error {
-	baseURL = strings.TrimRight(baseURL, "/")
-	return func(ctx context.Context, issueID int64, to string) error {
-		to, err := testAddress(to)
-		if err != nil {
-			return fmt.Errorf("test send: address: %w", digest.ErrInvalid)
-		}
-		c, err := store.Content(ctx, issueID, maxArticles)
-		if err != nil {
-			return err
-		}
-		out, err := renderer.Render(c, render.Recipient{Email: to, UnsubscribeURL: baseURL + "/unsubscribe/test-message", ManageURL: baseURL + "/manage/test-message"})
-		if err != nil {
-			return err
-		}
-		m := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-		if err := m.From(from); err != nil {
-			return fmt.Errorf("test send: from: %w", err)
-		}
-		if err := m.To(to); err != nil {
-			return fmt.Errorf("test send: address: %w", digest.ErrInvalid)
-		}
-		m.Subject("[TEST] " + out.Subject)
-		m.SetDate()
-		m.SetMessageIDWithValue(randomHex(16) + ".test@" + testFromDomain(from))
-		m.SetBodyString(gomail.TypeTextPlain, out.Text)
-		m.AddAlternativeString(gomail.TypeTextHTML, out.HTML)
-		var raw bytes.Buffer
-		if _, err := m.WriteTo(&raw); err != nil {
-			return fmt.Errorf("test send: %w", err)
-		}
-		msg := raw.Bytes()
-		if dkim != nil {
-			if msg, err = dkim.Sign(nil, msg); err != nil {
-				return fmt.Errorf("test send: dkim: %w", err)
-			}
-		}
-		sender, err := netmail.ParseAddress(from)
-		if err != nil {
-			return fmt.Errorf("test send: from: %w", err)
-		}
-		conn := &smtpout.Conn{Dialer: dialer, Timeout: 30 * time.Second}
-		defer conn.Close()
-		if err := conn.Ensure(ctx); err != nil {
-			return fmt.Errorf("test send: %w", err)
-		}
-		if err := conn.Send(smtpout.Envelope{From: sender.Address, To: to}, msg, func() {}, nil); err != nil {
-			return fmt.Errorf("test send: %w", err)
-		}
-		return nil
-	}
-}
+// testSubjectPrefix marks an editor's test copy in the inbox.
+const testSubjectPrefix = "[TEST] "
 
-// testAddress accepts one bare address (no display name, no list), as typed in the form.
-func testAddress(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || len(s) > 254 || strings.ContainsAny(s, "\r\n\x00<>,;\" ") {
-		return "", digest.ErrInvalid
+// SendTest sends issue issueID once to the address to: an editor's "send a test". It goes down the
+// path of every reader's copy (the same rendering, message builder, headers and DKIM signature,
+// over a connection of the same dialer), with "[TEST] " before the subject. There is no reader, so
+// its unsubscribe and manage links lead to harmless pages of this service and its Message-ID is
+// random. It writes no ledger row and counts as no send. ErrInvalid for an address that is not one.
+func (s *Sender) SendTest(ctx context.Context, issueID int64, to string) error {
+	if a, err := netmail.ParseAddress(to); err != nil || a.Address != to || a.Name != "" {
+		return fmt.Errorf("test send: address: %w", digest.ErrInvalid)
 	}
-	addr, err := netmail.ParseAddress(s)
-	if err != nil || addr.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
-		return "", digest.ErrInvalid
+	p, err := s.prepare(ctx, issueID, testSubjectPrefix)
+	if err != nil {
+		return err
 	}
-	return s, nil
-}
-
-// testFromDomain is the domain of the From setting (a "Name <addr>" string), for the test
-// message's Message-ID.
-func testFromDomain(from string) string {
-	if a, err := netmail.ParseAddress(from); err == nil {
-		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-			return a.Address[i+1:]
+	v := readerValues{
+		Email:     to,
+		MessageID: randomHex(16) + ".test@" + s.domain,
+		Unsub:     s.opts.BaseURL + "/unsubscribe/test-message",
+		Manage:    s.opts.BaseURL + "/manage/test-message",
+		To:        formatTo("", to),
+	}
+	msg := p.unnamed.fill(nil, &v)
+	if s.opts.DKIM != nil {
+		if msg, err = s.opts.DKIM.Sign(nil, msg); err != nil {
+			return fmt.Errorf("test send: dkim: %w", err)
 		}
 	}
-	return "localhost"
+	conn := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout}
+	defer conn.Close()
+	if err := conn.Ensure(ctx); err != nil {
+		return fmt.Errorf("test send: %w", err)
+	}
+	if err := conn.Send(smtpout.Envelope{From: s.from.Address, To: to}, msg, func() {}, nil); err != nil {
+		return fmt.Errorf("test send: %w", err)
+	}
+	return nil
 }
 
 func randomHex(n int) string {

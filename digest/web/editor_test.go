@@ -258,9 +258,16 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secret := []byte("admin-test-secret-0123456789")
+	sender, err := send.NewSender(store, renderer, subscribers.NewSigner(secret), nil, client, send.SenderOptions{
+		From: "Digest <digest@news.example>", BaseURL: "http://news.example", Publication: "The Test Weekly", Secret: secret, MaxArticles: 12,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := &adminPages{
 		store: store, sessions: editorSessions{db: db, now: store.Now}, renderer: renderer, pages: pages,
-		testSend: send.TestSender(store, renderer, client, nil, "Digest <digest@news.example>", "http://news.example", 12),
+		testSend: sender.SendTest,
 		password: password, langs: []string{"en", "ru"}, maxArticles: 12, publication: "The Test Weekly",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -1007,6 +1014,10 @@ func TestAdminTestSend(t *testing.T) {
 	}
 	if ct := m.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative") {
 		t.Errorf("Content-Type %q", ct)
+	}
+	// The real send's headers (digest/send's TestSendTest checks them all, and the signature).
+	if lu, id := m.Header.Get("List-Unsubscribe"), m.Header.Get("List-Id"); lu != "<http://news.example/unsubscribe/test-message>" || id == "" {
+		t.Errorf("List-Unsubscribe %q, List-Id %q", lu, id)
 	}
 	var n int
 	e.db.Get(&n, `SELECT count(*) FROM deliveries`)

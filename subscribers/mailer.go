@@ -26,12 +26,13 @@ import (
 
 // MailerOptions configures the confirmation mailer.
 type MailerOptions struct {
-	BaseURL     string              // public root of the confirm links
-	From        string              // From header, e.g. "Weekly Digest <digest@example.com>"
-	Publication string              // the publication's name, in the subject and the text
-	Poll        time.Duration       // how often to look for due emails without a Wake; default 2s
-	MinBackoff  time.Duration       // wait after the first failure, doubled after each; default 5s
-	MaxBackoff  time.Duration       // longest wait between attempts; default 5 minutes
+	BaseURL     string        // public root of the confirm links
+	From        string        // From header, e.g. "Weekly Digest <digest@example.com>"
+	Publication string        // the publication's name, in the subject and the text
+	Poll        time.Duration // how often to look for due emails without a Wake; default 2s
+	// Retry is how an email that failed for now is tried again (zero fields: smtpout.ConfirmRetry's).
+	// Its Attempts is not used: a confirmation is tried until it goes or its address is refused.
+	Retry       smtpout.Policy
 	SendTimeout time.Duration       // connecting, and one message on a connection; default 30s
 	Workers     int                 // batches sent at once, each on its own SMTP connection; default 2
 	DKIM        *smtpout.DKIMSigner // nil: not signed
@@ -76,15 +77,7 @@ func NewMailer(db *sqlx.DB, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, c
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
 	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 5 * time.Second
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 5 * time.Minute
-	}
-	if opts.MaxBackoff < opts.MinBackoff {
-		opts.MaxBackoff = opts.MinBackoff
-	}
+	opts.Retry = opts.Retry.Fill(smtpout.ConfirmRetry)
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = 30 * time.Second
 	}
@@ -270,12 +263,12 @@ func (m *Mailer) record(jobs []job, errs []error) {
 			continue
 		}
 		msg := clipBytes(redact(errs[i].Error(), j.Email), 1000)
-		if se := smtpout.AsError(errs[i]); se != nil && se.Permanent() && (se.Refused() || se.Local && se.Stage != smtpout.StageMail) {
+		if v := smtpout.Classify(errs[i]); v == smtpout.Refused || v == smtpout.Undeliverable {
 			refusedIDs, refusedReasons = append(refusedIDs, j.ID), append(refusedReasons, msg)
 			m.log.Warn("confirmation refused for good; the reader is marked bounced", "outbox_id", j.ID, "error", msg)
 			continue
 		}
-		wait := m.backoff(j.Attempts)
+		wait := m.opts.Retry.Delay(j.Attempts) // j.Attempts counts this try
 		failedIDs, waits, reasons = append(failedIDs, j.ID), append(waits, wait.Milliseconds()), append(reasons, msg)
 		m.log.Warn("confirmation not sent, will retry", "outbox_id", j.ID, "attempt", j.Attempts, "retry_in", wait, "error", msg)
 	}
@@ -411,15 +404,6 @@ func (m *Mailer) release(jobs []job) {
 	if _, err := m.db.ExecContext(ctx, `UPDATE outbox SET next_attempt_at = now(), attempts = attempts - 1 WHERE id = ANY($1)`, pq.Array(ids)); err != nil {
 		m.log.Warn("confirmation outbox: release at shutdown failed; rows wait for their lease", "error", err)
 	}
-}
-
-// backoff is the wait after the nth failed attempt: MinBackoff doubled each time, capped.
-func (m *Mailer) backoff(attempt int) time.Duration {
-	d := m.opts.MinBackoff
-	for i := 1; i < attempt && d < m.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, m.opts.MaxBackoff)
 }
 
 // redact keeps the reader's address out of logs and stored errors (SMTP replies often quote it).

@@ -280,7 +280,7 @@ func TestMailerRetriesUntilSMTPIsUp(t *testing.T) {
 			srv := smtptest.Start(t)
 			sw := &switchClient{}
 			up := tc.down(t, srv, sw)
-			f := newMailerFixture(t, sw, MailerOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond})
+			f := newMailerFixture(t, sw, MailerOptions{Retry: smtpout.Policy{First: 10 * time.Millisecond, Max: 40 * time.Millisecond}})
 			if err := f.store.Subscribe(context.Background(), "Retry@example.com", "", "en", Consent{Source: "form", TextVersion: "v1"}); err != nil {
 				t.Fatal(err)
 			}
@@ -347,22 +347,6 @@ func TestMailerSkipsReadersNoLongerPending(t *testing.T) {
 		WHERE s.email = 'left@example.com' AND o.skipped_at IS NOT NULL AND o.sent_at IS NULL`)
 	if skipped != 1 {
 		t.Errorf("the unsubscribed reader's row is not marked skipped")
-	}
-}
-
-func TestMailerBackoff(t *testing.T) {
-	m := &Mailer{opts: MailerOptions{MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Minute}}
-	tests := []struct {
-		attempt int
-		want    time.Duration
-	}{
-		{1, 5 * time.Second}, {2, 10 * time.Second}, {3, 20 * time.Second}, {6, 160 * time.Second},
-		{7, 5 * time.Minute}, {100, 5 * time.Minute},
-	}
-	for _, tc := range tests {
-		if got := m.backoff(tc.attempt); got != tc.want {
-			t.Errorf("backoff(%d) = %v, want %v", tc.attempt, got, tc.want)
-		}
 	}
 }
 
@@ -505,7 +489,7 @@ func TestMailerWake(t *testing.T) {
 // the same connection.
 func TestMailerBatchSharesConnection(t *testing.T) {
 	srv := smtptest.Start(t)
-	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{MinBackoff: time.Hour})
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{Retry: smtpout.Policy{First: time.Hour}})
 	ctx := context.Background()
 	const n = 2 * batchSize
 	for i := range n {
@@ -647,7 +631,7 @@ func TestMailerYieldsButNeverStops(t *testing.T) {
 // A 5xx to MAIL FROM is our setup's fault and is retried.
 func TestMailerPermanentRefusalIsFinal(t *testing.T) {
 	srv := smtptest.Start(t)
-	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{Retry: smtpout.Policy{First: 10 * time.Millisecond, Max: 20 * time.Millisecond}})
 	ctx := context.Background()
 	srv.OnRcpt(func(to string) error {
 		if to == "gone@example.com" {

@@ -15,6 +15,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/send"
+	"newsletter/internal/smtpout"
 	"newsletter/subscribers"
 )
 
@@ -36,7 +37,7 @@ func (a *App) newSender(store *digest.Store, tune ...func(*send.SenderOptions)) 
 	opts := send.SenderOptions{
 		From: a.cfg.From, BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Secret: a.secret,
 		MaxArticles: a.cfg.DigestMaxArticles, Concurrency: a.cfg.SendConcurrency, Rate: a.cfg.SendRate,
-		MaxAttempts: a.cfg.SendMaxAttempts, DKIM: dkim,
+		Retry: smtpout.Policy{Attempts: a.cfg.SendMaxAttempts}, DKIM: dkim,
 	}
 	for _, f := range tune {
 		f(&opts)

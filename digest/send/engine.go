@@ -335,7 +335,7 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) {
 // message's end (smtpout.Conn.Send's next), so the worker takes that job from the queue early.
 func (e *engine) work(ctx context.Context) {
 	s := e.s
-	c := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout, BackoffBase: s.opts.ConnBackoff, NoChunking: s.opts.NoChunking}
+	c := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout, Reconnect: s.opts.Reconnect, NoChunking: s.opts.NoChunking}
 	defer c.Close()
 	ack := make(chan struct{}, 1)
 	pending := false
@@ -421,28 +421,25 @@ func (e *engine) work(ctx context.Context) {
 			continue
 		}
 		e.outcomes <- e.classify(j.row, err)
-		if se := smtpout.AsError(err); se != nil && se.Code == 421 {
+		if smtpout.PauseAfter(err) {
 			c.Pause(ctx, e.halt)
 		}
 	}
 	waitAck()
 }
 
-// classify turns an SMTP error into an outcome.
+// classify turns an SMTP error into an outcome, by the retry policy's verdict.
 func (e *engine) classify(r claimedRow, err error) outcome {
-	se := smtpout.AsError(err)
-	reason := err.Error()
-	switch {
-	case se == nil || !se.Permanent():
-		// 4xx, timeouts, dropped connections: try again later.
-		return outcome{kind: outRetry, row: r, reason: reason}
-	case se.Refused():
-		return outcome{kind: outFailed, row: r, reason: reason}
-	case se.Local && se.Stage != smtpout.StageMail:
-		// An address this relay cannot carry: this issue fails for the reader, who is not bounced.
-		return outcome{kind: outUndeliverable, row: r, reason: reason}
-	default:
+	kind := outRetry
+	switch smtpout.Classify(err) {
+	case smtpout.Refused:
+		kind = outFailed
+	case smtpout.Undeliverable:
+		// This issue fails for the reader, who is not bounced: the address may be fine elsewhere.
+		kind = outUndeliverable
+	case smtpout.Setup:
 		// Our connection, login or sender was refused: pause until someone fixes the setup.
-		return outcome{kind: outConfig, row: r, reason: reason}
+		kind = outConfig
 	}
+	return outcome{kind: kind, row: r, reason: err.Error()}
 }

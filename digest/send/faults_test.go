@@ -18,6 +18,7 @@ import (
 	"newsletter/internal/digesttest"
 	"newsletter/internal/pgdb"
 	"newsletter/internal/pgtest"
+	"newsletter/internal/smtpout"
 	"newsletter/internal/smtptest"
 	"newsletter/migrations"
 	"newsletter/subscribers"
@@ -82,8 +83,8 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 			for range tt.senders {
 				s, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client,
 					SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
-						Secret: secret, Concurrency: conns, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-						ConnBackoff: 10 * time.Millisecond, Poll: 100 * time.Millisecond, Lease: lease},
+						Secret: secret, Concurrency: conns, Retry: smtpout.Policy{First: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+						Reconnect: smtpout.Policy{First: 10 * time.Millisecond}, Poll: 100 * time.Millisecond, Lease: lease},
 					slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})), nil)
 				if err != nil {
 					t.Fatal(err)

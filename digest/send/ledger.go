@@ -169,14 +169,14 @@ func (r *recorder) close() {
 	r.conn.Close()
 }
 
-// markRetry records a temporary failure: the row is due again after backoff, or failed for good
-// once it used its last attempt.
-func (l ledger) markRetry(ctx context.Context, issueID, subscriberID int64, reason string, backoff time.Duration, maxAttempts int) (failed bool, err error) {
+// markRetry records a temporary failure: the row is due again after delay, or failed for good when
+// final (the retry policy's last attempt). It reports whether the row is now failed.
+func (l ledger) markRetry(ctx context.Context, issueID, subscriberID int64, reason string, delay time.Duration, final bool) (failed bool, err error) {
 	err = l.db.GetContext(ctx, &failed, `UPDATE deliveries SET attempts = attempts + 1, claimed_by = NULL, last_error = $3,
 			next_attempt_at = now() + $4 * interval '1 millisecond',
-			status = CASE WHEN attempts + 1 >= $5 THEN 'failed' ELSE 'queued' END
+			status = CASE WHEN $5 THEN 'failed' ELSE 'queued' END
 		WHERE issue_id = $1 AND subscriber_id = $2 RETURNING status = 'failed'`,
-		issueID, subscriberID, textclean.ClipLine(reason, digest.MaxReason), backoff.Milliseconds(), maxAttempts)
+		issueID, subscriberID, textclean.ClipLine(reason, digest.MaxReason), delay.Milliseconds(), final)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	mathrand "math/rand/v2"
 	"time"
 
 	"newsletter/digest"
@@ -82,10 +81,11 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 	e.streakMu.Unlock()
 	switch o.kind {
 	case outRetry:
-		backoff := retryDelay(s.opts.RetryBase, s.opts.RetryMax, o.row.Attempts)
+		tries := o.row.Attempts + 1 // this one included
+		delay, final := s.opts.Retry.Delay(tries), s.opts.Retry.Final(tries)
 		var failed bool
 		e.untilWritten("record retry", func() (err error) {
-			failed, err = s.ledger.markRetry(ctx, id, o.row.SubscriberID, o.reason, backoff, s.opts.MaxAttempts)
+			failed, err = s.ledger.markRetry(ctx, id, o.row.SubscriberID, o.reason, delay, final)
 			return err
 		})
 		if failed {
@@ -141,14 +141,4 @@ func (e *engine) pause(ctx context.Context, reason string) {
 	if err := e.s.store.Pause(ctx, e.issue.id, reason); err != nil && !errors.Is(err, digest.ErrConflict) {
 		e.s.log.Error("digest sender: pause", "issue", e.issue.id, "err", err)
 	}
-}
-
-// retryDelay is the backoff before attempt n+1: base doubled per attempt, jittered to 50-150%.
-func retryDelay(base, most time.Duration, attempts int) time.Duration {
-	d := base
-	for i := 0; i < attempts && d < most; i++ {
-		d *= 2
-	}
-	d = min(d, most)
-	return time.Duration(float64(d) * (0.5 + mathrand.Float64()))
 }

@@ -18,6 +18,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/internal/digesttest"
+	"newsletter/internal/smtpout"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
@@ -66,8 +67,8 @@ func (f *sendFixture) sender(t *testing.T, tune func(*SenderOptions)) *Sender {
 		t.Fatal(err)
 	}
 	opts := SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
-		Secret: []byte("test-secret-0123456789"), Concurrency: 3, RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		ConnBackoff: 10 * time.Millisecond, BatchSize: 10}
+		Secret: []byte("test-secret-0123456789"), Concurrency: 3, Retry: smtpout.Policy{First: 20 * time.Millisecond, Max: 100 * time.Millisecond},
+		Reconnect: smtpout.Policy{First: 10 * time.Millisecond}, BatchSize: 10}
 	if tune != nil {
 		tune(&opts)
 	}
@@ -135,14 +136,17 @@ func TestSendOutcomes(t *testing.T) {
 			status: "sent", attempts: 2, received: 1, subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
 		{name: "451 every time fails after the last attempt", script: func(s *smtptest.Server) {
 			s.Script(target, smtptest.Answer{At: smtptest.AtRcpt, Code: 451}, smtptest.Answer{At: smtptest.AtRcpt, Code: 451}, smtptest.Answer{At: smtptest.AtRcpt, Code: 451})
-		}, tune: func(o *SenderOptions) { o.MaxAttempts = 3 },
+		}, tune: func(o *SenderOptions) { o.Retry.Attempts = 3 },
 			status: "failed", attempts: 3, received: 0, errContains: "451", subscriber: "confirmed", issueStatus: "sent", othersAllOut: true},
 		{name: "5xx on MAIL FROM pauses the issue", script: func(s *smtptest.Server) {
 			s.OnMail(func(string) error { return &smtp.SMTPError{Code: 553, Message: "sender not allowed"} })
 		}, status: "queued", attempts: 0, received: 0, paused: true, subscriber: "confirmed", issueStatus: "paused"},
 		{name: "failures in a row pause the issue", script: func(s *smtptest.Server) {
 			s.OnRcpt(func(string) error { return &smtp.SMTPError{Code: 451, Message: "try later"} })
-		}, tune: func(o *SenderOptions) { o.FailureStreak = 5; o.RetryBase = time.Hour; o.RetryMax = time.Hour },
+		}, tune: func(o *SenderOptions) {
+			o.FailureStreak = 5
+			o.Retry = smtpout.Policy{First: time.Hour, Max: time.Hour}
+		},
 			status: "", received: 0, paused: true, subscriber: "confirmed", issueStatus: "paused"},
 	}
 	for _, tc := range tests {

@@ -37,13 +37,15 @@ type SenderOptions struct {
 
 	Concurrency int           // SMTP connections (default 4)
 	Rate        float64       // messages per second across the process (0: no cap)
-	MaxAttempts int           // tries per reader before a temporary failure is final (default 5)
 	Timeout     time.Duration // per SMTP exchange (default 30s)
-	RetryBase   time.Duration // first retry delay, doubled each attempt, with jitter (default 1m)
-	RetryMax    time.Duration // longest retry delay (default 1h)
-	ConnBackoff time.Duration // first pause of a connection after a 421 or failed dial (default 2s)
-	Lease       time.Duration // how long a claimed row is reserved for this process (default 5m)
-	BatchSize   int           // rows per claim (default 100)
+	// Retry is how a reader's copy is tried again after a failure that may pass, and how many
+	// tries it gets (zero fields: smtpout.DigestRetry's).
+	Retry smtpout.Policy
+	// Reconnect is how a connection backs off after a failed dial or a 421 (zero fields:
+	// smtpout.Reconnect's).
+	Reconnect smtpout.Policy
+	Lease     time.Duration // how long a claimed row is reserved for this process (default 5m)
+	BatchSize int           // rows per claim (default 100)
 	// FailureStreak pauses the issue after this many failures in a row (default 50).
 	FailureStreak int
 	// Poll is how often Run looks for issues to send when not woken (default 5s).
@@ -58,21 +60,11 @@ func (o *SenderOptions) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 5
-	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	if o.RetryBase <= 0 {
-		o.RetryBase = time.Minute
-	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = time.Hour
-	}
-	if o.ConnBackoff <= 0 {
-		o.ConnBackoff = 2 * time.Second
-	}
+	o.Retry = o.Retry.Fill(smtpout.DigestRetry)
+	o.Reconnect = o.Reconnect.Fill(smtpout.Reconnect)
 	if o.Lease <= 0 {
 		o.Lease = 5 * time.Minute
 	}

@@ -26,6 +26,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/internal/digesttest"
+	"newsletter/internal/smtpout"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
 )
@@ -262,8 +263,8 @@ func TestSoakSMTPFaults(t *testing.T) {
 	// Quick backoffs through the sender's own options: the outcomes are the same as with the
 	// production minutes, the run is not spent waiting.
 	opts := SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
-		Secret: secret, Concurrency: conns, RetryBase: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		ConnBackoff: 10 * time.Millisecond}
+		Secret: secret, Concurrency: conns, Retry: smtpout.Policy{First: 10 * time.Millisecond, Max: 200 * time.Millisecond},
+		Reconnect: smtpout.Policy{First: 10 * time.Millisecond}}
 	sender, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client, opts,
 		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})), nil)
 	if err != nil {

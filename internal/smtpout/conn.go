@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	mathrand "math/rand/v2"
 	"net/textproto"
 	"strings"
 	"time"
@@ -87,13 +86,13 @@ type Envelope struct{ From, To string }
 
 // Conn is one long-lived SMTP connection. Not safe for concurrent use.
 type Conn struct {
-	Dialer      Dialer
-	Timeout     time.Duration // dialling; and one whole message on the connection
-	BackoffBase time.Duration // the first pause after a 421 or a failed dial
-	NoChunking  bool          // use DATA even when the server offers CHUNKING (tests)
+	Dialer     Dialer
+	Timeout    time.Duration // dialling; and one whole message on the connection
+	Reconnect  Policy        // the pauses after a 421 or a failed dial (zero fields: Reconnect's)
+	NoChunking bool          // use DATA even when the server offers CHUNKING (tests)
 
-	c       *smtp.Client
-	backoff time.Duration // the next pause; grows until a success
+	c      *smtp.Client
+	pauses int // pauses in a row, for the next one's length; 0 after a success
 	// ahead is the envelope written after the previous message's final dot on the DATA path,
 	// whose three replies are still unread.
 	ahead *Envelope
@@ -227,7 +226,7 @@ func (c *Conn) sendBDAT(mailCmd, rcptCmd string, msg []byte, beforeCommit func()
 	if err := c.readReplies([]reply{{250, StageMail}, {25, StageRcpt}, {250, StageMessage}}); err != nil {
 		return err
 	}
-	c.backoff = 0
+	c.pauses = 0
 	return nil
 }
 
@@ -303,7 +302,7 @@ func (c *Conn) sendDATA(env Envelope, mailCmd, rcptCmd string, pipelining bool, 
 	if err := c.readReplies([]reply{{250, StageMessage}}); err != nil {
 		return err
 	}
-	c.backoff = 0
+	c.pauses = 0
 	return nil
 }
 
@@ -375,16 +374,12 @@ func (c *Conn) Abandon() {
 	}
 }
 
-// Pause closes the connection and waits before the next dial, longer each time in a row, with
-// jitter; it returns early when ctx ends or stop closes.
+// Pause closes the connection and waits before the next dial, longer each time in a row (the
+// Reconnect policy); it returns early when ctx ends or stop closes.
 func (c *Conn) Pause(ctx context.Context, stop <-chan struct{}) {
 	c.Drop()
-	if c.backoff == 0 {
-		c.backoff = c.BackoffBase
-	} else {
-		c.backoff = min(2*c.backoff, time.Minute)
-	}
-	t := time.NewTimer(time.Duration(float64(c.backoff) * (0.5 + mathrand.Float64())))
+	c.pauses++
+	t := time.NewTimer(c.Reconnect.Fill(Reconnect).Delay(c.pauses))
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -106,36 +106,39 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	digestHandler := digestweb.NewHandler(digestStore, digestRenderer, a.pages, a.catalog, digestweb.HandlerOptions{
+	archive := digestweb.NewArchive(digestStore, digestRenderer, a.pages, a.catalog, digestweb.ArchiveOptions{
 		BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
-		AdminPassword: a.cfg.AdminPassword, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"), RequireApproval: a.cfg.RequireApproval,
-		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret,
-	}, a.log, a.registry)
-	mux.HandleFunc("GET /archive", digestHandler.Archive)
-	mux.HandleFunc("GET /archive/{id}", digestHandler.ArchiveIssue)
-	mux.HandleFunc("GET /archive.xml", digestHandler.ArchiveFeed)
-	// editor pages
+	}, a.log)
+	mux.HandleFunc("GET /archive", archive.List)
+	mux.HandleFunc("GET /archive/{id}", archive.Issue)
+	mux.HandleFunc("GET /archive.xml", archive.Feed)
+	// editor pages: every one but the login form and the login itself behind RequireEditor
 	sender, err := a.newSender(digestStore) // also runs below, as the "digest sender" worker
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestHandler.WithTestSend(sender.SendTest).WithStartSend(sender.Start)
-	mux.HandleFunc("GET /admin/login", editor.AdminLoginForm)
-	mux.HandleFunc("POST /admin/login", editor.AdminLogin)
-	mux.Handle("POST /admin/logout", editor.RequireEditor(editor.AdminLogout))
-	mux.Handle("GET /admin/{$}", editor.RequireEditor(editor.AdminHome))
-	mux.Handle("GET /admin/digest/{lang}", editor.RequireEditor(editor.AdminDigest))
-	mux.Handle("GET /admin/digest/{lang}/articles/new", editor.RequireEditor(editor.AdminNewArticle))
-	mux.Handle("POST /admin/digest/{lang}/articles", editor.RequireEditor(editor.AdminAddArticle))
-	mux.Handle("GET /admin/articles/{id}/edit", editor.RequireEditor(editor.AdminEditArticleForm))
-	mux.Handle("POST /admin/articles/{id}", editor.RequireEditor(editor.AdminEditArticle))
-	mux.Handle("POST /admin/articles/{id}/{action}", editor.RequireEditor(editor.AdminArticleAction)) // pin unpin hide unhide up down pick
-	mux.Handle("GET /admin/issues/{id}", editor.RequireEditor(editor.AdminIssue))
-	mux.Handle("GET /admin/issues/{id}/preview.html", editor.RequireEditor(editor.AdminPreview))
-	mux.Handle("POST /admin/issues/{id}/text", editor.RequireEditor(editor.AdminIssueText))
-	mux.Handle("POST /admin/issues/{id}/approve", editor.RequireEditor(editor.AdminApprove))
-	mux.Handle("POST /admin/issues/{id}/test", editor.RequireEditor(editor.AdminTestSend))
-	mux.Handle("POST /admin/issues/{id}/{action}", editor.RequireEditor(editor.AdminIssueAction)) // pause resume cancel send
+	editor := digestweb.NewEditor(digestStore, digestRenderer, a.pages, digestweb.EditorOptions{
+		Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
+		Password: a.cfg.AdminPassword, RequireApproval: a.cfg.RequireApproval, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
+		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret, TestSend: sender.SendTest, StartSend: sender.Start,
+	}, a.log)
+	ed := editor.RequireEditor
+	mux.HandleFunc("GET /admin/login", editor.LoginForm)
+	mux.HandleFunc("POST /admin/login", editor.Login)
+	mux.Handle("POST /admin/logout", ed(editor.Logout))
+	mux.Handle("GET /admin/{$}", ed(editor.Home))
+	mux.Handle("GET /admin/digest/{lang}", ed(editor.Digest))
+	mux.Handle("GET /admin/digest/{lang}/articles/new", ed(editor.NewArticleForm))
+	mux.Handle("POST /admin/digest/{lang}/articles", ed(editor.AddArticle))
+	mux.Handle("GET /admin/articles/{id}/edit", ed(editor.EditArticleForm))
+	mux.Handle("POST /admin/articles/{id}", ed(editor.EditArticle))
+	mux.Handle("POST /admin/articles/{id}/{action}", ed(editor.ArticleAction)) // pin unpin hide unhide up down pick
+	mux.Handle("GET /admin/issues/{id}", ed(editor.IssuePage))
+	mux.Handle("GET /admin/issues/{id}/preview.html", ed(editor.Preview))
+	mux.Handle("POST /admin/issues/{id}/text", ed(editor.IssueText))
+	mux.Handle("POST /admin/issues/{id}/approve", ed(editor.Approve))
+	mux.Handle("POST /admin/issues/{id}/test", ed(editor.TestSend))
+	mux.Handle("POST /admin/issues/{id}/{action}", ed(editor.IssueAction)) // pause resume cancel send
 
 	// sending
 	var pollBeforeDigest func(context.Context)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/digest"
 	"newsletter/digest/render"
@@ -25,39 +23,27 @@ import (
 // loads but images, and only the inlined styles the email needs.
 const archiveCSP = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 
-// HandlerOptions are the plain settings of the digest's web pages.
-type HandlerOptions struct {
-	BaseURL         string
-	Publication     string
-	Languages       []string // the first is the pages' default language
-	MaxArticles     int
-	AdminPassword   string
-	SecureCookies   bool // editor cookies get Secure (the service runs behind https)
-	RequireApproval bool
-	TrustProxy      bool // behind the operator's reverse proxy: clients by its X-Forwarded-For entry
-	// DeviceKey signs the cookie an editor's browser gets at login, which exempts it from the
-	// global login throttle (nil: no such cookie).
-	DeviceKey []byte
-	// TestSend sends issue issueID once to the address to ("send a test" on the editor pages).
-	TestSend func(ctx context.Context, issueID int64, to string) error
-	// StartSend starts sending an approved issue now ("send now" on the editor pages): the Sender's
-	// Start, which returns how many readers it queued.
-	StartSend func(ctx context.Context, issueID int64) (int, error)
+// ArchiveOptions are the plain settings of the public archive.
+type ArchiveOptions struct {
+	BaseURL     string
+	Publication string
+	Languages   []string // the first is the pages' default language
+	MaxArticles int
 }
 
-// Handler serves the digest's web pages: the public archive here, the editor pages in editor.go.
-type Handler struct {
+// Archive serves the public archive of sent issues and its RSS feed; its methods are the endpoints.
+type Archive struct {
 	store    *digest.Store
 	renderer *render.Renderer
 	pages    *templates.Pages
 	catalog  *templates.Catalog
+	opts     ArchiveOptions
 	log      *slog.Logger
-	reg      prometheus.Registerer
-	opts     HandlerOptions
 }
 
-// NewHandler returns the digest's Handler; its methods are the endpoints listed in routes.go.
-func NewHandler(store *digest.Store, renderer *render.Renderer, pages *templates.Pages, cat *templates.Catalog, opts HandlerOptions, log *slog.Logger, reg prometheus.Registerer) *Handler {
+// NewArchive returns the archive over store; renderer draws the copies of issues sent before
+// copies were kept.
+func NewArchive(store *digest.Store, renderer *render.Renderer, pages *templates.Pages, cat *templates.Catalog, opts ArchiveOptions, log *slog.Logger) *Archive {
 	if len(opts.Languages) == 0 {
 		opts.Languages = []string{"en"}
 	}
@@ -67,11 +53,11 @@ func NewHandler(store *digest.Store, renderer *render.Renderer, pages *templates
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{store: store, renderer: renderer, pages: pages, catalog: cat, log: log, reg: reg, opts: opts}
+	return &Archive{store: store, renderer: renderer, pages: pages, catalog: cat, opts: opts, log: log}
 }
 
 // pageLang is the language the request asks for with ?lang=, else the default one.
-func (h *Handler) pageLang(r *http.Request) string {
+func (h *Archive) pageLang(r *http.Request) string {
 	if l := r.URL.Query().Get("lang"); slices.Contains(h.opts.Languages, l) {
 		return l
 	}
@@ -96,8 +82,8 @@ type archivePage struct {
 	SubscribeURL string
 }
 
-// Archive lists the sent issues of every language: GET /archive.
-func (h *Handler) Archive(w http.ResponseWriter, r *http.Request) {
+// List lists the sent issues of every language: GET /archive.
+func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 	lang := h.pageLang(r)
 	issues, err := h.store.SentIssues(r.Context(), "")
 	if err != nil {
@@ -124,9 +110,9 @@ func (h *Handler) Archive(w http.ResponseWriter, r *http.Request) {
 	h.archiveRender(w, r, http.StatusOK, "archive", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"), Publication: h.opts.Publication, Data: page})
 }
 
-// ArchiveIssue shows one issue as it went out, without any reader's data: GET /archive/{id}.
+// Issue shows one issue as it went out, without any reader's data: GET /archive/{id}.
 // The stored copy is served as its own document under a policy that lets nothing run.
-func (h *Handler) ArchiveIssue(w http.ResponseWriter, r *http.Request) {
+func (h *Archive) Issue(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		h.archiveNotFound(w, r)
@@ -228,8 +214,8 @@ type rssGUID struct {
 	Value       string `xml:",chardata"`
 }
 
-// ArchiveFeed is the RSS 2.0 feed of sent issues: GET /archive.xml (?lang=L for one language).
-func (h *Handler) ArchiveFeed(w http.ResponseWriter, r *http.Request) {
+// Feed is the RSS 2.0 feed of sent issues: GET /archive.xml (?lang=L for one language).
+func (h *Archive) Feed(w http.ResponseWriter, r *http.Request) {
 	only := r.URL.Query().Get("lang")
 	if only != "" && !slices.Contains(h.opts.Languages, only) {
 		only = ""
@@ -272,20 +258,20 @@ func (h *Handler) ArchiveFeed(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("\n"))
 }
 
-func (h *Handler) archiveNotFound(w http.ResponseWriter, r *http.Request) {
+func (h *Archive) archiveNotFound(w http.ResponseWriter, r *http.Request) {
 	lang := h.pageLang(r)
 	h.archiveRender(w, r, http.StatusNotFound, "archive_missing", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"),
 		Publication: h.opts.Publication, Data: archivePage{SubscribeURL: "/"}})
 }
 
 // archiveError logs err and answers a plain 500 with no detail.
-func (h *Handler) archiveError(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Archive) archiveError(w http.ResponseWriter, r *http.Request, err error) {
 	h.log.Error("digest page", "route", r.Pattern, "err", err)
 	http.Error(w, "Internal error.", http.StatusInternalServerError)
 }
 
 // archiveRender writes a page with status; Pages.Render buffers, so a template error is a clean 500.
-func (h *Handler) archiveRender(w http.ResponseWriter, r *http.Request, status int, name string, v templates.View) {
+func (h *Archive) archiveRender(w http.ResponseWriter, r *http.Request, status int, name string, v templates.View) {
 	var buf bytes.Buffer
 	if err := h.pages.Render(&buf, name, v); err != nil {
 		h.archiveError(w, r, err)

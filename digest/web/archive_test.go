@@ -30,11 +30,11 @@ func TestArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHandler(s, r, pages, cat, HandlerOptions{BaseURL: "https://digest.example.com", Publication: "The Example Times", Languages: []string{"en", "ru"}}, nil, nil)
+	h := NewArchive(s, r, pages, cat, ArchiveOptions{BaseURL: "https://digest.example.com", Publication: "The Example Times", Languages: []string{"en", "ru"}}, nil)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /archive", h.Archive)
-	mux.HandleFunc("GET /archive/{id}", h.ArchiveIssue)
-	mux.HandleFunc("GET /archive.xml", h.ArchiveFeed)
+	mux.HandleFunc("GET /archive", h.List)
+	mux.HandleFunc("GET /archive/{id}", h.Issue)
+	mux.HandleFunc("GET /archive.xml", h.Feed)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

@@ -19,43 +19,43 @@ type adminArticleData struct {
 }
 
 // NewArticleForm is GET /admin/digest/{lang}/articles/new.
-func (a *adminPages) NewArticleForm(w http.ResponseWriter, r *http.Request) {
-	lang, ok := a.lang(w, r)
+func (e *Editor) NewArticleForm(w http.ResponseWriter, r *http.Request) {
+	lang, ok := e.lang(w, r)
 	if !ok {
 		return
 	}
-	a.render(w, r, http.StatusOK, "admin_article", "Add an article", adminArticleData{adminCommon: a.common(r, lang), Lang: lang})
+	e.render(w, r, http.StatusOK, "admin_article", "Add an article", adminArticleData{adminCommon: e.common(r, lang), Lang: lang})
 }
 
 // AddArticle is POST /admin/digest/{lang}/articles.
-func (a *adminPages) AddArticle(w http.ResponseWriter, r *http.Request) {
-	lang, ok := a.lang(w, r)
+func (e *Editor) AddArticle(w http.ResponseWriter, r *http.Request) {
+	lang, ok := e.lang(w, r)
 	if !ok {
 		return
 	}
 	art, msg := articleFromForm(r)
 	art.Lang = lang
 	if msg != "" {
-		a.render(w, r, http.StatusBadRequest, "admin_article", "Add an article", adminArticleData{adminCommon: a.common(r, lang), Lang: lang, Article: art, Error: msg})
+		e.render(w, r, http.StatusBadRequest, "admin_article", "Add an article", adminArticleData{adminCommon: e.common(r, lang), Lang: lang, Article: art, Error: msg})
 		return
 	}
 	art.Source = "editor"
-	if _, err := a.store.AddArticle(r.Context(), art); err != nil {
-		a.failErr(w, r, err, "/admin/digest/"+lang+"/articles/new")
+	if _, err := e.store.AddArticle(r.Context(), art); err != nil {
+		e.failErr(w, r, err, "/admin/digest/"+lang+"/articles/new")
 		return
 	}
 	redirect(w, r, "/admin/digest/"+lang+"?done=added")
 }
 
-func (a *adminPages) article(w http.ResponseWriter, r *http.Request) (digest.Article, bool) {
+func (e *Editor) article(w http.ResponseWriter, r *http.Request) (digest.Article, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		a.fail(w, r, http.StatusNotFound, "There is no such article.", "/admin/")
+		e.fail(w, r, http.StatusNotFound, "There is no such article.", "/admin/")
 		return digest.Article{}, false
 	}
-	art, err := a.store.ArticleByID(r.Context(), id)
+	art, err := e.store.ArticleByID(r.Context(), id)
 	if err != nil {
-		a.failErr(w, r, err, "/admin/")
+		e.failErr(w, r, err, "/admin/")
 		return digest.Article{}, false
 	}
 	return art, true
@@ -63,8 +63,8 @@ func (a *adminPages) article(w http.ResponseWriter, r *http.Request) (digest.Art
 
 // articleLocked reports why art can no longer change: it belongs to an issue that has left the
 // draft stage (approved, sending, sent...), whose content must stay what was approved or sent.
-func (a *adminPages) articleLocked(ctx context.Context, art digest.Article) (string, error) {
-	id, status, err := a.store.ArticleIssue(ctx, art.ID)
+func (e *Editor) articleLocked(ctx context.Context, art digest.Article) (string, error) {
+	id, status, err := e.store.ArticleIssue(ctx, art.ID)
 	if err != nil || id == 0 || status == digest.StatusDraft {
 		return "", err
 	}
@@ -72,36 +72,36 @@ func (a *adminPages) articleLocked(ctx context.Context, art digest.Article) (str
 }
 
 // EditArticleForm is GET /admin/articles/{id}/edit.
-func (a *adminPages) EditArticleForm(w http.ResponseWriter, r *http.Request) {
-	art, ok := a.article(w, r)
+func (e *Editor) EditArticleForm(w http.ResponseWriter, r *http.Request) {
+	art, ok := e.article(w, r)
 	if !ok {
 		return
 	}
-	a.render(w, r, http.StatusOK, "admin_article", "Edit article", adminArticleData{adminCommon: a.common(r, art.Lang), Lang: art.Lang, Article: art})
+	e.render(w, r, http.StatusOK, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, art.Lang), Lang: art.Lang, Article: art})
 }
 
 // EditArticle is POST /admin/articles/{id}.
-func (a *adminPages) EditArticle(w http.ResponseWriter, r *http.Request) {
-	old, ok := a.article(w, r)
+func (e *Editor) EditArticle(w http.ResponseWriter, r *http.Request) {
+	old, ok := e.article(w, r)
 	if !ok {
 		return
 	}
-	if msg, err := a.articleLocked(r.Context(), old); err != nil || msg != "" {
+	if msg, err := e.articleLocked(r.Context(), old); err != nil || msg != "" {
 		if err != nil {
-			a.failErr(w, r, err, "/admin/digest/"+old.Lang)
+			e.failErr(w, r, err, "/admin/digest/"+old.Lang)
 			return
 		}
-		a.fail(w, r, http.StatusConflict, msg, "/admin/digest/"+old.Lang)
+		e.fail(w, r, http.StatusConflict, msg, "/admin/digest/"+old.Lang)
 		return
 	}
 	art, msg := articleFromForm(r)
 	art.ID, art.Lang = old.ID, old.Lang
 	if msg != "" {
-		a.render(w, r, http.StatusBadRequest, "admin_article", "Edit article", adminArticleData{adminCommon: a.common(r, old.Lang), Lang: old.Lang, Article: art, Error: msg})
+		e.render(w, r, http.StatusBadRequest, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, old.Lang), Lang: old.Lang, Article: art, Error: msg})
 		return
 	}
-	if err := a.store.UpdateArticle(r.Context(), art); err != nil {
-		a.failErr(w, r, err, "/admin/articles/"+strconv.FormatInt(old.ID, 10)+"/edit")
+	if err := e.store.UpdateArticle(r.Context(), art); err != nil {
+		e.failErr(w, r, err, "/admin/articles/"+strconv.FormatInt(old.ID, 10)+"/edit")
 		return
 	}
 	redirect(w, r, "/admin/digest/"+old.Lang+"?done=saved")
@@ -139,44 +139,44 @@ func webURL(s string) bool {
 }
 
 // ArticleAction is POST /admin/articles/{id}/{action}: pin, unpin, hide, unhide, up, down, pick.
-func (a *adminPages) ArticleAction(w http.ResponseWriter, r *http.Request) {
-	art, ok := a.article(w, r)
+func (e *Editor) ArticleAction(w http.ResponseWriter, r *http.Request) {
+	art, ok := e.article(w, r)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
 	back := "/admin/digest/" + art.Lang
-	if msg, err := a.articleLocked(ctx, art); err != nil || msg != "" {
+	if msg, err := e.articleLocked(ctx, art); err != nil || msg != "" {
 		if err != nil {
-			a.failErr(w, r, err, back)
+			e.failErr(w, r, err, back)
 			return
 		}
-		a.fail(w, r, http.StatusConflict, msg, back)
+		e.fail(w, r, http.StatusConflict, msg, back)
 		return
 	}
 	var err error
 	var done string
 	switch r.PathValue("action") {
 	case "pin":
-		err, done = a.store.SetPinned(ctx, art.ID, true), "pinned"
+		err, done = e.store.SetPinned(ctx, art.ID, true), "pinned"
 	case "unpin":
-		err, done = a.store.SetPinned(ctx, art.ID, false), "unpinned"
+		err, done = e.store.SetPinned(ctx, art.ID, false), "unpinned"
 	case "hide":
-		err, done = a.store.SetHidden(ctx, art.ID, true), "hidden"
+		err, done = e.store.SetHidden(ctx, art.ID, true), "hidden"
 	case "unhide":
-		err, done = a.store.SetHidden(ctx, art.ID, false), "unhidden"
+		err, done = e.store.SetHidden(ctx, art.ID, false), "unhidden"
 	case "pick":
-		err, done = a.store.PickArticle(ctx, art.ID), "picked"
+		err, done = e.store.PickArticle(ctx, art.ID), "picked"
 	case "up":
-		err, done = a.move(ctx, art, -1), "moved"
+		err, done = e.move(ctx, art, -1), "moved"
 	case "down":
-		err, done = a.move(ctx, art, +1), "moved"
+		err, done = e.move(ctx, art, +1), "moved"
 	default:
-		a.fail(w, r, http.StatusNotFound, "There is no such action.", back)
+		e.fail(w, r, http.StatusNotFound, "There is no such action.", back)
 		return
 	}
 	if err != nil {
-		a.failErr(w, r, err, back)
+		e.failErr(w, r, err, back)
 		return
 	}
 	redirect(w, r, back+"?done="+done)

@@ -40,10 +40,10 @@ type adminDigestData struct {
 	TestTo     string
 }
 
-func (a *adminPages) lang(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (e *Editor) lang(w http.ResponseWriter, r *http.Request) (string, bool) {
 	lang := r.PathValue("lang")
-	if !slices.Contains(a.langs, lang) {
-		a.fail(w, r, http.StatusNotFound, "There is no digest in that language.", "/admin/")
+	if !slices.Contains(e.opts.Languages, lang) {
+		e.fail(w, r, http.StatusNotFound, "There is no digest in that language.", "/admin/")
 		return "", false
 	}
 	return lang, true
@@ -52,8 +52,8 @@ func (a *adminPages) lang(w http.ResponseWriter, r *http.Request) (string, bool)
 // coming returns the language's unsent issue, assembling (refreshing) it while it is a draft, so
 // the page always shows what would go out now; an approved, sending or paused issue stays as it
 // is. nil when there are no new articles.
-func (a *adminPages) coming(ctx context.Context, lang string) (*digest.Issue, error) {
-	is, err := a.store.Assemble(ctx, lang, a.maxArticles)
+func (e *Editor) coming(ctx context.Context, lang string) (*digest.Issue, error) {
+	is, err := e.store.Assemble(ctx, lang, e.opts.MaxArticles)
 	if errors.Is(err, digest.ErrNoArticles) {
 		return nil, nil
 	}
@@ -64,45 +64,45 @@ func (a *adminPages) coming(ctx context.Context, lang string) (*digest.Issue, er
 }
 
 // Digest is GET /admin/digest/{lang}: the coming issue as readers will get it, and its controls.
-func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
-	lang, ok := a.lang(w, r)
+func (e *Editor) Digest(w http.ResponseWriter, r *http.Request) {
+	lang, ok := e.lang(w, r)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	d := adminDigestData{adminCommon: a.common(r, lang), Lang: lang, TestTo: r.URL.Query().Get("to"), RequireApproval: a.requireApproval}
-	is, err := a.coming(ctx, lang)
+	d := adminDigestData{adminCommon: e.common(r, lang), Lang: lang, TestTo: r.URL.Query().Get("to"), RequireApproval: e.opts.RequireApproval}
+	is, err := e.coming(ctx, lang)
 	if err != nil {
-		a.failErr(w, r, err, "/admin/")
+		e.failErr(w, r, err, "/admin/")
 		return
 	}
 	if is != nil {
 		d.Issue = is
 		d.Editable = is.Status == digest.StatusDraft
-		if is.Status == digest.StatusApproved && a.startSend != nil {
+		if is.Status == digest.StatusApproved && e.opts.StartSend != nil {
 			d.CanSendNow = true
-			if d.Readers, err = a.store.ConfirmedReaders(ctx, lang); err != nil {
-				a.failErr(w, r, err, "/admin/")
+			if d.Readers, err = e.store.ConfirmedReaders(ctx, lang); err != nil {
+				e.failErr(w, r, err, "/admin/")
 				return
 			}
 		}
-		c, err := a.store.Content(ctx, is.ID, a.maxArticles)
+		c, err := e.store.Content(ctx, is.ID, e.opts.MaxArticles)
 		if err != nil {
-			a.failErr(w, r, err, "/admin/")
+			e.failErr(w, r, err, "/admin/")
 			return
 		}
-		out, err := a.renderer.Render(c, render.Recipient{})
+		out, err := e.renderer.Render(c, render.Recipient{})
 		if err != nil {
-			a.failErr(w, r, err, "/admin/")
+			e.failErr(w, r, err, "/admin/")
 			return
 		}
 		d.Subject, d.Preheader, d.Text, d.More = out.Subject, out.Preheader, out.Text, c.More
 		auto := c
 		auto.Issue.Subject = ""
-		d.AutoSubject = a.renderer.Subject(auto)
-		rows, err := a.rows(ctx, c)
+		d.AutoSubject = e.renderer.Subject(auto)
+		rows, err := e.rows(ctx, c)
 		if err != nil {
-			a.failErr(w, r, err, "/admin/")
+			e.failErr(w, r, err, "/admin/")
 			return
 		}
 		for i, row := range rows {
@@ -117,15 +117,15 @@ func (a *adminPages) Digest(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if d.Hidden, err = a.store.HiddenArticles(ctx, lang); err != nil {
-		a.failErr(w, r, err, "/admin/")
+	if d.Hidden, err = e.store.HiddenArticles(ctx, lang); err != nil {
+		e.failErr(w, r, err, "/admin/")
 		return
 	}
-	if d.Earlier, err = a.store.EarlierArticles(ctx, lang); err != nil {
-		a.failErr(w, r, err, "/admin/")
+	if d.Earlier, err = e.store.EarlierArticles(ctx, lang); err != nil {
+		e.failErr(w, r, err, "/admin/")
 		return
 	}
-	a.render(w, r, http.StatusOK, "admin_digest", "Digest "+lang, d)
+	e.render(w, r, http.StatusOK, "admin_digest", "Digest "+lang, d)
 }
 
 // issueRowItem is one article of the coming issue as the editor sees it, with the block it belongs
@@ -137,7 +137,7 @@ type issueRowItem struct {
 
 // rows lists the issue's articles in reading order: those shown (c, arranged with the real
 // maximum) as the email has them, then the ones counted in "and N more", in their ranking.
-func (a *adminPages) rows(ctx context.Context, c digest.IssueContent) ([]issueRowItem, error) {
+func (e *Editor) rows(ctx context.Context, c digest.IssueContent) ([]issueRowItem, error) {
 	var out []issueRowItem
 	shown := map[int64]bool{}
 	if c.Lead != nil {
@@ -153,7 +153,7 @@ func (a *adminPages) rows(ctx context.Context, c digest.IssueContent) ([]issueRo
 	if c.More == 0 {
 		return out, nil
 	}
-	all, err := a.store.Content(ctx, c.Issue.ID, allArticles)
+	all, err := e.store.Content(ctx, c.Issue.ID, allArticles)
 	if err != nil {
 		return nil, err
 	}
@@ -169,19 +169,19 @@ func (a *adminPages) rows(ctx context.Context, c digest.IssueContent) ([]issueRo
 // as every article's position. The email groups articles by section, so a move across a
 // section's edge moves the whole section past its neighbour; a move into or out of the lead
 // slot swaps the lead (never past a pinned one, which always leads).
-func (a *adminPages) move(ctx context.Context, art digest.Article, by int) error {
-	is, err := a.coming(ctx, art.Lang)
+func (e *Editor) move(ctx context.Context, art digest.Article, by int) error {
+	is, err := e.coming(ctx, art.Lang)
 	if err != nil {
 		return err
 	}
 	if is == nil || is.Status != digest.StatusDraft {
 		return fmt.Errorf("only a draft can be reordered: %w", digest.ErrConflict)
 	}
-	c, err := a.store.Content(ctx, is.ID, a.maxArticles)
+	c, err := e.store.Content(ctx, is.ID, e.opts.MaxArticles)
 	if err != nil {
 		return err
 	}
-	list, err := a.rows(ctx, c)
+	list, err := e.rows(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (a *adminPages) move(ctx context.Context, art digest.Article, by int) error
 	}
 	for k, x := range list {
 		pos := k + 1
-		if err := a.store.SetPosition(ctx, x.ID, &pos); err != nil {
+		if err := e.store.SetPosition(ctx, x.ID, &pos); err != nil {
 			return err
 		}
 	}

@@ -230,7 +230,7 @@ type adminEnv struct {
 	t     *testing.T
 	db    *sqlx.DB
 	store *digest.Store
-	admin *adminPages
+	admin *Editor
 	srv   *httptest.Server
 	smtp  *smtptest.Server
 	c     *http.Client
@@ -265,12 +265,8 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &adminPages{
-		store: store, sessions: editorSessions{db: db, now: store.Now}, renderer: renderer, pages: pages,
-		testSend: sender.SendTest,
-		password: password, langs: []string{"en", "ru"}, maxArticles: 12, publication: "The Test Weekly",
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	a := NewEditor(store, renderer, pages, EditorOptions{Publication: "The Test Weekly", Languages: []string{"en", "ru"}, MaxArticles: 12,
+		Password: password, TestSend: sender.SendTest}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(adminTestMux(a))
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
@@ -279,9 +275,9 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 }
 
 // adminTestMux lists the editor routes as cmd/newsletter/routes.go does.
-func adminTestMux(a *adminPages) *http.ServeMux {
+func adminTestMux(a *Editor) *http.ServeMux {
 	mux := http.NewServeMux()
-	ed := func(f http.HandlerFunc) http.Handler { return a.RequireEditor(f) }
+	ed := a.RequireEditor
 	mux.HandleFunc("GET /admin/login", a.LoginForm)
 	mux.HandleFunc("POST /admin/login", a.Login)
 	mux.Handle("POST /admin/logout", ed(a.Logout))
@@ -473,7 +469,7 @@ func TestAdminLogin(t *testing.T) {
 
 func TestAdminSecureCookieOnHTTPS(t *testing.T) {
 	e := newAdminEnv(t, testPassword)
-	e.admin.secure = true
+	e.admin.opts.SecureCookies = true
 	// The test server speaks plain http, so read the header rather than the jar.
 	token := e.csrf("/admin/login")
 	p := e.post("/admin/login", url.Values{"csrf": {token}, "password": {testPassword}})
@@ -530,7 +526,7 @@ func TestAdminLoginThrottled(t *testing.T) {
 	// cannot lock it out, though its own client limit still holds. A forged cookie counts for nothing.
 	t.Run("KnownDevice", func(t *testing.T) {
 		e := newAdminEnv(t, testPassword)
-		e.admin.deviceKey = []byte("device-key-for-the-test-0123456789")
+		e.admin.opts.DeviceKey = []byte("device-key-for-the-test-0123456789")
 		try := func(remote, password string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
 			token := newSessionID()
 			form := url.Values{"csrf": {token}, "password": {password}}
@@ -581,7 +577,7 @@ func TestAdminLoginThrottled(t *testing.T) {
 	t.Run("BehindProxy", func(t *testing.T) {
 		e := newAdminEnv(t, testPassword)
 		try := func(trust bool, forwarded, password string) int {
-			e.admin.trustProxy = trust
+			e.admin.opts.TrustProxy = trust
 			token := newSessionID()
 			form := url.Values{"csrf": {token}, "password": {password}}
 			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
@@ -1252,7 +1248,7 @@ func TestAdminSendNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.admin.startSend = sender.Start
+	e.admin.opts.StartSend = sender.Start
 	e.mustLogin()
 	is := e.coming("en")
 	sendPath := fmt.Sprintf("/admin/issues/%d/send", is.ID)

@@ -17,15 +17,15 @@ import (
 	"newsletter/digest/render"
 )
 
-func (a *adminPages) issue(w http.ResponseWriter, r *http.Request) (digest.Issue, bool) {
+func (e *Editor) issue(w http.ResponseWriter, r *http.Request) (digest.Issue, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		a.fail(w, r, http.StatusNotFound, "There is no such issue.", "/admin/")
+		e.fail(w, r, http.StatusNotFound, "There is no such issue.", "/admin/")
 		return digest.Issue{}, false
 	}
-	is, err := a.store.IssueByID(r.Context(), id)
+	is, err := e.store.IssueByID(r.Context(), id)
 	if err != nil {
-		a.failErr(w, r, err, "/admin/")
+		e.failErr(w, r, err, "/admin/")
 		return digest.Issue{}, false
 	}
 	return is, true
@@ -34,19 +34,19 @@ func (a *adminPages) issue(w http.ResponseWriter, r *http.Request) (digest.Issue
 // Preview is GET /admin/issues/{id}/preview.html: the issue's HTML exactly as a reader gets it
 // (without a reader's data), for the sandboxed frame of the digest page. Its own policy: no script,
 // a unique origin, and framed only by our own pages.
-func (a *adminPages) Preview(w http.ResponseWriter, r *http.Request) {
-	is, ok := a.issue(w, r)
+func (e *Editor) Preview(w http.ResponseWriter, r *http.Request) {
+	is, ok := e.issue(w, r)
 	if !ok {
 		return
 	}
-	c, err := a.store.Content(r.Context(), is.ID, a.maxArticles)
+	c, err := e.store.Content(r.Context(), is.ID, e.opts.MaxArticles)
 	if err != nil {
-		a.failErr(w, r, err, "")
+		e.failErr(w, r, err, "")
 		return
 	}
-	out, err := a.renderer.Render(c, render.Recipient{})
+	out, err := e.renderer.Render(c, render.Recipient{})
 	if err != nil {
-		a.failErr(w, r, err, "")
+		e.failErr(w, r, err, "")
 		return
 	}
 	h := w.Header()
@@ -58,8 +58,8 @@ func (a *adminPages) Preview(w http.ResponseWriter, r *http.Request) {
 }
 
 // IssueText is POST /admin/issues/{id}/text: subject and editor's note.
-func (a *adminPages) IssueText(w http.ResponseWriter, r *http.Request) {
-	is, ok := a.issue(w, r)
+func (e *Editor) IssueText(w http.ResponseWriter, r *http.Request) {
+	is, ok := e.issue(w, r)
 	if !ok {
 		return
 	}
@@ -67,65 +67,65 @@ func (a *adminPages) IssueText(w http.ResponseWriter, r *http.Request) {
 	subject := strings.TrimSpace(r.PostForm.Get("subject"))
 	note := strings.TrimSpace(strings.ReplaceAll(r.PostForm.Get("note"), "\r\n", "\n"))
 	if msg := checkText("Subject", subject, 200, false); msg != "" {
-		a.fail(w, r, http.StatusBadRequest, msg, back)
+		e.fail(w, r, http.StatusBadRequest, msg, back)
 		return
 	}
 	if msg := checkText("Note", note, 2000, true); msg != "" {
-		a.fail(w, r, http.StatusBadRequest, msg, back)
+		e.fail(w, r, http.StatusBadRequest, msg, back)
 		return
 	}
-	if err := a.store.UpdateIssueText(r.Context(), is.ID, subject, note); err != nil {
-		a.failErr(w, r, err, back)
+	if err := e.store.UpdateIssueText(r.Context(), is.ID, subject, note); err != nil {
+		e.failErr(w, r, err, back)
 		return
 	}
 	redirect(w, r, back+"?done=text")
 }
 
 // Approve is POST /admin/issues/{id}/approve.
-func (a *adminPages) Approve(w http.ResponseWriter, r *http.Request) {
-	is, ok := a.issue(w, r)
+func (e *Editor) Approve(w http.ResponseWriter, r *http.Request) {
+	is, ok := e.issue(w, r)
 	if !ok {
 		return
 	}
 	back := "/admin/digest/" + is.Lang
-	if err := a.store.Approve(r.Context(), is.ID); err != nil {
-		a.failErr(w, r, err, back)
+	if err := e.store.Approve(r.Context(), is.ID); err != nil {
+		e.failErr(w, r, err, back)
 		return
 	}
-	a.log.Info("admin: issue approved", "issue", is.ID, "lang", is.Lang)
+	e.log.Info("admin: issue approved", "issue", is.ID, "lang", is.Lang)
 	redirect(w, r, back+"?done=approved")
 }
 
 // TestSend is POST /admin/issues/{id}/test: the issue through the same renderer, to one address,
 // "[TEST] " before the subject. It writes no ledger row and counts as no send; its unsubscribe
 // and manage links lead to harmless pages.
-func (a *adminPages) TestSend(w http.ResponseWriter, r *http.Request) {
-	is, ok := a.issue(w, r)
+func (e *Editor) TestSend(w http.ResponseWriter, r *http.Request) {
+	is, ok := e.issue(w, r)
 	if !ok {
 		return
 	}
 	back := "/admin/digest/" + is.Lang
 	to, err := testAddress(r.PostForm.Get("to"))
 	if err != nil {
-		a.fail(w, r, http.StatusBadRequest, "Give one valid email address to send the test to.", back)
+		e.fail(w, r, http.StatusBadRequest, "Give one valid email address to send the test to.", back)
 		return
 	}
-	if a.testSend == nil {
-		a.fail(w, r, http.StatusServiceUnavailable, "Test sending is not set up in this service.", back)
+	if e.opts.TestSend == nil {
+		e.fail(w, r, http.StatusServiceUnavailable, "Test sending is not set up in this service.", back)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.testSend(ctx, is.ID, to); err != nil {
+	if err := e.opts.TestSend(ctx, is.ID, to); err != nil {
 		if errors.Is(err, digest.ErrNotFound) || errors.Is(err, digest.ErrNoArticles) || errors.Is(err, digest.ErrInvalid) {
-			a.failErr(w, r, err, back)
+			e.failErr(w, r, err, back)
 			return
 		}
-		a.log.Warn("admin: test send failed", "issue", is.ID, "err", err)
-		a.fail(w, r, http.StatusBadGateway, "The mail server did not take the test message. Check NEWSLETTER_SMTP_URL and the log.", back)
+		e.log.Warn("admin: test send failed", "issue", is.ID, "err", err)
+		e.fail(w, r, http.StatusBadGateway, "The mail server did not take the test message. Check NEWSLETTER_SMTP_URL and the log.", back)
 		return
 	}
-	a.log.Info("admin: test sent", "issue", is.ID)
+	e.log.Info("admin: test sent", "issue", is.ID)
 	redirect(w, r, back+"?done=test&to="+url.QueryEscape(to))
 }
 
@@ -169,30 +169,30 @@ type adminIssueData struct {
 
 // subjectOf is the issue's subject as it goes (or went) out: an issue keeps no subject of its own
 // until an editor sets one or it starts sending, so the generated one is shown meanwhile.
-func (a *adminPages) subjectOf(ctx context.Context, is digest.Issue) string {
+func (e *Editor) subjectOf(ctx context.Context, is digest.Issue) string {
 	if is.Subject != "" {
 		return is.Subject
 	}
-	if c, err := a.store.Content(ctx, is.ID, a.maxArticles); err == nil {
-		return a.renderer.Subject(c)
+	if c, err := e.store.Content(ctx, is.ID, e.opts.MaxArticles); err == nil {
+		return e.renderer.Subject(c)
 	}
 	return ""
 }
 
 // IssuePage is GET /admin/issues/{id}: progress while sending, the final report afterwards.
-func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
-	is, ok := a.issue(w, r)
+func (e *Editor) IssuePage(w http.ResponseWriter, r *http.Request) {
+	is, ok := e.issue(w, r)
 	if !ok {
 		return
 	}
-	pv, err := a.progress(r.Context(), is)
+	pv, err := e.progress(r.Context(), is)
 	if err != nil {
-		a.failErr(w, r, err, "/admin/")
+		e.failErr(w, r, err, "/admin/")
 		return
 	}
-	subject := a.subjectOf(r.Context(), is)
-	a.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("digest.Issue #%d", is.ID), adminIssueData{
-		adminCommon: a.common(r, ""), Issue: is, Subject: subject, Progress: pv,
+	subject := e.subjectOf(r.Context(), is)
+	e.render(w, r, http.StatusOK, "admin_issue", fmt.Sprintf("digest.Issue #%d", is.ID), adminIssueData{
+		adminCommon: e.common(r, ""), Issue: is, Subject: subject, Progress: pv,
 		CanPause:  is.Status == digest.StatusSending,
 		CanResume: is.Status == digest.StatusPaused,
 		CanCancel: is.Status == digest.StatusSending || is.Status == digest.StatusPaused || is.Status == digest.StatusApproved || is.Status == digest.StatusDraft,
@@ -200,8 +200,8 @@ func (a *adminPages) IssuePage(w http.ResponseWriter, r *http.Request) {
 }
 
 // IssueAction is POST /admin/issues/{id}/{action}: pause, resume, cancel.
-func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
-	is, ok := a.issue(w, r)
+func (e *Editor) IssueAction(w http.ResponseWriter, r *http.Request) {
+	is, ok := e.issue(w, r)
 	if !ok {
 		return
 	}
@@ -213,42 +213,42 @@ func (a *adminPages) IssueAction(w http.ResponseWriter, r *http.Request) {
 	case "pause":
 		reason := strings.TrimSpace(r.PostForm.Get("reason"))
 		if m := checkText("Reason", reason, 200, false); m != "" {
-			a.fail(w, r, http.StatusBadRequest, m, back)
+			e.fail(w, r, http.StatusBadRequest, m, back)
 			return
 		}
 		if reason == "" {
 			reason = "paused by an editor"
 		}
-		err, done = a.store.Pause(ctx, is.ID, reason), "paused"
+		err, done = e.store.Pause(ctx, is.ID, reason), "paused"
 	case "resume":
-		err, done = a.store.Resume(ctx, is.ID), "resumed"
+		err, done = e.store.Resume(ctx, is.ID), "resumed"
 	case "cancel":
-		err, done = a.store.Cancel(ctx, is.ID), "cancelled"
+		err, done = e.store.Cancel(ctx, is.ID), "cancelled"
 	case "send":
 		// Only an approved issue: its content is locked, so what starts is what the editor
 		// approved, not a draft that new articles changed since the page was drawn.
 		back = "/admin/digest/" + is.Lang
 		if is.Status != digest.StatusApproved {
-			a.fail(w, r, http.StatusConflict, "Only an approved issue can be sent now; this one is "+is.Status+".", back)
+			e.fail(w, r, http.StatusConflict, "Only an approved issue can be sent now; this one is "+is.Status+".", back)
 			return
 		}
-		if a.startSend == nil {
-			a.fail(w, r, http.StatusServiceUnavailable, "Sending is not set up in this service.", back)
+		if e.opts.StartSend == nil {
+			e.fail(w, r, http.StatusServiceUnavailable, "Sending is not set up in this service.", back)
 			return
 		}
 		var n int
-		if n, err = a.startSend(ctx, is.ID); err == nil {
-			a.log.Info("admin: issue started by an editor", "issue", is.ID, "readers", n)
+		if n, err = e.opts.StartSend(ctx, is.ID); err == nil {
+			e.log.Info("admin: issue started by an editor", "issue", is.ID, "readers", n)
 			back, done = "/admin/issues/"+strconv.FormatInt(is.ID, 10), "started"
 		}
 	default:
-		a.fail(w, r, http.StatusNotFound, "There is no such action.", back)
+		e.fail(w, r, http.StatusNotFound, "There is no such action.", back)
 		return
 	}
 	if err != nil {
-		a.failErr(w, r, err, back)
+		e.failErr(w, r, err, back)
 		return
 	}
-	a.log.Info("admin: issue "+done, "issue", is.ID)
+	e.log.Info("admin: issue "+done, "issue", is.ID)
 	redirect(w, r, back+"?done="+done)
 }

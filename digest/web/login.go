@@ -14,112 +14,112 @@ type adminLoginData struct {
 	Disabled bool
 }
 
-func (a *adminPages) loginPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+func (e *Editor) loginPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	// The login form's token is a random value mirrored in a short-lived cookie (double submit):
 	// there is no session yet to tie it to, and another site can neither read nor set the cookie.
 	token := newSessionID()
 	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: token, Path: "/admin/login", MaxAge: 3600,
-		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode})
-	a.render(w, r, status, "admin_login", "Editor login", adminLoginData{CSRF: token, Error: msg, Disabled: a.password == ""})
+		HttpOnly: true, Secure: e.opts.SecureCookies, SameSite: http.SameSiteStrictMode})
+	e.render(w, r, status, "admin_login", "Editor login", adminLoginData{CSRF: token, Error: msg, Disabled: e.opts.Password == ""})
 }
 
 // LoginForm is GET /admin/login.
-func (a *adminPages) LoginForm(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(sessionCookie); err == nil && a.sessions.check(r.Context(), c.Value) == nil {
+func (e *Editor) LoginForm(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil && e.sessions.check(r.Context(), c.Value) == nil {
 		redirect(w, r, "/admin/")
 		return
 	}
-	a.loginPage(w, r, http.StatusOK, "")
+	e.loginPage(w, r, http.StatusOK, "")
 }
 
 // Login is POST /admin/login: throttle, compare, then a brand-new session.
-func (a *adminPages) Login(w http.ResponseWriter, r *http.Request) {
+func (e *Editor) Login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, adminFormLimit)
 	if err := r.ParseForm(); err != nil {
-		a.loginPage(w, r, http.StatusBadRequest, "The form could not be read; try again.")
+		e.loginPage(w, r, http.StatusBadRequest, "The form could not be read; try again.")
 		return
 	}
 	c, err := r.Cookie(loginCSRFCookie)
 	if err != nil || c.Value == "" || !csrfEqual(c.Value, r.PostForm.Get("csrf")) {
-		a.loginPage(w, r, http.StatusForbidden, "The login form expired or came from elsewhere; it has been reloaded, try again.")
+		e.loginPage(w, r, http.StatusForbidden, "The login form expired or came from elsewhere; it has been reloaded, try again.")
 		return
 	}
-	if a.password == "" {
-		a.loginPage(w, r, http.StatusForbidden, "Editor login is switched off: no editor password is set.")
+	if e.opts.Password == "" {
+		e.loginPage(w, r, http.StatusForbidden, "Editor login is switched off: no editor password is set.")
 		return
 	}
-	client := clientKey(r, a.trustProxy)
+	client := clientKey(r, e.opts.TrustProxy)
 	known := false
 	if c, err := r.Cookie(deviceCookie); err == nil {
-		known = deviceValid(a.deviceKey, c.Value)
+		known = deviceValid(e.opts.DeviceKey, c.Value)
 	}
-	if err := a.sessions.throttled(r.Context(), client, known); err != nil {
+	if err := e.sessions.throttled(r.Context(), client, known); err != nil {
 		if errors.Is(err, errLoginThrottled) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow/time.Second)))
-			a.loginPage(w, r, http.StatusTooManyRequests, "Too many failed logins. Wait a few minutes, then try again.")
+			e.loginPage(w, r, http.StatusTooManyRequests, "Too many failed logins. Wait a few minutes, then try again.")
 			return
 		}
-		a.failErr(w, r, err, "/admin/login")
+		e.failErr(w, r, err, "/admin/login")
 		return
 	}
-	if !passwordMatches(a.password, r.PostForm.Get("password")) {
-		if err := a.sessions.failed(r.Context(), client); err != nil {
-			a.failErr(w, r, err, "/admin/login")
+	if !passwordMatches(e.opts.Password, r.PostForm.Get("password")) {
+		if err := e.sessions.failed(r.Context(), client); err != nil {
+			e.failErr(w, r, err, "/admin/login")
 			return
 		}
-		a.log.Warn("admin: failed login", "client", client)
-		a.loginPage(w, r, http.StatusUnauthorized, "Wrong password.")
+		e.log.Warn("admin: failed login", "client", client)
+		e.loginPage(w, r, http.StatusUnauthorized, "Wrong password.")
 		return
 	}
 	var old string
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		old = c.Value
 	}
-	id, err := a.sessions.create(r.Context(), old)
+	id, err := e.sessions.create(r.Context(), old)
 	if err != nil {
-		a.failErr(w, r, err, "/admin/login")
+		e.failErr(w, r, err, "/admin/login")
 		return
 	}
-	http.SetCookie(w, sessionCookieFor(id, a.secure))
-	if len(a.deviceKey) > 0 && !known {
-		http.SetCookie(w, &http.Cookie{Name: deviceCookie, Value: deviceToken(a.deviceKey), Path: "/admin/login",
-			MaxAge: int(deviceMaxAge / time.Second), HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, sessionCookieFor(id, e.opts.SecureCookies))
+	if len(e.opts.DeviceKey) > 0 && !known {
+		http.SetCookie(w, &http.Cookie{Name: deviceCookie, Value: deviceToken(e.opts.DeviceKey), Path: "/admin/login",
+			MaxAge: int(deviceMaxAge / time.Second), HttpOnly: true, Secure: e.opts.SecureCookies, SameSite: http.SameSiteStrictMode})
 	}
-	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Path: "/admin/login", MaxAge: -1, HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode})
-	a.log.Info("admin: login", "client", client)
+	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Path: "/admin/login", MaxAge: -1, HttpOnly: true, Secure: e.opts.SecureCookies, SameSite: http.SameSiteStrictMode})
+	e.log.Info("admin: login", "client", client)
 	redirect(w, r, "/admin/")
 }
 
 // Logout is POST /admin/logout (behind RequireEditor, so it carries the form token).
-func (a *adminPages) Logout(w http.ResponseWriter, r *http.Request) {
+func (e *Editor) Logout(w http.ResponseWriter, r *http.Request) {
 	id, _ := r.Context().Value(sessionIDKey).(string)
-	if err := a.sessions.end(r.Context(), id); err != nil {
-		a.failErr(w, r, err, "/admin/")
+	if err := e.sessions.end(r.Context(), id); err != nil {
+		e.failErr(w, r, err, "/admin/")
 		return
 	}
-	http.SetCookie(w, sessionCookieFor("", a.secure))
+	http.SetCookie(w, sessionCookieFor("", e.opts.SecureCookies))
 	redirect(w, r, "/admin/login")
 }
 
 // RequireEditor lets a request through only with a live session; a POST must also carry the
 // session's form token. Without a session a GET goes to the login page and a POST gets 403.
-func (a *adminPages) RequireEditor(next http.Handler) http.Handler {
+func (e *Editor) RequireEditor(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		c, err := r.Cookie(sessionCookie)
 		if err == nil {
-			err = a.sessions.check(r.Context(), c.Value)
+			err = e.sessions.check(r.Context(), c.Value)
 		}
 		if err != nil {
 			if !errors.Is(err, errNoSession) && !errors.Is(err, http.ErrNoCookie) {
-				a.failErr(w, r, err, "")
+				e.failErr(w, r, err, "")
 				return
 			}
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				redirect(w, r, "/admin/login")
 				return
 			}
-			a.fail(w, r, http.StatusForbidden, "Your editor session has ended. Log in again, then repeat what you did.", "/admin/login")
+			e.fail(w, r, http.StatusForbidden, "Your editor session has ended. Log in again, then repeat what you did.", "/admin/login")
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -127,14 +127,14 @@ func (a *adminPages) RequireEditor(next http.Handler) http.Handler {
 			if err := r.ParseForm(); err != nil {
 				var tooBig *http.MaxBytesError
 				if errors.As(err, &tooBig) {
-					a.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.", "")
+					e.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.", "")
 					return
 				}
-				a.fail(w, r, http.StatusBadRequest, "The form could not be read.", "")
+				e.fail(w, r, http.StatusBadRequest, "The form could not be read.", "")
 				return
 			}
 			if !csrfValid(c.Value, r.PostForm.Get("csrf")) {
-				a.fail(w, r, http.StatusForbidden, "The form's security token is missing or wrong. Reload the page and try again.", "")
+				e.fail(w, r, http.StatusForbidden, "The form's security token is missing or wrong. Reload the page and try again.", "")
 				return
 			}
 		}

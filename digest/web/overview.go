@@ -39,54 +39,54 @@ type adminHomeData struct {
 
 // Home is GET /admin/: the coming digest of each language (assembled now, as on its own page), the
 // feeds, and every issue that has left the draft stage.
-func (a *adminPages) Home(w http.ResponseWriter, r *http.Request) {
+func (e *Editor) Home(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	d := adminHomeData{adminCommon: a.common(r, "")}
-	for _, lang := range a.langs {
+	d := adminHomeData{adminCommon: e.common(r, "")}
+	for _, lang := range e.opts.Languages {
 		ci := comingIssue{Lang: lang}
-		is, err := a.coming(ctx, lang)
+		is, err := e.coming(ctx, lang)
 		if err != nil {
-			a.failErr(w, r, err, "")
+			e.failErr(w, r, err, "")
 			return
 		}
 		if is != nil {
 			ci.Issue = is
-			c, err := a.store.Content(ctx, is.ID, a.maxArticles)
+			c, err := e.store.Content(ctx, is.ID, e.opts.MaxArticles)
 			if err != nil && !errors.Is(err, digest.ErrNoArticles) {
-				a.failErr(w, r, err, "")
+				e.failErr(w, r, err, "")
 				return
 			}
-			ci.Articles, ci.Subject = c.Total, a.renderer.Subject(c)
+			ci.Articles, ci.Subject = c.Total, e.renderer.Subject(c)
 		}
 		d.Coming = append(d.Coming, ci)
 	}
-	all, err := a.store.Issues(ctx, "")
+	all, err := e.store.Issues(ctx, "")
 	if err != nil {
-		a.failErr(w, r, err, "")
+		e.failErr(w, r, err, "")
 		return
 	}
-	if d.Feeds, err = feeds.List(ctx, a.store); err != nil {
-		a.failErr(w, r, err, "")
+	if d.Feeds, err = feeds.List(ctx, e.store); err != nil {
+		e.failErr(w, r, err, "")
 		return
 	}
 	for _, is := range all {
 		if is.Status == digest.StatusDraft || is.Status == digest.StatusApproved {
 			continue
 		}
-		pv, err := a.progress(ctx, is)
+		pv, err := e.progress(ctx, is)
 		if err != nil {
-			a.failErr(w, r, err, "")
+			e.failErr(w, r, err, "")
 			return
 		}
-		d.Issues = append(d.Issues, issueRow{Issue: is, Subject: a.subjectOf(ctx, is), Progress: pv})
+		d.Issues = append(d.Issues, issueRow{Issue: is, Subject: e.subjectOf(ctx, is), Progress: pv})
 	}
-	a.render(w, r, http.StatusOK, "admin_home", "Editor overview", d)
+	e.render(w, r, http.StatusOK, "admin_home", "Editor overview", d)
 }
 
 // progress is the issue's ledger as the pages show it: counts by outcome, how long the send took
 // (or has taken so far), and the permanent failures grouped by reason.
-func (a *adminPages) progress(ctx context.Context, is digest.Issue) (progressView, error) {
-	p, err := a.store.Progress(ctx, is.ID)
+func (e *Editor) progress(ctx context.Context, is digest.Issue) (progressView, error) {
+	p, err := e.store.Progress(ctx, is.ID)
 	if err != nil {
 		return progressView{}, err
 	}
@@ -94,11 +94,11 @@ func (a *adminPages) progress(ctx context.Context, is digest.Issue) (progressVie
 	if pv.Total > 0 {
 		pv.Percent = pv.Done * 100 / pv.Total
 	}
-	if d := p.Duration(a.store.Now()); d > 0 {
+	if d := p.Duration(e.store.Now()); d > 0 {
 		pv.Duration = d.Round(time.Second).String()
 	}
 	if pv.Failed > 0 {
-		if pv.Reasons, err = a.store.FailureReasons(ctx, is.ID); err != nil {
+		if pv.Reasons, err = e.store.FailureReasons(ctx, is.ID); err != nil {
 			return progressView{}, err
 		}
 	}

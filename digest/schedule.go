@@ -46,8 +46,8 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 }
 
 // NewScheduler returns a Scheduler. poll, when set, fetches the feeds before each run (the
-// Ingester's PollAll); starter is the Sender. A store without a schedule (SetSchedule) takes this
-// one.
+// Ingester's PollAll); starter is the Sender. The store's window rule takes its period from the
+// schedule given to the store (Store.SetSchedule), the same spec in serve.
 func NewScheduler(store *Store, starter issueStarter, poll func(ctx context.Context), opts ScheduleOptions, log *slog.Logger) (*Scheduler, error) {
 	sched, err := ParseSchedule(opts.Spec)
 	if err != nil {
@@ -58,10 +58,6 @@ func NewScheduler(store *Store, starter issueStarter, poll func(ctx context.Cont
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if store.sched == nil {
-		// The issues this schedule assembles have windows of its period (window.go).
-		store.sched = sched
 	}
 	return &Scheduler{store: store, starter: starter, poll: poll, sched: sched, opts: opts, log: log}, nil
 }

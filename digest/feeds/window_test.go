@@ -132,6 +132,9 @@ func TestWindowRuleFeeds(t *testing.T) {
 			}
 		}
 	}
+	if err := s.SetSchedule(windowWeekly); err != nil {
+		t.Fatal(err)
+	}
 	sched, err := digest.NewScheduler(s, windowStarter{s}, poll, digest.ScheduleOptions{Spec: windowWeekly, Languages: []string{"en"}}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -64,18 +64,26 @@ func ParsePages(fsys fs.FS, c *Catalog) (*Pages, error) {
 	return p, nil
 }
 
-// Render writes page name into w. It renders into a buffer first, so a template error never leaves
-// half a page on the wire.
-func (p *Pages) Render(w io.Writer, name string, v View) error {
+// Page renders page name in full: a template error leaves no half page to send.
+func (p *Pages) Page(name string, v View) ([]byte, error) {
 	t, ok := p.sets[name]
 	if !ok {
-		return fmt.Errorf("templates: no page %q", name)
+		return nil, fmt.Errorf("templates: no page %q", name)
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
-		return fmt.Errorf("templates: page %s: %w", name, err)
+		return nil, fmt.Errorf("templates: page %s: %w", name, err)
 	}
-	_, err := w.Write(buf.Bytes())
+	return buf.Bytes(), nil
+}
+
+// Render writes page name into w, rendered in full first (Page).
+func (p *Pages) Render(w io.Writer, name string, v View) error {
+	page, err := p.Page(name, v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(page)
 	return err
 }
 

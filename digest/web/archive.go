@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/render"
+	"newsletter/internal/httpx"
 	"newsletter/templates"
 )
 
@@ -107,7 +107,7 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 			page.Langs = append(page.Langs, al)
 		}
 	}
-	h.archiveRender(w, r, http.StatusOK, "archive", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"), Publication: h.opts.Publication, Data: page})
+	h.render(w, http.StatusOK, "archive", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"), Publication: h.opts.Publication, Data: page})
 }
 
 // Issue shows one issue as it went out, without any reader's data: GET /archive/{id}.
@@ -260,7 +260,7 @@ func (h *Archive) Feed(w http.ResponseWriter, r *http.Request) {
 
 func (h *Archive) archiveNotFound(w http.ResponseWriter, r *http.Request) {
 	lang := h.pageLang(r)
-	h.archiveRender(w, r, http.StatusNotFound, "archive_missing", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"),
+	h.render(w, http.StatusNotFound, "archive_missing", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"),
 		Publication: h.opts.Publication, Data: archivePage{SubscribeURL: "/"}})
 }
 
@@ -270,14 +270,8 @@ func (h *Archive) archiveError(w http.ResponseWriter, r *http.Request, err error
 	http.Error(w, "Internal error.", http.StatusInternalServerError)
 }
 
-// archiveRender writes a page with status; Pages.Render buffers, so a template error is a clean 500.
-func (h *Archive) archiveRender(w http.ResponseWriter, r *http.Request, status int, name string, v templates.View) {
-	var buf bytes.Buffer
-	if err := h.pages.Render(&buf, name, v); err != nil {
-		h.archiveError(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+// render writes an archive page with status.
+func (h *Archive) render(w http.ResponseWriter, status int, name string, v templates.View) {
+	page, err := h.pages.Page(name, v)
+	httpx.Page(w, h.log.With("page", name), status, page, err)
 }

@@ -24,7 +24,7 @@ func (e *Editor) NewArticleForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	e.render(w, r, http.StatusOK, "admin_article", "Add an article", adminArticleData{adminCommon: e.common(r, lang), Lang: lang})
+	e.render(w, http.StatusOK, "admin_article", "Add an article", adminArticleData{adminCommon: e.common(r, lang), Lang: lang})
 }
 
 // AddArticle is POST /admin/digest/{lang}/articles.
@@ -36,7 +36,7 @@ func (e *Editor) AddArticle(w http.ResponseWriter, r *http.Request) {
 	art, msg := articleFromForm(r)
 	art.Lang = lang
 	if msg != "" {
-		e.render(w, r, http.StatusBadRequest, "admin_article", "Add an article", adminArticleData{adminCommon: e.common(r, lang), Lang: lang, Article: art, Error: msg})
+		e.render(w, http.StatusBadRequest, "admin_article", "Add an article", adminArticleData{adminCommon: e.common(r, lang), Lang: lang, Article: art, Error: msg})
 		return
 	}
 	art.Source = "editor"
@@ -77,7 +77,7 @@ func (e *Editor) EditArticleForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	e.render(w, r, http.StatusOK, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, art.Lang), Lang: art.Lang, Article: art})
+	e.render(w, http.StatusOK, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, art.Lang), Lang: art.Lang, Article: art})
 }
 
 // EditArticle is POST /admin/articles/{id}.
@@ -97,7 +97,7 @@ func (e *Editor) EditArticle(w http.ResponseWriter, r *http.Request) {
 	art, msg := articleFromForm(r)
 	art.ID, art.Lang = old.ID, old.Lang
 	if msg != "" {
-		e.render(w, r, http.StatusBadRequest, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, old.Lang), Lang: old.Lang, Article: art, Error: msg})
+		e.render(w, http.StatusBadRequest, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, old.Lang), Lang: old.Lang, Article: art, Error: msg})
 		return
 	}
 	if err := e.store.UpdateArticle(r.Context(), art); err != nil {

@@ -125,7 +125,7 @@ func (e *Editor) Digest(w http.ResponseWriter, r *http.Request) {
 		e.failErr(w, r, err, "/admin/")
 		return
 	}
-	e.render(w, r, http.StatusOK, "admin_digest", "Digest "+lang, d)
+	e.render(w, http.StatusOK, "admin_digest", "Digest "+lang, d)
 }
 
 // issueRowItem is one article of the coming issue as the editor sees it, with the block it belongs

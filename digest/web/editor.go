@@ -9,6 +9,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/render"
+	"newsletter/internal/httpx"
 	"newsletter/templates"
 )
 
@@ -102,18 +103,11 @@ func (e *Editor) common(r *http.Request, active string) adminCommon {
 	return adminCommon{CSRF: csrfToken(id), Langs: e.opts.Languages, Active: active, Flash: flashes[r.URL.Query().Get("done")]}
 }
 
-func (e *Editor) render(w http.ResponseWriter, r *http.Request, status int, page, title string, data any) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+// render writes an editor page with status; editor pages are never cached.
+func (e *Editor) render(w http.ResponseWriter, status int, name, title string, data any) {
 	w.Header().Set("Cache-Control", "no-store")
-	// Render into a buffer first (Pages.Render does), so a template error is a clean 500.
-	var buf strings.Builder
-	if err := e.pages.Render(&buf, page, templates.View{Lang: "en", Title: title, Publication: e.opts.Publication, Data: data}); err != nil {
-		e.log.Error("admin: render page", "page", page, "err", err)
-		http.Error(w, "Internal error.", http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(status)
-	w.Write([]byte(buf.String()))
+	page, err := e.pages.Page(name, templates.View{Lang: "en", Title: title, Publication: e.opts.Publication, Data: data})
+	httpx.Page(w, e.log.With("page", name), status, page, err)
 }
 
 type adminErrorData struct {
@@ -123,7 +117,7 @@ type adminErrorData struct {
 // fail answers with a clear message for status, never with an error's own text.
 func (e *Editor) fail(w http.ResponseWriter, r *http.Request, status int, msg, back string) {
 	heading := http.StatusText(status)
-	e.render(w, r, status, "admin_error", heading, adminErrorData{Heading: heading, Message: msg, Back: back})
+	e.render(w, status, "admin_error", heading, adminErrorData{Heading: heading, Message: msg, Back: back})
 }
 
 // failErr turns a store error into a page: the package's sentinel errors become 4xx with a

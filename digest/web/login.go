@@ -20,7 +20,7 @@ func (e *Editor) loginPage(w http.ResponseWriter, r *http.Request, status int, m
 	token := newSessionID()
 	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: token, Path: "/admin/login", MaxAge: 3600,
 		HttpOnly: true, Secure: e.opts.SecureCookies, SameSite: http.SameSiteStrictMode})
-	e.render(w, r, status, "admin_login", "Editor login", adminLoginData{CSRF: token, Error: msg, Disabled: e.opts.Password == ""})
+	e.render(w, status, "admin_login", "Editor login", adminLoginData{CSRF: token, Error: msg, Disabled: e.opts.Password == ""})
 }
 
 // LoginForm is GET /admin/login.

@@ -80,7 +80,7 @@ func (e *Editor) Home(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Issues = append(d.Issues, issueRow{Issue: is, Subject: e.subjectOf(ctx, is), Progress: pv})
 	}
-	e.render(w, r, http.StatusOK, "admin_home", "Editor overview", d)
+	e.render(w, http.StatusOK, "admin_home", "Editor overview", d)
 }
 
 // progress is the issue's ledger as the pages show it: counts by outcome, how long the send took

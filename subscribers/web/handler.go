@@ -4,7 +4,6 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/language/display"
 
+	"newsletter/internal/httpx"
 	"newsletter/subscribers"
 	"newsletter/templates"
 )
@@ -128,30 +128,15 @@ func (h *Handler) message(w http.ResponseWriter, status int, lang string, m mess
 	h.render(w, status, "message", lang, m.Title, m)
 }
 
-// render writes page name with status; the page is rendered fully before the status goes out, so a
-// template error is a clean 500.
+// render writes page name with status.
 func (h *Handler) render(w http.ResponseWriter, status int, name, lang, title string, data any) {
 	page, err := h.page(name, lang, title, data)
-	h.writePage(w, status, name, page, err)
+	httpx.Page(w, h.log.With("page", name), status, page, err)
 }
 
 // page renders page name in full.
 func (h *Handler) page(name, lang, title string, data any) ([]byte, error) {
-	var buf bytes.Buffer
-	err := h.pages.Render(&buf, name, templates.View{Lang: lang, Title: title, Publication: h.opts.Publication, Data: data})
-	return buf.Bytes(), err
-}
-
-// writePage sends a rendered page with status, or a plain 500 if rendering failed.
-func (h *Handler) writePage(w http.ResponseWriter, status int, name string, page []byte, err error) {
-	if err != nil {
-		h.log.Error("subscribers: render page", "page", name, "err", err)
-		http.Error(w, "Internal error.", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(page)
+	return h.pages.Page(name, templates.View{Lang: lang, Title: title, Publication: h.opts.Publication, Data: data})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

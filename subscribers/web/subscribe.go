@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"newsletter/internal/clientaddr"
+	"newsletter/internal/httpx"
 	"newsletter/subscribers"
 )
 
@@ -151,7 +152,7 @@ func (h *Handler) accepted(w http.ResponseWriter, wantJSON bool, lang string) {
 		return
 	}
 	if page, ok := h.acceptedPages.Load(lang); ok {
-		h.writePage(w, http.StatusOK, "message", page.([]byte), nil)
+		httpx.Page(w, h.log, http.StatusOK, page.([]byte), nil)
 		return
 	}
 	m := message{Title: h.cat.T(lang, "subscribers.accepted.title"), Text: h.cat.T(lang, "subscribers.accepted.text"),
@@ -160,7 +161,7 @@ func (h *Handler) accepted(w http.ResponseWriter, wantJSON bool, lang string) {
 	if err == nil { // a failed render is not kept: the next request tries again
 		h.acceptedPages.Store(lang, page)
 	}
-	h.writePage(w, http.StatusOK, "message", page, err)
+	httpx.Page(w, h.log.With("page", "message"), http.StatusOK, page, err)
 }
 
 func (h *Handler) fieldError(w http.ResponseWriter, r *http.Request, wantJSON bool, lang string, in subscribeInput, fe *subscribers.FieldError) {

@@ -17,6 +17,9 @@ var (
 	ErrInvalid    = errors.New("invalid")
 	ErrNoArticles = errors.New("no new articles")
 	ErrConflict   = errors.New("conflict")
+	// ErrRelay marks a message the SMTP relay did not take (or could not be reached for): a fault
+	// of the mail setup, not of the request nor of the database.
+	ErrRelay = errors.New("the mail relay did not take the message")
 )
 
 // MaxReason bounds a stored failure, pause or schedule reason, in bytes: one short line.

@@ -18,7 +18,8 @@ const testSubjectPrefix = "[TEST] "
 // path of every reader's copy (the same rendering, message builder, headers and DKIM signature,
 // over a connection of the same dialer), with "[TEST] " before the subject. There is no reader, so
 // its unsubscribe and manage links lead to harmless pages of this service and its Message-ID is
-// random. It writes no ledger row and counts as no send. ErrInvalid for an address that is not one.
+// random. It writes no ledger row and counts as no send. ErrInvalid for an address that is not one,
+// ErrRelay when the relay does not take the message.
 func (s *Sender) SendTest(ctx context.Context, issueID int64, to string) error {
 	if a, err := netmail.ParseAddress(to); err != nil || a.Address != to || a.Name != "" {
 		return fmt.Errorf("test send: address: %w", digest.ErrInvalid)
@@ -43,10 +44,10 @@ func (s *Sender) SendTest(ctx context.Context, issueID int64, to string) error {
 	conn := &smtpout.Conn{Dialer: s.dialer, Timeout: s.opts.Timeout}
 	defer conn.Close()
 	if err := conn.Ensure(ctx); err != nil {
-		return fmt.Errorf("test send: %w", err)
+		return fmt.Errorf("test send: %w: %w", digest.ErrRelay, err)
 	}
 	if err := conn.Send(smtpout.Envelope{From: s.from.Address, To: to}, msg, func() {}, nil); err != nil {
-		return fmt.Errorf("test send: %w", err)
+		return fmt.Errorf("test send: %w: %w", digest.ErrRelay, err)
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 	lang := h.pageLang(r)
 	issues, err := h.store.SentIssues(r.Context(), "")
 	if err != nil {
-		h.archiveError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	page := archivePage{Empty: len(issues) == 0, SubscribeURL: "/"}
@@ -124,7 +124,7 @@ func (h *Archive) Issue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.archiveError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	body := iss.ArchiveHTML
@@ -136,12 +136,12 @@ func (h *Archive) Issue(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			h.archiveError(w, r, err)
+			h.fail(w, r, err)
 			return
 		}
 		out, err := h.renderer.Render(c, render.Recipient{})
 		if err != nil {
-			h.archiveError(w, r, err)
+			h.fail(w, r, err)
 			return
 		}
 		body = out.HTML
@@ -222,7 +222,7 @@ func (h *Archive) Feed(w http.ResponseWriter, r *http.Request) {
 	}
 	issues, err := h.store.SentIssues(r.Context(), only)
 	if err != nil {
-		h.archiveError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	lang := h.pageLang(r)
@@ -249,7 +249,7 @@ func (h *Archive) Feed(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := xml.MarshalIndent(feed, "", "  ")
 	if err != nil {
-		h.archiveError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/rss+xml; charset=utf-8")
@@ -262,12 +262,6 @@ func (h *Archive) archiveNotFound(w http.ResponseWriter, r *http.Request) {
 	lang := h.pageLang(r)
 	h.render(w, http.StatusNotFound, "archive_missing", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"),
 		Publication: h.opts.Publication, Data: archivePage{SubscribeURL: "/"}})
-}
-
-// archiveError logs err and answers a plain 500 with no detail.
-func (h *Archive) archiveError(w http.ResponseWriter, r *http.Request, err error) {
-	h.log.Error("digest page", "route", r.Pattern, "err", err)
-	http.Error(w, "Internal error.", http.StatusInternalServerError)
 }
 
 // render writes an archive page with status.

@@ -50,7 +50,7 @@ func (e *Editor) AddArticle(w http.ResponseWriter, r *http.Request) {
 func (e *Editor) article(w http.ResponseWriter, r *http.Request) (digest.Article, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		e.fail(w, r, http.StatusNotFound, "There is no such article.", "/admin/")
+		e.fail(w, http.StatusNotFound, "There is no such article.", "/admin/")
 		return digest.Article{}, false
 	}
 	art, err := e.store.ArticleByID(r.Context(), id)
@@ -91,7 +91,7 @@ func (e *Editor) EditArticle(w http.ResponseWriter, r *http.Request) {
 			e.failErr(w, r, err, "/admin/digest/"+old.Lang)
 			return
 		}
-		e.fail(w, r, http.StatusConflict, msg, "/admin/digest/"+old.Lang)
+		e.fail(w, http.StatusConflict, msg, "/admin/digest/"+old.Lang)
 		return
 	}
 	art, msg := articleFromForm(r)
@@ -151,7 +151,7 @@ func (e *Editor) ArticleAction(w http.ResponseWriter, r *http.Request) {
 			e.failErr(w, r, err, back)
 			return
 		}
-		e.fail(w, r, http.StatusConflict, msg, back)
+		e.fail(w, http.StatusConflict, msg, back)
 		return
 	}
 	var err error
@@ -172,7 +172,7 @@ func (e *Editor) ArticleAction(w http.ResponseWriter, r *http.Request) {
 	case "down":
 		err, done = e.move(ctx, art, +1), "moved"
 	default:
-		e.fail(w, r, http.StatusNotFound, "There is no such action.", back)
+		e.fail(w, http.StatusNotFound, "There is no such action.", back)
 		return
 	}
 	if err != nil {

@@ -43,7 +43,7 @@ type adminDigestData struct {
 func (e *Editor) lang(w http.ResponseWriter, r *http.Request) (string, bool) {
 	lang := r.PathValue("lang")
 	if !slices.Contains(e.opts.Languages, lang) {
-		e.fail(w, r, http.StatusNotFound, "There is no digest in that language.", "/admin/")
+		e.fail(w, http.StatusNotFound, "There is no digest in that language.", "/admin/")
 		return "", false
 	}
 	return lang, true

@@ -2,10 +2,8 @@ package web
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"newsletter/digest"
 	"newsletter/digest/render"
@@ -108,46 +106,6 @@ func (e *Editor) render(w http.ResponseWriter, status int, name, title string, d
 	w.Header().Set("Cache-Control", "no-store")
 	page, err := e.pages.Page(name, templates.View{Lang: "en", Title: title, Publication: e.opts.Publication, Data: data})
 	httpx.Page(w, e.log.With("page", name), status, page, err)
-}
-
-type adminErrorData struct {
-	Heading, Message, Back string
-}
-
-// fail answers with a clear message for status, never with an error's own text.
-func (e *Editor) fail(w http.ResponseWriter, r *http.Request, status int, msg, back string) {
-	heading := http.StatusText(status)
-	e.render(w, status, "admin_error", heading, adminErrorData{Heading: heading, Message: msg, Back: back})
-}
-
-// failErr turns a store error into a page: the package's sentinel errors become 4xx with a
-// message; anything else is logged and shown as an internal error.
-func (e *Editor) failErr(w http.ResponseWriter, r *http.Request, err error, back string) {
-	switch {
-	case errors.Is(err, digest.ErrNotFound):
-		e.fail(w, r, http.StatusNotFound, "That issue or article does not exist (any more).", back)
-	case errors.Is(err, digest.ErrConflict):
-		e.fail(w, r, http.StatusConflict, "That cannot be done in the issue's present state: "+conflictText(err), back)
-	case errors.Is(err, digest.ErrInvalid):
-		e.fail(w, r, http.StatusBadRequest, "That was not accepted: "+conflictText(err), back)
-	case errors.Is(err, digest.ErrNoArticles):
-		e.fail(w, r, http.StatusConflict, "There are no new articles for this language.", back)
-	default:
-		e.log.Error("admin", "route", r.Pattern, "err", err)
-		e.fail(w, r, http.StatusInternalServerError, "Internal error. It has been logged.", back)
-	}
-}
-
-// conflictText is the human part of a sentinel-wrapped error ("issue 7: not a draft: conflict" ->
-// "issue 7: not a draft"; "invalid: title is required" -> "title is required"): our own wording,
-// never a driver's, as only errors wrapping our sentinels come here.
-func conflictText(err error) string {
-	s := strings.TrimPrefix(err.Error(), "digest: ")
-	for _, sentinel := range []error{digest.ErrConflict, digest.ErrInvalid, digest.ErrNotFound, digest.ErrNoArticles} {
-		s = strings.TrimSuffix(s, ": "+sentinel.Error())
-		s = strings.TrimPrefix(s, sentinel.Error()+": ")
-	}
-	return s
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

@@ -238,7 +238,12 @@ type adminEnv struct {
 
 func newAdminEnv(t *testing.T, password string) *adminEnv {
 	t.Helper()
-	db := testdb.New(t)
+	return newAdminEnvOn(t, testdb.New(t), password)
+}
+
+// newAdminEnvOn is newAdminEnv over the migrated database db.
+func newAdminEnvOn(t *testing.T, db *sqlx.DB, password string) *adminEnv {
+	t.Helper()
 	store := digest.NewStore(db, nil)
 	fsys := templates.FS("")
 	cat, err := templates.LoadCatalog(fsys)
@@ -267,14 +272,21 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	}
 	a := NewEditor(store, renderer, pages, EditorOptions{Publication: "The Test Weekly", Languages: []string{"en", "ru"}, MaxArticles: 12,
 		Password: password, TestSend: sender.SendTest}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := httptest.NewServer(adminTestMux(a))
+	mux := adminTestMux(a)
+	archive := NewArchive(store, renderer, pages, cat, ArchiveOptions{BaseURL: "http://news.example", Publication: "The Test Weekly",
+		Languages: []string{"en", "ru"}, MaxArticles: 12}, nil)
+	mux.HandleFunc("GET /archive", archive.List)
+	mux.HandleFunc("GET /archive/{id}", archive.Issue)
+	mux.HandleFunc("GET /archive.xml", archive.Feed)
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &adminEnv{t: t, db: db, store: store, admin: a, srv: srv, smtp: smtp, c: c}
 }
 
-// adminTestMux lists the editor routes as cmd/newsletter/routes.go does.
+// adminTestMux lists the editor routes as cmd/newsletter/routes.go does (newAdminEnv adds the
+// archive's).
 func adminTestMux(a *Editor) *http.ServeMux {
 	mux := http.NewServeMux()
 	ed := a.RequireEditor

@@ -119,7 +119,7 @@ func (e *Editor) RequireEditor(next http.HandlerFunc) http.Handler {
 				redirect(w, r, "/admin/login")
 				return
 			}
-			e.fail(w, r, http.StatusForbidden, "Your editor session has ended. Log in again, then repeat what you did.", "/admin/login")
+			e.fail(w, http.StatusForbidden, "Your editor session has ended. Log in again, then repeat what you did.", "/admin/login")
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -127,14 +127,14 @@ func (e *Editor) RequireEditor(next http.HandlerFunc) http.Handler {
 			if err := r.ParseForm(); err != nil {
 				var tooBig *http.MaxBytesError
 				if errors.As(err, &tooBig) {
-					e.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.", "")
+					e.fail(w, http.StatusRequestEntityTooLarge, "The form is too large.", "")
 					return
 				}
-				e.fail(w, r, http.StatusBadRequest, "The form could not be read.", "")
+				e.fail(w, http.StatusBadRequest, "The form could not be read.", "")
 				return
 			}
 			if !csrfValid(c.Value, r.PostForm.Get("csrf")) {
-				e.fail(w, r, http.StatusForbidden, "The form's security token is missing or wrong. Reload the page and try again.", "")
+				e.fail(w, http.StatusForbidden, "The form's security token is missing or wrong. Reload the page and try again.", "")
 				return
 			}
 		}

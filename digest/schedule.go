@@ -40,16 +40,11 @@ type Scheduler struct {
 	log     *slog.Logger
 }
 
-// ParseSchedule parses a digest schedule (five fields or a descriptor such as @weekly).
-func ParseSchedule(spec string) (cron.Schedule, error) {
-	return cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(spec)
-}
-
 // NewScheduler returns a Scheduler. poll, when set, fetches the feeds before each run (the
 // Ingester's PollAll); starter is the Sender. The store's window rule takes its period from the
 // schedule given to the store (Store.SetSchedule), the same spec in serve.
 func NewScheduler(store *Store, starter issueStarter, poll func(ctx context.Context), opts ScheduleOptions, log *slog.Logger) (*Scheduler, error) {
-	sched, err := ParseSchedule(opts.Spec)
+	sched, err := cron.ParseStandard(opts.Spec) // five fields or a descriptor such as @weekly
 	if err != nil {
 		return nil, fmt.Errorf("digest schedule %q: %v: %w", opts.Spec, err, ErrInvalid)
 	}

@@ -85,7 +85,7 @@ func (s *Store) comingWindow(ctx context.Context, q getter, lang string, now tim
 // without one the period is the default weekly schedule's 7 days. Call it before the Store is in
 // use.
 func (s *Store) SetSchedule(spec string) error {
-	sched, err := ParseSchedule(spec)
+	sched, err := cron.ParseStandard(spec)
 	if err != nil {
 		return fmt.Errorf("digest schedule %q: %v: %w", spec, err, ErrInvalid)
 	}

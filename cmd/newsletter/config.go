@@ -248,9 +248,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("NEWSLETTER_FEEDS: %q is not an http(s) URL", f.URL))
 		}
 	}
-	p := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	// robfig/cron's standard parser (five fields or a descriptor), as every schedule is read.
 	for name, spec := range map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": c.DigestSchedule, "NEWSLETTER_FEED_SCHEDULE": c.FeedSchedule} {
-		if _, err := p.Parse(spec); err != nil {
+		if _, err := cron.ParseStandard(spec); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %v", name, err))
 		}
 	}

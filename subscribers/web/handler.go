@@ -247,8 +247,7 @@ type schedule struct {
 // describeSchedule reads a cron spec: runs a week apart on one weekday are "weekly", a day apart
 // "daily"; anything else is described without a day.
 func describeSchedule(spec string) schedule {
-	p := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-	sch, err := p.Parse(spec)
+	sch, err := cron.ParseStandard(spec)
 	if err != nil || spec == "" {
 		return schedule{}
 	}

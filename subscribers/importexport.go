@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"newsletter/internal/textclean"
+
 	"github.com/jmoiron/sqlx"
 )
 
@@ -191,7 +193,7 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport, add f
 			continue
 		}
 		if row.lang = strings.ToLower(field(rec, "lang")); row.lang != "" && !slices.Contains(langs, row.lang) {
-			bad("lang", fmt.Sprintf("unknown language %q (want one of %s)", clipBytes(row.lang, 20), strings.Join(langs, ", ")))
+			bad("lang", fmt.Sprintf("unknown language %q (want one of %s)", textclean.ClipBytes(row.lang, 20), strings.Join(langs, ", ")))
 			continue
 		}
 		if row.confirmedAt, err = parseImportTime(field(rec, "confirmed_at")); err != nil {
@@ -208,7 +210,7 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport, add f
 			row.status = StatusConfirmed
 		case row.status == "":
 		case !row.status.Valid():
-			bad("status", fmt.Sprintf("unknown status %q", clipBytes(string(row.status), 20)))
+			bad("status", fmt.Sprintf("unknown status %q", textclean.ClipBytes(string(row.status), 20)))
 			continue
 		case row.status == StatusConfirmed && row.confirmedAt == nil:
 			bad("confirmed_at", "status confirmed needs confirmed_at")

@@ -21,6 +21,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"newsletter/internal/smtpout"
+	"newsletter/internal/textclean"
 	"newsletter/templates"
 )
 
@@ -262,7 +263,7 @@ func (m *Mailer) record(jobs []job, errs []error) {
 			sent = append(sent, j.ID)
 			continue
 		}
-		msg := clipBytes(redact(errs[i].Error(), j.Email), 1000)
+		msg := textclean.ClipBytes(redact(errs[i].Error(), j.Email), 1000)
 		if v := smtpout.Classify(errs[i]); v == smtpout.Refused || v == smtpout.Undeliverable {
 			refusedIDs, refusedReasons = append(refusedIDs, j.ID), append(refusedReasons, msg)
 			m.log.Warn("confirmation refused for good; the reader is marked bounced", "outbox_id", j.ID, "error", msg)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"newsletter/internal/textclean"
+
 	"github.com/jmoiron/sqlx"
 )
 
@@ -76,17 +78,8 @@ func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Conse
 // time (lately one had to wait): background work such as the confirmation mailer makes way then.
 func (s *Store) Busy() bool { return s.batch.busy() }
 
-func clipBytes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+// clipBytes is textclean.ClipBytes under the name events.go knows it by.
+func clipBytes(s string, n int) string { return textclean.ClipBytes(s, n) }
 
 // ByUUID returns the reader with that public handle.
 func (s *Store) ByUUID(ctx context.Context, uuid string) (Subscriber, error) {
@@ -335,7 +328,7 @@ func (s *Store) MarkBounced(ctx context.Context, id int64, reason string) error 
 		UPDATE subscribers SET
 			status = CASE WHEN status IN ('pending', 'confirmed') THEN 'bounced' ELSE status END,
 			bounced_at = now(), bounce_reason = $2, updated_at = now()
-		WHERE id = $1`, id, clipBytes(strings.ToValidUTF8(reason, ""), 1000))
+		WHERE id = $1`, id, textclean.ClipBytes(reason, 1000))
 	if err != nil {
 		return fmt.Errorf("mark bounced: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"newsletter/internal/httpx"
+	"newsletter/internal/textclean"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -175,8 +176,8 @@ func (b *subscribeBatcher) write(ctx context.Context, batch []*subscription) err
 	ip, ua, source, text := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, s := range batch {
 		email[i], name[i], lang[i] = s.email, s.name, s.lang
-		ip[i], ua[i] = clipBytes(s.consent.IP, 64), clipBytes(s.consent.UserAgent, 512)
-		source[i], text[i] = s.consent.Source, clipBytes(s.consent.TextVersion, 64)
+		ip[i], ua[i] = textclean.ClipBytes(s.consent.IP, 64), textclean.ClipBytes(s.consent.UserAgent, 512)
+		source[i], text[i] = s.consent.Source, textclean.ClipBytes(s.consent.TextVersion, 64)
 	}
 	return b.exec(ctx, pq.StringArray(email), pq.StringArray(name), pq.StringArray(lang), pq.StringArray(ip), pq.StringArray(ua),
 		pq.StringArray(source), pq.StringArray(text), int(ConfirmThrottle/time.Second))

@@ -226,17 +226,6 @@ func maskEmail(email string) string {
 	return string(r) + "…" + email[at:]
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return strings.ToValidUTF8(s, "")
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) && len(s) > 0 {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
 // schedule is what the subscribe page says about when the digest comes.
 type schedule struct {
 	kind    string // "weekly", "daily" or "" (said vaguely)

@@ -10,6 +10,7 @@ import (
 
 	"newsletter/internal/clientaddr"
 	"newsletter/internal/httpx"
+	"newsletter/internal/textclean"
 	"newsletter/subscribers"
 )
 
@@ -88,7 +89,7 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 		if in.JSON {
 			source = "api"
 		}
-		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: ip, UserAgent: truncate(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
+		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: ip, UserAgent: textclean.ClipBytes(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
 	}
 	var fe *subscribers.FieldError
 	switch {

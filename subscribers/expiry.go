@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"newsletter/internal/metrics"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -86,15 +88,9 @@ func NewExpiry(store *Store, age, every time.Duration, log *slog.Logger, reg pro
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	e := &Expiry{store: store, age: age, every: every, log: log,
-		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_unconfirmed_expired_total",
-			Help: "Sign-ups removed because they stayed unconfirmed too long."})}
-	if reg != nil {
-		if err := reg.Register(e.expired); err != nil {
-			return nil, fmt.Errorf("expiry: metrics: %w", err)
-		}
-	}
-	return e, nil
+	return &Expiry{store: store, age: age, every: every, log: log,
+		expired: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_unconfirmed_expired_total",
+			Help: "Sign-ups removed because they stayed unconfirmed too long."}))}, nil
 }
 
 // Run expires once at start and then every interval until ctx ends.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wneessen/go-mail"
 
+	"newsletter/internal/metrics"
 	"newsletter/internal/smtpout"
 	"newsletter/internal/textclean"
 	"newsletter/templates"
@@ -118,13 +119,9 @@ func NewMailer(db *sqlx.DB, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, c
 		Help: "Attempts to send a confirmation email that failed and will be retried."})
 	m.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_refused_total",
 		Help: "Confirmation emails refused for good (a 5xx for the address): the reader is marked bounced."})
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sent, m.failed, m.refused} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("mailer: metrics: %w", err)
-			}
-		}
-	}
+	m.sent = metrics.Register(reg, m.sent)
+	m.failed = metrics.Register(reg, m.failed)
+	m.refused = metrics.Register(reg, m.refused)
 	return m, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"newsletter/digest"
+	"newsletter/internal/metrics"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -89,32 +90,14 @@ func NewIngester(store *digest.Store, feeds []Config, opts Options, log *slog.Lo
 	}
 	i := &Ingester{
 		store: store, feeds: feeds, opts: opts, log: log, client: client,
-		fetches: ingestCounter(reg, prometheus.CounterOpts{
+		fetches: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "newsletter_feed_fetch_total", Help: "Feed fetches by outcome.",
-		}, "result"),
-		ingested: ingestCounter(reg, prometheus.CounterOpts{
+		}, []string{"result"})),
+		ingested: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "newsletter_articles_ingested_total", Help: "Articles stored from feeds, new or changed.",
-		}, "kind"),
+		}, []string{"kind"})),
 	}
 	return i
-}
-
-// ingestCounter registers a counter vector, or reuses the one already registered under its name
-// (several Ingesters may share a registry in tests).
-func ingestCounter(reg prometheus.Registerer, opts prometheus.CounterOpts, label string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(opts, []string{label})
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 // PollAll fetches every feed once, a few at a time; a failing feed never stops the others. Results

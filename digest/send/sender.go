@@ -19,6 +19,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/render"
+	"newsletter/internal/metrics"
 	"newsletter/internal/smtpout"
 )
 
@@ -255,22 +256,10 @@ func newSenderMetrics(reg prometheus.Registerer) senderMetrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "newsletter_digest_send_seconds", Help: "Time of one SMTP transaction (MAIL to accepted DATA).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 	}
-	if reg == nil {
-		return m
-	}
-	register := func(c prometheus.Collector) prometheus.Collector {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return are.ExistingCollector
-			}
-		}
-		return c
-	}
-	m.sent = register(m.sent).(prometheus.Counter)
-	m.failed = register(m.failed).(prometheus.Counter)
-	m.retried = register(m.retried).(prometheus.Counter)
-	m.queue = register(m.queue).(prometheus.Gauge)
-	m.latency = register(m.latency).(prometheus.Histogram)
+	m.sent = metrics.Register(reg, m.sent)
+	m.failed = metrics.Register(reg, m.failed)
+	m.retried = metrics.Register(reg, m.retried)
+	m.queue = metrics.Register(reg, m.queue)
+	m.latency = metrics.Register(reg, m.latency)
 	return m
 }

@@ -5,7 +5,6 @@ package web
 
 import (
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/text/language/display"
 
 	"newsletter/internal/httpx"
+	"newsletter/internal/metrics"
 	"newsletter/subscribers"
 	"newsletter/templates"
 )
@@ -95,26 +95,10 @@ func NewHandler(store *subscribers.Store, signer *subscribers.Signer, pages *tem
 	for _, r := range []string{"accepted", "invalid", "rate_limited", "honeypot"} {
 		h.requests.WithLabelValues(r)
 	}
-	if reg != nil {
-		h.requests = register(reg, h.requests)
-		h.confirmations = register(reg, h.confirmations)
-		h.unsubscribes = register(reg, h.unsubscribes)
-	}
+	h.requests = metrics.Register(reg, h.requests)
+	h.confirmations = metrics.Register(reg, h.confirmations)
+	h.unsubscribes = metrics.Register(reg, h.unsubscribes)
 	return h
-}
-
-// register adds c to reg, or returns the collector already registered under its name.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a programming error: two different metrics under one name
-	}
-	return c
 }
 
 // message is the data of page/message.html, the generic result and error page.

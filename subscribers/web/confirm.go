@@ -1,8 +1,9 @@
 package web
 
 import (
-	"errors"
+	"context"
 	"net/http"
+	"time"
 
 	"newsletter/subscribers"
 )
@@ -27,7 +28,7 @@ func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
 	open, err := h.store.CanConfirm(r.Context(), s.UUID, issued)
 	switch {
 	case err != nil:
-		h.internal(w, r, false, s.Lang, "confirm page", err)
+		h.fail(w, r, s.Lang, "confirm page", err)
 	case open:
 		h.render(w, http.StatusOK, "confirm", s.Lang, h.cat.T(s.Lang, "subscribers.confirm.title"), confirmPage{Action: r.URL.EscapedPath(), Cadence: h.cadence(s.Lang)})
 	default: // left, bounced or complained since the request: this opt-in is over
@@ -37,30 +38,10 @@ func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
 
 // Confirm serves POST /confirm/{token}: completes the opt-in; confirming twice is harmless.
 func (h *Handler) Confirm(w http.ResponseWriter, r *http.Request) {
-	if err := drainBody(w, r); err != nil {
-		h.bodyError(w, r, err)
-		return
-	}
-	s, issued, ok := h.reader(w, r, subscribers.PurposeConfirm)
-	if !ok {
-		return
-	}
-	after, err := h.store.Confirm(r.Context(), s.UUID, issued)
-	switch {
-	case errors.Is(err, subscribers.ErrExpired):
-		h.linkError(w, s.Lang, http.StatusGone, "expired")
-		return
-	case errors.Is(err, subscribers.ErrNotFound):
-		h.linkError(w, s.Lang, http.StatusGone, "gone")
-		return
-	case err != nil:
-		h.internal(w, r, false, s.Lang, "confirm", err)
-		return
-	}
-	if s.Status != subscribers.StatusConfirmed && after.Status == subscribers.StatusConfirmed {
-		h.confirmations.Inc()
-	}
-	h.message(w, http.StatusOK, after.Lang, h.confirmedMessage(after.Lang))
+	h.click(w, r, oneClick{purpose: subscribers.PurposeConfirm, what: "confirm", done: subscribers.StatusConfirmed,
+		act: func(ctx context.Context, s subscribers.Subscriber, issued time.Time) (subscribers.Subscriber, error) {
+			return h.store.Confirm(ctx, s.UUID, issued)
+		}, counter: h.confirmations, message: h.confirmedMessage})
 }
 
 func (h *Handler) confirmedMessage(lang string) message {

@@ -1,9 +1,12 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"newsletter/internal/httpx"
 	"newsletter/subscribers"
@@ -27,18 +30,66 @@ func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.P
 		return subscribers.Subscriber{}, time.Time{}, false
 	}
 	s, err := h.store.ByUUID(r.Context(), uuid)
-	switch {
-	case errors.Is(err, subscribers.ErrNotFound):
-		h.linkError(w, lang, http.StatusGone, "gone")
-		return subscribers.Subscriber{}, time.Time{}, false
-	case err != nil:
-		h.internal(w, r, false, lang, "load reader", err)
+	if err != nil {
+		h.fail(w, r, lang, "load reader", err)
 		return subscribers.Subscriber{}, time.Time{}, false
 	}
 	if !h.hasLang(s.Lang) {
 		s.Lang = lang
 	}
 	return s, issued, true
+}
+
+// fail answers a page behind a signed link whose store call failed, by the one table of the reader
+// pages: a link that is over is 410 (expired, or its reader erased), anything else is internal's
+// (503 while the database is away, else 500).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, lang, what string, err error) {
+	switch {
+	case errors.Is(err, subscribers.ErrExpired):
+		h.linkError(w, lang, http.StatusGone, "expired")
+	case errors.Is(err, subscribers.ErrNotFound):
+		h.linkError(w, lang, http.StatusGone, "gone")
+	default:
+		h.internal(w, r, false, lang, what, err)
+	}
+}
+
+// oneClick is the POST of a link whose page has one button, confirm and unsubscribe: the link's
+// purpose, what it does to the reader, the status that means it is done (counted when the reader
+// reaches it) and the page that says so.
+type oneClick struct {
+	purpose subscribers.Purpose
+	what    string
+	act     func(ctx context.Context, s subscribers.Subscriber, issued time.Time) (subscribers.Subscriber, error)
+	done    subscribers.Status
+	counter prometheus.Counter
+	message func(lang string) message
+}
+
+// click serves c: it reads the body (any small one, RFC 8058's included), checks the token, acts,
+// and shows the result; doing it twice is harmless.
+func (h *Handler) click(w http.ResponseWriter, r *http.Request, c oneClick) {
+	if err := drainBody(w, r); err != nil {
+		h.bodyError(w, r, err)
+		return
+	}
+	s, issued, ok := h.reader(w, r, c.purpose)
+	if !ok {
+		return
+	}
+	after, err := c.act(r.Context(), s, issued)
+	if err != nil {
+		h.fail(w, r, s.Lang, c.what, err)
+		return
+	}
+	if s.Status != c.done && after.Status == c.done {
+		c.counter.Inc()
+	}
+	lang := s.Lang
+	if h.hasLang(after.Lang) {
+		lang = after.Lang // confirming may take the language the reader asked for
+	}
+	h.message(w, http.StatusOK, lang, c.message(lang))
 }
 
 // linkError answers a signed link that cannot be used; kind is "invalid", "expired" or "gone".
@@ -69,7 +120,7 @@ func (h *Handler) internal(w http.ResponseWriter, r *http.Request, wantJSON bool
 	status := http.StatusInternalServerError
 	if httpx.Unavailable(err) {
 		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", httpx.RetryAfter)
 	}
 	if wantJSON {
 		writeJSON(w, status, map[string]string{"error": h.cat.T(lang, "subscribers.error.internal")})

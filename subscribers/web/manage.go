@@ -65,11 +65,8 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &fe):
 		h.renderManage(w, r, http.StatusBadRequest, s, map[string]string{fe.Field: h.fieldMessage(s.Lang, fe)}, false)
 		return
-	case errors.Is(err, subscribers.ErrNotFound):
-		h.linkError(w, s.Lang, http.StatusGone, "gone")
-		return
 	case err != nil:
-		h.internal(w, r, false, s.Lang, "manage", err)
+		h.fail(w, r, s.Lang, "manage", err)
 		return
 	}
 	h.renderManage(w, r, http.StatusOK, s, nil, true)
@@ -82,12 +79,8 @@ func (h *Handler) Data(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.store.DataExport(r.Context(), s.UUID)
-	switch {
-	case errors.Is(err, subscribers.ErrNotFound):
-		h.linkError(w, s.Lang, http.StatusGone, "gone")
-		return
-	case err != nil:
-		h.internal(w, r, false, s.Lang, "data export", err)
+	if err != nil {
+		h.fail(w, r, s.Lang, "data export", err)
 		return
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="newsletter-data.json"`)
@@ -109,12 +102,8 @@ func (h *Handler) Erase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := h.store.Erase(r.Context(), s.UUID)
-	switch {
-	case errors.Is(err, subscribers.ErrNotFound):
-		h.linkError(w, s.Lang, http.StatusGone, "gone")
-		return
-	case err != nil:
-		h.internal(w, r, false, s.Lang, "erase", err)
+	if err != nil {
+		h.fail(w, r, s.Lang, "erase", err)
 		return
 	}
 	h.message(w, http.StatusOK, s.Lang, message{Title: h.cat.T(s.Lang, "subscribers.erased.title"), Text: h.cat.T(s.Lang, "subscribers.erased.text"), OK: true})

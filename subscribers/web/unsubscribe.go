@@ -1,8 +1,9 @@
 package web
 
 import (
-	"errors"
+	"context"
 	"net/http"
+	"time"
 
 	"newsletter/subscribers"
 )
@@ -28,27 +29,10 @@ func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
 // Unsubscribe serves POST /unsubscribe/{token}, from the page's button or as an RFC 8058 one-click
 // request (body "List-Unsubscribe=One-Click"): the signed token is the only authority needed.
 func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
-	if err := drainBody(w, r); err != nil {
-		h.bodyError(w, r, err)
-		return
-	}
-	s, _, ok := h.reader(w, r, subscribers.PurposeUnsubscribe)
-	if !ok {
-		return
-	}
-	after, err := h.store.Unsubscribe(r.Context(), s.UUID)
-	switch {
-	case errors.Is(err, subscribers.ErrNotFound):
-		h.linkError(w, s.Lang, http.StatusGone, "gone")
-		return
-	case err != nil:
-		h.internal(w, r, false, s.Lang, "unsubscribe", err)
-		return
-	}
-	if s.Status != subscribers.StatusUnsubscribed && after.Status == subscribers.StatusUnsubscribed {
-		h.unsubscribes.Inc()
-	}
-	h.message(w, http.StatusOK, s.Lang, h.unsubscribedMessage(s.Lang))
+	h.click(w, r, oneClick{purpose: subscribers.PurposeUnsubscribe, what: "unsubscribe", done: subscribers.StatusUnsubscribed,
+		act: func(ctx context.Context, s subscribers.Subscriber, _ time.Time) (subscribers.Subscriber, error) {
+			return h.store.Unsubscribe(ctx, s.UUID)
+		}, counter: h.unsubscribes, message: h.unsubscribedMessage})
 }
 
 func (h *Handler) unsubscribedMessage(lang string) message {

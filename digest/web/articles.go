@@ -47,18 +47,9 @@ func (e *Editor) AddArticle(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/admin/digest/"+lang+"?done=added")
 }
 
+// article is the article of the path's {id} (see loadByID).
 func (e *Editor) article(w http.ResponseWriter, r *http.Request) (digest.Article, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		e.fail(w, http.StatusNotFound, "There is no such article.", "/admin/")
-		return digest.Article{}, false
-	}
-	art, err := e.store.ArticleByID(r.Context(), id)
-	if err != nil {
-		e.failErr(w, r, err, "/admin/")
-		return digest.Article{}, false
-	}
-	return art, true
+	return loadByID(e, w, r, "article", e.store.ArticleByID)
 }
 
 // articleLocked reports why art can no longer change: it belongs to an issue that has left the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"newsletter/digest"
 	"newsletter/digest/render"
@@ -106,6 +107,23 @@ func (e *Editor) render(w http.ResponseWriter, status int, name, title string, d
 	w.Header().Set("Cache-Control", "no-store")
 	page, err := e.pages.Page(name, templates.View{Lang: "en", Title: title, Publication: e.opts.Publication, Data: data})
 	httpx.Page(w, e.log.With("page", name), status, page, err)
+}
+
+// loadByID loads the issue or article (what) that the path's {id} names. On failure it has
+// answered: 404 for an id that is not one, else what the error table says of the store's error.
+func loadByID[T any](e *Editor, w http.ResponseWriter, r *http.Request, what string, load func(context.Context, int64) (T, error)) (T, bool) {
+	var zero T
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		e.fail(w, http.StatusNotFound, "There is no such "+what+".", "/admin/")
+		return zero, false
+	}
+	v, err := load(r.Context(), id)
+	if err != nil {
+		e.failErr(w, r, err, "/admin/")
+		return zero, false
+	}
+	return v, true
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

@@ -16,18 +16,9 @@ import (
 	"newsletter/digest/render"
 )
 
+// issue is the issue of the path's {id} (see loadByID).
 func (e *Editor) issue(w http.ResponseWriter, r *http.Request) (digest.Issue, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		e.fail(w, http.StatusNotFound, "There is no such issue.", "/admin/")
-		return digest.Issue{}, false
-	}
-	is, err := e.store.IssueByID(r.Context(), id)
-	if err != nil {
-		e.failErr(w, r, err, "/admin/")
-		return digest.Issue{}, false
-	}
-	return is, true
+	return loadByID(e, w, r, "issue", e.store.IssueByID)
 }
 
 // Preview is GET /admin/issues/{id}/preview.html: the issue's HTML exactly as a reader gets it

@@ -107,7 +107,7 @@ func (i *Ingester) storeFeed(ctx context.Context, f Config, fetched *fetchedFeed
 		return 0, 0, fmt.Errorf("store feed: %w", err)
 	}
 	defer tx.Rollback()
-	// A feed's first successful fetch is its baseline (window.go): what it already carries is
+	// A feed's first successful fetch is its baseline (digest/window.go): what it already carries is
 	// stored, but it is not news. The row lock makes two first fetches at once agree.
 	var baseline bool
 	err = tx.GetContext(ctx, &baseline, `SELECT last_ok_at IS NULL FROM feeds WHERE url = $1 FOR UPDATE`, f.URL)

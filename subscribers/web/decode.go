@@ -119,3 +119,14 @@ func bodyError(err error) error {
 	}
 	return errMalformed
 }
+
+// requestStatus is the status and message key of a request that is wrong as a whole.
+func requestStatus(err error) (status int, key string) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, "subscribers.error.too_large"
+	case errors.Is(err, errMediaType):
+		return http.StatusUnsupportedMediaType, "subscribers.error.media_type"
+	}
+	return http.StatusBadRequest, "subscribers.error.malformed"
+}

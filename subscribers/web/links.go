@@ -103,13 +103,7 @@ func (h *Handler) linkError(w http.ResponseWriter, lang string, status int, kind
 func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	lang := h.pageLang("", r)
-	status, key := http.StatusBadRequest, "subscribers.error.malformed"
-	switch {
-	case errors.Is(err, errTooLarge):
-		status, key = http.StatusRequestEntityTooLarge, "subscribers.error.too_large"
-	case errors.Is(err, errMediaType):
-		status, key = http.StatusUnsupportedMediaType, "subscribers.error.media_type"
-	}
+	status, key := requestStatus(err)
 	h.requestError(w, r, false, lang, status, key)
 }
 

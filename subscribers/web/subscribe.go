@@ -64,13 +64,7 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 	in, err := decodeSubscribe(w, r)
 	if err != nil {
 		h.requests.WithLabelValues("invalid").Inc()
-		status, key := http.StatusBadRequest, "subscribers.error.malformed"
-		switch {
-		case errors.Is(err, errTooLarge):
-			status, key = http.StatusRequestEntityTooLarge, "subscribers.error.too_large"
-		case errors.Is(err, errMediaType):
-			status, key = http.StatusUnsupportedMediaType, "subscribers.error.media_type"
-		}
+		status, key := requestStatus(err)
 		h.requestError(w, r, wantJSON, lang, status, key)
 		return
 	}

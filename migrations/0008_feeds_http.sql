@@ -1,5 +1,5 @@
 -- +goose Up
--- What a feed's server said beyond its items (digest/feeds.go).
+-- What a feed's server said beyond its items (digest/feeds).
 -- fetch_url: where a permanent redirect (301, 308) moved the feed; '' fetches the configured url,
 --   which stays the feed's identity (NEWSLETTER_FEEDS names it).
 -- failures: polls failed in a row; 0 after a success.

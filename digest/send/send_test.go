@@ -379,7 +379,7 @@ func TestPauseResumeCancel(t *testing.T) {
 	f := newSendFixture(t, 3)
 	ctx := context.Background()
 	if err := f.store.Pause(ctx, f.issue.ID, "x"); !errors.Is(err, digest.ErrConflict) {
-		t.Fatalf("pausing a draft: %v, want digest.ErrConflict", err)
+		t.Fatalf("pausing a draft: %v, want ErrConflict", err)
 	}
 	if _, err := f.ledger().startSending(ctx, f.issue.ID); err != nil {
 		t.Fatal(err)

@@ -78,7 +78,7 @@ func TestArchive(t *testing.T) {
 			contains: []string{`href="/archive/` + en + `"`, "Keep your terrorists close", "25 November 2026", `href="/archive.xml"`},
 			excludes: []string{"/archive/" + ru + `"`}},
 		{name: "ListRussian", path: "/archive?lang=ru", status: 200, contains: []string{"Архив дайджестов", "25 ноября 2026"}},
-		{name: "digest.Issue", path: "/archive/" + en, status: 200, ctype: "text/html", csp: archiveCSP,
+		{name: "Issue", path: "/archive/" + en, status: 200, ctype: "text/html", csp: archiveCSP,
 			contains: []string{"Keep your terrorists close", "Subscribe to get it by email", `href="https://digest.example.com/"`},
 			excludes: []string{"slot.invalid", "Unsubscribe", "XNLSLOT", "<script"}},
 		{name: "ErrDraft", path: "/archive/" + ru, status: 404, contains: []string{"There is no such digest"}},

@@ -116,7 +116,7 @@ func articleFromForm(r *http.Request) (art digest.Article, msg string) {
 		max       int
 		multiline bool
 	}{{"Title", art.Title, 300, false}, {"Link", art.Link, 2000, false}, {"Summary", art.Summary, 2000, true},
-		{"digest.Section", art.Section, 100, false}, {"Image URL", art.ImageURL, 2000, false}, {"Image description", art.ImageAlt, 300, false}} {
+		{"Section", art.Section, 100, false}, {"Image URL", art.ImageURL, 2000, false}, {"Image description", art.ImageAlt, 300, false}} {
 		if m := checkText(c.field, c.v, c.max, c.multiline); m != "" {
 			return art, m
 		}

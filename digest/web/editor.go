@@ -88,12 +88,12 @@ var flashes = map[string]string{
 	"hidden":    "Hidden from the digest.",
 	"unhidden":  "Back in the digest.",
 	"moved":     "Order changed.",
-	"added":     "digest.Article added.",
+	"added":     "Article added.",
 	"picked":    "Added to the coming digest.",
-	"saved":     "digest.Article saved.",
+	"saved":     "Article saved.",
 	"paused":    "Sending paused.",
 	"resumed":   "Sending resumed.",
-	"cancelled": "digest.Issue cancelled.",
+	"cancelled": "Issue cancelled.",
 	"started":   "Sending started.",
 }
 

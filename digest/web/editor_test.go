@@ -960,6 +960,9 @@ func TestAdminAddEditArticle(t *testing.T) {
 	if got := strings.Join(e.order("en"), "|"); !strings.Contains(got, "Editor's pick") {
 		t.Fatalf("added article not in the issue: %s", got)
 	}
+	if p := e.get("/admin/digest/en?done=added"); !strings.Contains(p.body, "Article added.") {
+		t.Error("the digest page does not say the article was added")
+	}
 	var id int64
 	if err := e.db.Get(&id, `SELECT id FROM articles WHERE title = 'Editor''s pick' AND source = 'editor'`); err != nil {
 		t.Fatal(err)
@@ -975,6 +978,7 @@ func TestAdminAddEditArticle(t *testing.T) {
 		{"RelativeLink", url.Values{"title": {"x"}, "link": {"/x"}}, "http"},
 		{"DataImage", url.Values{"title": {"x"}, "link": {"https://site.example/x"}, "image_url": {"data:image/png;base64,AAAA"}}, "image"},
 		{"LongTitle", url.Values{"title": {strings.Repeat("t", 301)}, "link": {"https://site.example/x"}}, "too long"},
+		{"LongSection", url.Values{"title": {"x"}, "link": {"https://site.example/x"}, "section": {strings.Repeat("s", 101)}}, "Section is too long"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.form.Set("csrf", e.csrf("/admin/"))
@@ -1099,7 +1103,7 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 	for _, want := range []string{
 		"<tr><th>Recipients</th><td>7</td></tr>", "<tr><th>Failed for good</th><td>3</td></tr>", "<tr><th>Still queued</th><td>1</td></tr>",
 		"Failures by reason", `550 5.1.1 &lt;b&gt;no such user&lt;/b&gt;</td><td class="num">2</td>`, "552 mailbox full",
-		"Pause sending", "Cancel the issue", "85% done",
+		"Pause sending", "Cancel the issue", "85% done", fmt.Sprintf("<title>Issue #%d", is.ID),
 	} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("issue page lacks %q", want)

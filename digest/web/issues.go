@@ -176,7 +176,7 @@ func (e *Editor) IssuePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	subject := e.subjectOf(r.Context(), is)
-	e.render(w, http.StatusOK, "admin_issue", fmt.Sprintf("digest.Issue #%d", is.ID), adminIssueData{
+	e.render(w, http.StatusOK, "admin_issue", fmt.Sprintf("Issue #%d", is.ID), adminIssueData{
 		adminCommon: e.common(r, ""), Issue: is, Subject: subject, Progress: pv,
 		CanPause:  is.Status == digest.StatusSending,
 		CanResume: is.Status == digest.StatusPaused,

@@ -928,7 +928,7 @@ func FuzzSubscribeInput(f *testing.F) {
 		if err != nil {
 			var fe *subscribers.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("validation error %v is not a subscribers.FieldError", err)
+				t.Fatalf("validation error %v is not a FieldError", err)
 			}
 			return
 		}

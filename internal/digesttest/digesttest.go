@@ -1,6 +1,7 @@
-// Package digesttest holds the fixtures the tests of the digest's sub-packages share: readers and
-// articles seeded into a test database, the issues of the golden files assembled from the feed
-// fixtures, and a check that rendered HTML is inert. Only tests import it.
+// Package digesttest holds the fixtures the tests of the digest's sub-packages (render, send, web)
+// share: readers and articles seeded into a test database, the issues of the golden files assembled
+// from the feed fixtures, and a check that rendered HTML is inert. Only tests import it; digest's
+// and feeds' own tests cannot (it imports them).
 package digesttest
 
 import (
@@ -9,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,25 +22,6 @@ import (
 
 // GoldenNow is the fixed clock of the golden issues: Wednesday 25 November 2026, 08:00 UTC.
 var GoldenNow = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
-
-// Clock is a settable clock, safe for concurrent use.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// NewClock returns a Clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now is the clock's time.
-func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-// Add moves the clock on by d.
-func (c *Clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // SeedReaders adds n confirmed readers of lang, reader-1@example.org ... (names "Reader N").
 func SeedReaders(t testing.TB, db *sqlx.DB, lang string, n int) {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -133,8 +134,15 @@ func checkRelayed(t *testing.T, s *Server, m *mail.Msg) {
 	if p.Header.Get("X-Postfixtest") != "kept as sent" || p.Header.Get("Subject") != "Through Postfix" {
 		t.Errorf("headers: %v", p.Header)
 	}
-	if lines := s.Grep(t, `reject|warning|fatal|panic|status=(deferred|bounced)`); len(lines) > 0 {
-		t.Errorf("the log has complaints:\n%s", strings.Join(lines, "\n"))
+	var complaints []string
+	for _, l := range s.Grep(t, `reject|warning|fatal|panic|status=(deferred|bounced)`) {
+		// Postfix's daemons warn when the machine's clock jumps: about the host, not the mail.
+		if !regexp.MustCompile(`(?i)clock|time jump`).MatchString(l) {
+			complaints = append(complaints, l)
+		}
+	}
+	if len(complaints) > 0 {
+		t.Errorf("the log has complaints:\n%s", strings.Join(complaints, "\n"))
 	}
 }
 

@@ -40,6 +40,7 @@ type Config struct {
 	RequireApproval   bool
 	MaxLateness       time.Duration
 	UnconfirmedExpiry time.Duration
+	ConsentIP         string
 
 	SendConcurrency int
 	SendRate        float64
@@ -183,6 +184,15 @@ var settings = []setting{
 		positiveInt(func(c *Config) *int { return &c.SubscribeRateLimit }, true)},
 	{"NEWSLETTER_TRUST_PROXY", "false", "take the client address for the subscribe rate limit and the editor login throttle from the last X-Forwarded-For entry (set it only behind a reverse proxy that sets that header)",
 		func(c *Config, v string) (err error) { c.TrustProxy, err = strconv.ParseBool(v); return err }},
+	{"NEWSLETTER_CONSENT_IP", "truncated", "what a consent record keeps of the reader's IP: full, truncated (/24, /48) or none",
+		func(c *Config, v string) error {
+			switch v {
+			case "full", "truncated", "none":
+				c.ConsentIP = v
+				return nil
+			}
+			return errors.New("want full, truncated or none")
+		}},
 	{"NEWSLETTER_DEMO", "false", "seed demonstration articles when there are none and no feed is set",
 		func(c *Config, v string) (err error) { c.Demo, err = strconv.ParseBool(v); return err }},
 	{"NEWSLETTER_LOG_LEVEL", "info", "debug, info, warn or error",

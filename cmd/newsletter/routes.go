@@ -63,7 +63,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	var wake interface{ Wake() } = mailer
 	subs := readerweb.NewHandler(subStore, signer, a.pages, a.catalog, wake, readerweb.HandlerOptions{
 		Publication: a.cfg.Publication, Languages: a.cfg.Languages, Schedule: a.cfg.DigestSchedule,
-		CORSOrigins: a.cfg.CORSOrigins, RateLimit: a.cfg.SubscribeRateLimit, TrustProxy: a.cfg.TrustProxy,
+		CORSOrigins: a.cfg.CORSOrigins, RateLimit: a.cfg.SubscribeRateLimit, TrustProxy: a.cfg.TrustProxy, ConsentIP: a.cfg.ConsentIP,
 	}, a.log, a.registry)
 	mux.HandleFunc("GET /{$}", subs.SubscribePage)
 	mux.HandleFunc("GET /subscribe", subs.SubscribePage) // a reload or bookmark of the form's result

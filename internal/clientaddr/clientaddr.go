@@ -42,3 +42,18 @@ func Key(addr string) string {
 	}
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
+
+// Truncate keeps the network part of addr, for records that need to say roughly where a request
+// came from but not who sent it: IPv4 to its /24 (198.51.100.0), IPv6 to its /48. Anything that
+// is not an IP address gives "".
+func Truncate(addr string) string {
+	ip := net.ParseIP(addr)
+	switch {
+	case ip == nil:
+		return ""
+	case ip.To4() != nil:
+		return ip.To4().Mask(net.CIDRMask(24, 32)).String()
+	default:
+		return ip.Mask(net.CIDRMask(48, 128)).String()
+	}
+}

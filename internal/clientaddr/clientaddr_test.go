@@ -46,3 +46,18 @@ func TestKey(t *testing.T) {
 		}
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.77":            "198.51.100.0",
+		"::ffff:198.51.100.77":     "198.51.100.0",
+		"2001:db8:1234:5678::9":    "2001:db8:1234::",
+		"not an address":           "",
+		"":                         "",
+		"2001:db8:abcd:ffff:1::ff": "2001:db8:abcd::",
+	} {
+		if got := Truncate(in); got != want {
+			t.Errorf("Truncate(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

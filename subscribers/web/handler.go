@@ -38,6 +38,9 @@ type HandlerOptions struct {
 	CORSOrigins []string // origins whose pages may POST /subscribe from the browser
 	RateLimit   int      // subscribe requests one client may make a minute; 0: no limit
 	TrustProxy  bool     // take the client address from the last X-Forwarded-For entry
+	// ConsentIP is what a consent record keeps of the client's address: "full", "truncated"
+	// (/24, /48; the default) or "none".
+	ConsentIP string
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }

@@ -382,7 +382,8 @@ func TestSubscribeRecordsConsent(t *testing.T) {
 			if err := f.db.Get(&c, "SELECT ip, user_agent, source, text_version FROM consents"); err != nil {
 				t.Fatal(err)
 			}
-			if c.IP != "127.0.0.1" || c.UserAgent != "TestAgent/1.0" || c.Source != tt.wantSource || c.TextVersion != ConsentTextVersion {
+			// Truncated to its /24 by default (NEWSLETTER_CONSENT_IP, TestConsentIPKept).
+			if c.IP != "127.0.0.0" || c.UserAgent != "TestAgent/1.0" || c.Source != tt.wantSource || c.TextVersion != ConsentTextVersion {
 				t.Errorf("consent %+v", c)
 			}
 			var lang string

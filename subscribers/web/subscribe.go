@@ -83,7 +83,7 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 		if in.JSON {
 			source = "api"
 		}
-		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: ip, UserAgent: textclean.ClipBytes(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
+		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: h.consentIP(ip), UserAgent: textclean.ClipBytes(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
 	}
 	var fe *subscribers.FieldError
 	switch {
@@ -210,4 +210,17 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Set("Access-Control-Allow-Origin", o)
 	return true
+}
+
+// consentIP is what the consent record keeps of the client's address (HandlerOptions.ConsentIP):
+// enough to show where a request came from, no more than the publisher chose to keep.
+func (h *Handler) consentIP(ip string) string {
+	switch h.opts.ConsentIP {
+	case "full":
+		return ip
+	case "none":
+		return ""
+	default:
+		return clientaddr.Truncate(ip)
+	}
 }

@@ -88,7 +88,7 @@ func TestImportSkipInvalid(t *testing.T) {
 	if r := reader(t, db, "also-good@example.com"); r.Status != StatusPending || r.Lang != "ru" || r.Name != "Также" {
 		t.Errorf("second good row imported as %+v", r)
 	}
-	if n := countRows(t, db, `SELECT count(*) FROM consents WHERE source = 'import' AND text_version = 'import'`); n != 2 {
+	if n := countRows(t, db, `SELECT count(*) FROM consents WHERE source = 'import' AND text_version = 'import' AND confirmed_at IS NOT NULL`); n != 2 {
 		t.Errorf("%d import consents, want 2", n)
 	}
 	if n := countRows(t, db, `SELECT count(*) FROM outbox`); n != 0 {

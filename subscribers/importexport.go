@@ -387,8 +387,9 @@ func upsertStaged(ctx context.Context, tx *sqlx.Tx, defaultLang, textVersion str
 				                  EXCLUDED.unsubscribed_at, EXCLUDED.bounced_at, EXCLUDED.complained_at)
 			RETURNING s.id, (s.xmax = 0) AS inserted
 		), consent AS (
-			INSERT INTO consents (subscriber_id, source, text_version)
-			SELECT id, 'import', $2 FROM up WHERE inserted
+			-- The publisher's own record of consent: it stands as given, no request waiting.
+			INSERT INTO consents (subscriber_id, source, text_version, confirmed_at)
+			SELECT id, 'import', $2, now() FROM up WHERE inserted
 		)
 		SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
 		FROM up`, defaultLang, textVersion)

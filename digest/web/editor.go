@@ -30,6 +30,8 @@ type EditorOptions struct {
 	// StartSend starts sending an approved issue now ("send now") and returns how many readers it
 	// queued; nil: not offered.
 	StartSend func(ctx context.Context, issueID int64) (int, error)
+	// Readers is the reader list behind the readers' pages (readers.go); nil: not offered.
+	Readers ReaderList
 }
 
 // Editor serves the editor pages; its methods are the endpoints, registered one by one in

@@ -23,6 +23,10 @@ func errorStatus(err error) (status int, msg string) {
 		return http.StatusBadRequest, "That was not accepted: " + conflictText(err)
 	case errors.Is(err, digest.ErrNoArticles):
 		return http.StatusConflict, "There are no new articles for this language."
+	case errors.Is(err, ErrNoReader):
+		return http.StatusNotFound, "There is no such reader (any more)."
+	case errors.Is(err, ErrReaderChanged):
+		return http.StatusConflict, "The reader changed in the meantime. Reload their page and try again."
 	case errors.Is(err, digest.ErrRelay):
 		return http.StatusBadGateway, "The mail server did not take the message. Check NEWSLETTER_SMTP_URL and the log."
 	case httpx.Unavailable(err):

@@ -121,6 +121,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 		Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
 		Password: a.cfg.AdminPassword, RequireApproval: a.cfg.RequireApproval, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
 		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret, TestSend: sender.SendTest, StartSend: sender.Start,
+		Readers: readerList{store: subStore, wake: mailer},
 	}, a.log)
 	ed := editor.RequireEditor
 	mux.HandleFunc("GET /admin/login", editor.LoginForm)
@@ -139,6 +140,12 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.Handle("POST /admin/issues/{id}/approve", ed(editor.Approve))
 	mux.Handle("POST /admin/issues/{id}/test", ed(editor.TestSend))
 	mux.Handle("POST /admin/issues/{id}/{action}", ed(editor.IssueAction)) // pause resume cancel send
+	// the readers' pages: a reader is found by exact address in a POST and named by uuid after
+	mux.Handle("GET /admin/readers", ed(editor.Readers))
+	mux.Handle("POST /admin/readers/lookup", ed(editor.ReaderLookup))
+	mux.Handle("GET /admin/readers/{uuid}", ed(editor.ReaderPage))
+	mux.Handle("GET /admin/readers/{uuid}/{action}", ed(editor.ReaderConfirm)) // the confirm step of unsubscribe and erase
+	mux.Handle("POST /admin/readers/{uuid}/{action}", ed(editor.ReaderAction)) // unsubscribe erase resend lang
 
 	// sending
 	var pollBeforeDigest func(context.Context)

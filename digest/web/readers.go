@@ -19,8 +19,8 @@ import (
 // ReaderList is the reader list as the readers' pages use it. cmd adapts subscribers.Store to it
 // (digest/web does not import subscribers). A reader nobody has is ErrNoReader.
 type ReaderList interface {
-	// Summary returns the list's figures, the last weeks' changes included.
-	Summary(ctx context.Context) (ReaderSummary, error)
+	// Summary returns the list's figures with the changes of the last weeks (the current one included).
+	Summary(ctx context.Context, weeks int) (ReaderSummary, error)
 	// Find returns the uuid of the reader with exactly that address; ErrNotAnAddress for one that
 	// is not an address.
 	Find(ctx context.Context, email string) (uuid string, err error)
@@ -56,7 +56,7 @@ type ReaderCount struct {
 
 // WeekFigures are one week's changes to the list; Start is its Monday, 00:00 UTC.
 type WeekFigures struct {
-	Start                                         time.Time
+	Start                                        time.Time
 	Confirmed, Unsubscribed, Bounced, Complained int
 }
 
@@ -110,7 +110,7 @@ type ReaderEvent struct {
 
 // ReaderAudit is one audit log entry about the reader.
 type ReaderAudit struct {
-	At                     time.Time
+	At                    time.Time
 	Actor, Action, Detail string
 }
 
@@ -214,7 +214,7 @@ func (e *Editor) readersPage(w http.ResponseWriter, r *http.Request, status int,
 	if !ok {
 		return
 	}
-	sum, err := rl.Summary(r.Context())
+	sum, err := rl.Summary(r.Context(), readerWeeks)
 	if err != nil {
 		e.failErr(w, r, err, "/admin/")
 		return

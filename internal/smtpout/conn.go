@@ -93,8 +93,8 @@ type Conn struct {
 
 	c      *smtp.Client
 	pauses int // pauses in a row, for the next one's length; 0 after a success
-	// ahead is the envelope written after the previous message's final dot on the DATA path,
-	// whose three replies are still unread.
+	// ahead is the envelope written behind the previous message (after its final dot with DATA,
+	// after its chunk with BDAT), whose replies are still unread.
 	ahead *Envelope
 }
 
@@ -117,9 +117,10 @@ func (c *Conn) Ensure(ctx context.Context) error {
 // every byte but the last was written and before the server can accept the message: a caller that
 // must record a previous message first waits there, so at most one accepted message per
 // connection is ever unrecorded. next, when not nil, may be asked (once, at that moment) for the
-// envelope of the message the caller will send next on this connection: on the DATA path it then
-// goes out with this message's final dot, saving a round trip (RFC 2920 allows the message content
-// to be the first "command" of a group); the caller must then pass that envelope to its next Send.
+// envelope of the message the caller will send next on this connection: it then goes out behind
+// this message (its final dot, or its BDAT chunk), saving a round trip (RFC 2920 allows the message
+// content to be the first "command" of a group); the caller must then pass that envelope to its
+// next Send.
 // A connection in an unknown state is closed, to be redialled by the next Ensure.
 func (c *Conn) Send(env Envelope, msg []byte, beforeCommit func(), next func() (Envelope, bool)) error {
 	if c.c == nil {
@@ -140,7 +141,7 @@ func (c *Conn) Send(env Envelope, msg []byte, beforeCommit func(), next func() (
 	}
 	pipelining, _ := c.c.Extension("PIPELINING")
 	if chunking, _ := c.c.Extension("CHUNKING"); pipelining && chunking && !c.NoChunking {
-		return c.sendBDAT(mailCmd, rcptCmd, msg, beforeCommit)
+		return c.sendBDAT(env, mailCmd, rcptCmd, msg, beforeCommit, next)
 	}
 	return c.sendDATA(env, mailCmd, rcptCmd, pipelining, msg, beforeCommit, next)
 }
@@ -194,17 +195,34 @@ func isASCII(s string) bool {
 	return true
 }
 
-// sendBDAT sends MAIL, RCPT and the message as one BDAT LAST chunk without waiting between them:
-// one round trip per message, and the bytes as they are, with no dot-stuffing on either side.
-func (c *Conn) sendBDAT(mailCmd, rcptCmd string, msg []byte, beforeCommit func()) error {
+// sendBDAT sends MAIL and RCPT, then the message as one BDAT LAST chunk: the bytes as they are,
+// with no dot-stuffing on either side. The next message's MAIL and RCPT go out behind the chunk,
+// so once a connection is going each message costs one round trip. MAIL and RCPT never share a
+// group with the chunk they announce: a server that answers them while the chunk is still
+// arriving writes its reply to the chunk behind unacknowledged bytes, and one that does not turn
+// off Nagle's algorithm (Postfix) then holds that reply until our delayed ACK, 40 ms a message.
+func (c *Conn) sendBDAT(env Envelope, mailCmd, rcptCmd string, msg []byte, beforeCommit func(), next func() (Envelope, bool)) error {
 	w := c.c.Text.W
-	_, err := w.WriteString(mailCmd)
-	if err == nil {
-		_, err = w.WriteString(rcptCmd)
+	switch {
+	case c.ahead != nil && *c.ahead == env:
+		c.ahead = nil // written behind the previous chunk: only the replies are left to read
+	case c.ahead != nil:
+		c.Drop()
+		return &Error{Stage: StageMail, Local: true, Err: errors.New("the next envelope announced on this connection was not sent")}
+	default:
+		_, err := w.WriteString(mailCmd + rcptCmd)
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			c.Drop()
+			return newError(StageMail, err)
+		}
 	}
-	if err == nil {
-		_, err = fmt.Fprintf(w, "BDAT %d LAST\r\n", len(msg))
+	if err := c.readReplies([]reply{{250, StageMail}, {25, StageRcpt}}); err != nil {
+		return err
 	}
+	_, err := fmt.Fprintf(w, "BDAT %d LAST\r\n", len(msg))
 	if err == nil {
 		_, err = w.Write(msg[:len(msg)-1])
 	}
@@ -213,20 +231,49 @@ func (c *Conn) sendBDAT(mailCmd, rcptCmd string, msg []byte, beforeCommit func()
 	}
 	if err != nil {
 		c.Drop()
-		return newError(StageMail, err)
+		return newError(StageMessage, err)
 	}
 	beforeCommit()
-	if err = w.WriteByte(msg[len(msg)-1]); err == nil {
+	err = w.WriteByte(msg[len(msg)-1])
+	if err == nil {
+		err = c.writeAhead(next, false)
+	}
+	if err == nil {
 		err = w.Flush()
 	}
 	if err != nil {
 		c.Drop()
 		return newError(StageMessage, err)
 	}
-	if err := c.readReplies([]reply{{250, StageMail}, {25, StageRcpt}, {250, StageMessage}}); err != nil {
+	if err := c.readReplies([]reply{{250, StageMessage}}); err != nil {
 		return err
 	}
 	c.pauses = 0
+	return nil
+}
+
+// writeAhead writes the envelope of the caller's next message, when next offers one, behind the
+// current message (with DATA when data is set), and remembers it for that message's Send.
+func (c *Conn) writeAhead(next func() (Envelope, bool), data bool) error {
+	if next == nil {
+		return nil
+	}
+	n, ok := next()
+	if !ok {
+		return nil
+	}
+	nm, nr, err := c.envelope(n)
+	if err != nil {
+		return nil // the next Send reports it: nothing was written for it
+	}
+	cmds := nm + nr
+	if data {
+		cmds += "DATA\r\n"
+	}
+	if _, err := c.c.Text.W.WriteString(cmds); err != nil {
+		return err
+	}
+	c.ahead = &n
 	return nil
 }
 
@@ -280,17 +327,8 @@ func (c *Conn) sendDATA(env Envelope, mailCmd, rcptCmd string, pipelining bool, 
 	}
 	beforeCommit()
 	_, err := w.WriteString("\r\n.\r\n")
-	if err == nil && pipelining && next != nil {
-		if n, ok := next(); ok {
-			var nm, nr string
-			if nm, nr, err = c.envelope(n); err == nil {
-				if _, err = w.WriteString(nm + nr + "DATA\r\n"); err == nil {
-					c.ahead = &n
-				}
-			} else {
-				err = nil // the next Send reports it: nothing was written for it
-			}
-		}
+	if err == nil && pipelining {
+		err = c.writeAhead(next, true)
 	}
 	if err == nil {
 		err = w.Flush()

@@ -158,6 +158,35 @@ func TestSecurityFullFlow(t *testing.T) {
 	} else {
 		relay.waitFor(t, "editor@example.org")
 	}
+	// The readers' pages: a lookup of the reader above, their page and the confirm steps, and bad
+	// input, which gets a 4xx and nothing of the internals.
+	f.keep("editor readers", s.Get(t, "/admin/readers", "Cookie", session))
+	look := f.keep("editor reader lookup", s.PostForm(t, "/admin/readers/lookup", url.Values{"csrf": {csrf}, "email": {email}}, "Cookie", session))
+	readerPage := look.Header.Get("Location")
+	if look.Status != http.StatusSeeOther || !strings.HasPrefix(readerPage, "/admin/readers/") || strings.Contains(readerPage, "@") {
+		t.Fatalf("reader lookup: %d to %q", look.Status, readerPage)
+	}
+	f.keep("editor reader", s.Get(t, readerPage, "Cookie", session))
+	f.keep("editor reader unsubscribe step", s.Get(t, readerPage+"/unsubscribe", "Cookie", session))
+	f.keep("editor reader erase step", s.Get(t, readerPage+"/erase", "Cookie", session))
+	for _, b := range []struct{ label, method, path, body string }{
+		{"lookup sql", "POST", "/admin/readers/lookup", url.Values{"csrf": {csrf}, "email": {"x'); DROP TABLE subscribers;--"}}.Encode()},
+		{"lookup nobody", "POST", "/admin/readers/lookup", url.Values{"csrf": {csrf}, "email": {"nobody@example.org"}}.Encode()},
+		{"lookup oversized", "POST", "/admin/readers/lookup", url.Values{"csrf": {csrf}, "email": {strings.Repeat("x", 70<<10)}}.Encode()},
+		{"no such reader", "GET", "/admin/readers/00000000-0000-4000-8000-000000000000", ""},
+		{"reader sql", "GET", "/admin/readers/" + url.PathEscape("' OR 1=1;--"), ""},
+		{"reader wrong confirm step", "POST", readerPage + "/erase", url.Values{"csrf": {csrf}, "confirm": {"yes"}}.Encode()},
+		{"reader bad lang", "POST", readerPage + "/lang", url.Values{"csrf": {csrf}, "lang": {"xx'--"}}.Encode()},
+		{"reader unknown action", "POST", readerPage + "/drop", url.Values{"csrf": {csrf}}.Encode()},
+	} {
+		res := f.keep("editor bad input: "+b.label, s.Do(t, b.method, b.path, "application/x-www-form-urlencoded", b.body, "Cookie", session))
+		if res.Status < 400 || res.Status >= 500 {
+			t.Errorf("%s: status %d, want a 4xx", b.label, res.Status)
+		}
+		if m := internalText.FindString(res.Body); m != "" {
+			t.Errorf("%s: the answer (%d) shows %q", b.label, res.Status, m)
+		}
+	}
 	if r := f.keep("logout", s.PostForm(t, "/admin/logout", url.Values{"csrf": {csrf}}, "Cookie", session)); r.Status >= 400 {
 		t.Fatalf("logout: %d", r.Status)
 	}

@@ -128,6 +128,11 @@ func TestEditorReaders(t *testing.T) {
 		if r := s.PostForm(t, "/admin/readers/lookup", url.Values{"email": {ann}, "csrf": {csrf}}); r.Status != http.StatusForbidden {
 			t.Errorf("a lookup without a session: %d, want 403", r.Status)
 		}
+		for _, path := range []string{"/admin/readers", annPage, annPage + "/erase"} {
+			if r := s.Get(t, path); r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/admin/login" {
+				t.Errorf("GET %s without a session: %d to %q, want 303 to the login", path, r.Status, r.Header.Get("Location"))
+			}
+		}
 	})
 
 	t.Run("ReaderPage", func(t *testing.T) {

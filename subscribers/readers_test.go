@@ -224,28 +224,34 @@ func TestFindByEmail(t *testing.T) {
 	ctx := context.Background()
 	db, s := newStore(t)
 	owner := ownerSubscribes(t, db, s)
+	if err := s.Subscribe(ctx, "Jörg@Bücher.example", "", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+	jorg := reader(t, db, "Jörg@bücher.example")
 	for _, c := range []struct {
 		name, email string
 		err         error
+		want        string
 	}{
-		{"Exact", "owner@example.org", nil},
-		{"OtherCase", "Owner@EXAMPLE.org", nil},
-		{"Spaces", "  owner@example.org ", nil},
-		{"Nobody", "other@example.org", ErrNotFound},
-		{"Prefix", "owner@example.o", ErrNotFound},
-		{"Pattern", "%@example.org", ErrNotFound},
-		{"NotAnAddress", "owner", ErrInvalid},
-		{"Domain", "@example.org", ErrInvalid},
-		{"Empty", "", ErrInvalid},
-		{"HeaderInjection", "owner@example.org\r\nBcc: x@example.org", ErrInvalid},
+		{"International", "Jörg@BÜCHER.example", nil, jorg.UUID},
+		{"Exact", "owner@example.org", nil, owner.UUID},
+		{"OtherCase", "Owner@EXAMPLE.org", nil, owner.UUID},
+		{"Spaces", "  owner@example.org ", nil, owner.UUID},
+		{"Nobody", "other@example.org", ErrNotFound, ""},
+		{"Prefix", "owner@example.o", ErrNotFound, ""},
+		{"Pattern", "%@example.org", ErrNotFound, ""},
+		{"NotAnAddress", "owner", ErrInvalid, ""},
+		{"Domain", "@example.org", ErrInvalid, ""},
+		{"Empty", "", ErrInvalid, ""},
+		{"HeaderInjection", "owner@example.org\r\nBcc: x@example.org", ErrInvalid, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := s.FindByEmail(ctx, c.email)
 			if !errors.Is(err, c.err) || (c.err == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, c.err)
 			}
-			if c.err == nil && got.UUID != owner.UUID {
-				t.Errorf("found %s, want %s", got.UUID, owner.UUID)
+			if c.err == nil && got.UUID != c.want {
+				t.Errorf("found %s, want %s", got.UUID, c.want)
 			}
 			var fe *FieldError
 			if c.err == ErrInvalid && (!errors.As(err, &fe) || fe.Field != "email") {

@@ -205,6 +205,9 @@ func TestEditorReaders(t *testing.T) {
 		if r := post(annPage+"/unsubscribe", url.Values{"confirm": {"unsubscribe"}}); r.Status != http.StatusConflict {
 			t.Errorf("unsubscribing again: %d, want 409", r.Status)
 		}
+		if r := get(annPage + "/unsubscribe"); r.Status != http.StatusConflict || !strings.Contains(r.Body, "not on the list") {
+			t.Errorf("the confirm step for a reader who left: %d, want 409", r.Status)
+		}
 		// Ann made no request since she left: an editor cannot give consent for her.
 		if r := post(annPage+"/resend", nil); r.Status != http.StatusConflict || !strings.Contains(r.Body, "no open request") {
 			t.Errorf("resend without a request: %d\n%s", r.Status, r.Body)

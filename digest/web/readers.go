@@ -351,10 +351,21 @@ func (e *Editor) ReaderConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rl, rd, ok := e.reader(w, r)
-	if !ok || !e.audit(w, r, rl, "view", rd.UUID, "before "+action, "/admin/readers/"+rd.UUID) {
+	if !ok {
 		return
 	}
-	e.confirmPage(w, r, http.StatusOK, rd, action, "")
+	if action == "unsubscribe" && !onList(rd) {
+		e.notOnList(w, rd)
+		return
+	}
+	if e.audit(w, r, rl, "view", rd.UUID, "before "+action, "/admin/readers/"+rd.UUID) {
+		e.confirmPage(w, r, http.StatusOK, rd, action, "")
+	}
+}
+
+// notOnList answers an unsubscribe of a reader who is off the list already.
+func (e *Editor) notOnList(w http.ResponseWriter, rd Reader) {
+	e.fail(w, http.StatusConflict, "This reader is "+rd.Status+", not on the list: there is nothing to unsubscribe.", "/admin/readers/"+rd.UUID)
 }
 
 func (e *Editor) confirmPage(w http.ResponseWriter, r *http.Request, status int, rd Reader, action, msg string) {
@@ -388,7 +399,7 @@ func (e *Editor) ReaderAction(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case "unsubscribe":
 		if !onList(rd) {
-			e.fail(w, http.StatusConflict, "This reader is "+rd.Status+", not on the list: there is nothing to unsubscribe.", back)
+			e.notOnList(w, rd)
 			return
 		}
 		if !e.audit(w, r, rl, "unsubscribe", rd.UUID, "was "+rd.Status, back) {

@@ -120,6 +120,12 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 			srv.OnRcpt(func(to string) error {
 				downMu.Lock()
 				defer downMu.Unlock()
+				// A mailbox that does not exist stays so: a refusal the sender never read (an
+				// envelope written ahead, then the connection dropped as the run stopped) comes
+				// again on the next attempt.
+				if bounced[strings.ToLower(to)] {
+					return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "mailbox unavailable"}
+				}
 				if !down || refusals >= 12 {
 					return nil
 				}

@@ -38,6 +38,9 @@ const (
 	SourceSES      Source = "ses"
 	SourcePostmark Source = "postmark"
 	SourceMailgun  Source = "mailgun"
+	// SourceSMTP is a refusal of the address during our own SMTP exchange (a 5xx to RCPT or to
+	// the message), which takes the same policy as a hard bounce reported later.
+	SourceSMTP Source = "smtp"
 )
 
 // Event is one bounce or complaint about one reader.

@@ -45,10 +45,11 @@ type Parser struct {
 	// Secret is the service secret the tokens are signed with.
 	Secret []byte
 	// UnsubscribeToken, if set, verifies the token of one of our unsubscribe links
-	// (BASE/unsubscribe/TOKEN) and returns the reader's uuid. A complaint report whose included
-	// message lost its Return-Path still carries our List-Unsubscribe header; the link is a
-	// capability that already unsubscribes the reader, so believing it gives nobody more power.
-	UnsubscribeToken func(token string) (uuid string, ok bool)
+	// (BASE/unsubscribe/TOKEN) and returns the reader's uuid and the issue the link belongs to (0
+	// when it belongs to none). A complaint report whose included message lost its Return-Path
+	// still carries our List-Unsubscribe header; the link is a capability that already
+	// unsubscribes the reader, so believing it gives nobody more power.
+	UnsubscribeToken func(token string) (uuid string, issueID int64, ok bool)
 	// Now is the clock for reports without a usable Date (default time.Now).
 	Now func() time.Time
 }
@@ -290,8 +291,8 @@ func (p *Parser) identify(r *report, ev *Event, complaint bool) error {
 		if complaint && p.UnsubscribeToken != nil {
 			for _, v := range r.original.Values("List-Unsubscribe") {
 				for _, tok := range unsubscribeTokens(v) {
-					if uuid, ok := p.UnsubscribeToken(tok); ok {
-						ev.SubscriberUUID = uuid
+					if uuid, issue, ok := p.UnsubscribeToken(tok); ok {
+						ev.SubscriberUUID, ev.IssueID = uuid, issue
 						return nil
 					}
 				}

@@ -6,14 +6,23 @@ import (
 	"time"
 )
 
-const testUnsubToken = "AQtZfB5PakwumlE-j9e2wQAAAAAAAAAA-signed-unsubscribe-token"
+const (
+	testUnsubToken      = "AQtZfB5PakwumlE-j9e2wQAAAAAAAAAA-signed-unsubscribe-token"
+	testIssueUnsubToken = "AQtZfB5PakwumlE-j9e2wQAAAAAAAAAJ-issue-9-unsubscribe-token"
+)
 
 func testParser() *Parser {
 	return &Parser{
 		Base:   testBase,
 		Secret: testSecret,
-		UnsubscribeToken: func(tok string) (string, bool) {
-			return testUUID, tok == testUnsubToken
+		UnsubscribeToken: func(tok string) (string, int64, bool) {
+			switch tok {
+			case testUnsubToken:
+				return testUUID, 0, true
+			case testIssueUnsubToken:
+				return testUUID, 9, true
+			}
+			return "", 0, false
 		},
 		Now: func() time.Time { return time.Date(2025, 5, 20, 0, 0, 0, 0, time.UTC) },
 	}
@@ -103,6 +112,17 @@ func TestParseComplaintWithoutVerifier(t *testing.T) {
 	p.UnsubscribeToken = nil
 	if ev, err := p.Parse(fixture(t, "arf_unsubscribe_only.eml", testVars(1))); !errors.Is(err, ErrUnidentified) {
 		t.Fatalf("Parse = %+v, %v; want ErrUnidentified", ev, err)
+	}
+}
+
+// A complaint whose included copy carries the unsubscribe link of one issue is counted for that
+// issue.
+func TestParseComplaintIssueLink(t *testing.T) {
+	vars := testVars(1)
+	vars["UNSUB_URL"] = "https://news.example.org/unsubscribe/" + testIssueUnsubToken
+	ev, err := testParser().Parse(fixture(t, "arf_unsubscribe_only.eml", vars))
+	if err != nil || ev.Kind != Complaint || ev.SubscriberUUID != testUUID || ev.IssueID != 9 {
+		t.Fatalf("Parse = %+v, %v; want a complaint about issue 9", ev, err)
 	}
 }
 

@@ -33,6 +33,69 @@ const (
 	tokenPurpose = "bounce"
 )
 
+// TokenLen is the most characters Address adds after "+" for an issue id below two million
+// (2^21, three bytes of varint).
+const TokenLen = 45
+
+// MaxBaseLocal is the longest local part a bounce address may have, so that with "+" and the
+// token it stays within the 64 octets RFC 5321 allows.
+const MaxBaseLocal = 64 - 1 - TokenLen
+
+// CheckBase reports whether base can be the bounce address (NEWSLETTER_BOUNCE_ADDRESS): a bare
+// address (no name, no angle brackets), its local part a dot-atom of ASCII of at most
+// MaxBaseLocal octets (a strict MTA refuses a longer VERP address, and SMTPUTF8 is not offered
+// everywhere), its domain a host name with at least one dot (Postfix's reject_non_fqdn_sender).
+func CheckBase(base string) error {
+	local, domain, ok := splitAddr(base)
+	if !ok {
+		return errors.New("want a bare address such as bounces@news.example.org")
+	}
+	if len(local) > MaxBaseLocal {
+		return fmt.Errorf("the local part %q is %d characters; at most %d leave room for the %d-character token", local, len(local), MaxBaseLocal, TokenLen)
+	}
+	if !dotAtom(local) {
+		return fmt.Errorf("the local part %q must be letters, digits and !#$%%&'*+-/=?^_`{|}~, dots between them", local)
+	}
+	if !hostName(domain) {
+		return fmt.Errorf("the domain %q is not a host name with a dot", domain)
+	}
+	return nil
+}
+
+// dotAtom reports whether s is an RFC 5322 dot-atom of ASCII.
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(".!#$%&'*+-/=?^_`{|}~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// hostName reports whether s is an ASCII host name of two labels or more.
+func hostName(s string) bool {
+	labels := strings.Split(s, ".")
+	if len(s) > 253 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 var tokenEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // Address is the VERP Return-Path for one reader's copy of one issue: base (e.g.

@@ -56,6 +56,29 @@ func TestAddressRefusesBadInput(t *testing.T) {
 	}
 }
 
+// CheckBase takes an address that leaves room for the token, and refuses the rest.
+func TestCheckBase(t *testing.T) {
+	longest := strings.Repeat("b", MaxBaseLocal) + "@news.example.org"
+	for _, ok := range []string{testBase, "b@x.io", "bounce.list-1+x@mail.news.example.org", longest} {
+		if err := CheckBase(ok); err != nil {
+			t.Errorf("CheckBase(%q) = %v", ok, err)
+		}
+	}
+	// The longest base still gives a local part of 64 octets for the first two million issues.
+	addr := Address(longest, testSecret, testUUID, 2_000_000-1)
+	if local := addr[:strings.IndexByte(addr, '@')]; len(local) != 64 {
+		t.Errorf("VERP local part of the longest base is %d octets, want 64", len(local))
+	}
+	for _, bad := range []string{"", "bounces", "bounces@", "@news.example.org", "Digest <bounces@news.example.org>",
+		"<bounces@news.example.org>", strings.Repeat("b", MaxBaseLocal+1) + "@news.example.org", "bo unces@news.example.org",
+		"bounces.@news.example.org", "bö@news.example.org", "bounces@localhost", "bounces@news..example.org",
+		"bounces@-news.example.org", "bounces@news.example.org\r\n", "a@b@news.example.org"} {
+		if err := CheckBase(bad); err == nil {
+			t.Errorf("CheckBase(%q) accepted", bad)
+		}
+	}
+}
+
 func TestParseRefusesForgeries(t *testing.T) {
 	good := Address(testBase, testSecret, testUUID, 42)
 	local, domain, _ := splitAddr(good)

@@ -25,6 +25,9 @@ func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	}
 	p, err := goose.NewProvider(goose.DialectPostgres, db, files,
 		goose.WithSessionLocker(locker),
+		// Numbers are taken by parallel work before it lands, so one may land after a higher
+		// one: a database that has the higher one gets the lower one next, rather than refusing.
+		goose.WithAllowOutofOrder(true),
 		goose.WithLogger(goose.NopLogger()),
 	)
 	if err != nil {

@@ -59,6 +59,57 @@ func (s *Store) RecordEvents(ctx context.Context, events []bounce.Event) error {
 	return nil
 }
 
+// RecordRefusal keeps a refusal of the reader's address while issue issueID was sent to them (a
+// 5xx to RCPT or to the message) as a hard bounce from source smtp, under RecordEvents' policy:
+// the reader is bounced and the address suppressed, as for a bounce that comes back later, and
+// the event is kept with its reason (addresses taken out), issue and time. The same refusal
+// recorded again (a retried write, a resumed run) changes nothing; a reader erased since is
+// nothing to record. The digest sender calls it (send.Bouncer).
+func (s *Store) RecordRefusal(ctx context.Context, subscriberUUID string, issueID int64, reason string) error {
+	return s.RecordEvents(ctx, []bounce.Event{refusal(subscriberUUID, issueID, fmt.Sprintf("issue:%d:%s", issueID, subscriberUUID), reason)})
+}
+
+// refusal is the event of an address refused during our own SMTP exchange.
+func refusal(subscriberUUID string, issueID int64, externalID, reason string) bounce.Event {
+	return bounce.Event{Kind: bounce.Hard, SubscriberUUID: subscriberUUID, IssueID: issueID, Reason: bounce.Reason(reason),
+		At: time.Now(), Source: bounce.SourceSMTP, ExternalID: externalID}
+}
+
+// UnsubscribeFrom is Unsubscribe through the unsubscribe link of issue issueID (0: a link that
+// names no issue). When the reader leaves now, an 'unsubscribe' event for the issue is kept in
+// the same statement, so the issue's figures count it; a second click, or a reader who had
+// already left, records nothing.
+func (s *Store) UnsubscribeFrom(ctx context.Context, uuid string, issueID int64) (Subscriber, error) {
+	if issueID <= 0 {
+		return s.Unsubscribe(ctx, uuid)
+	}
+	if _, ok := parseUUID(uuid); !ok {
+		return Subscriber{}, ErrNotFound
+	}
+	var sub Subscriber
+	err := s.db.GetContext(ctx, &sub, `
+		WITH gone AS (
+			UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now(), updated_at = now()
+			WHERE uuid = $1 AND status IN ('pending', 'confirmed')
+			RETURNING `+subscriberColumns+`
+		), ev AS (
+			INSERT INTO reader_events (kind, subscriber_id, issue_id, source, external_id, occurred_at, effect)
+			SELECT 'unsubscribe', g.id, (SELECT i.id FROM issues i WHERE i.id = $2::bigint), 'link',
+				'unsubscribe:' || g.uuid::text || ':' || $2::bigint || ':' || (extract(epoch FROM g.unsubscribed_at) * 1000000)::bigint,
+				g.unsubscribed_at, 'unsubscribed'
+			FROM gone g
+			ON CONFLICT (source, external_id) DO NOTHING
+		)
+		SELECT `+subscriberColumns+` FROM gone`, uuid, issueID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return s.ByUUID(ctx, uuid)
+	}
+	if err != nil {
+		return sub, fmt.Errorf("unsubscribe: %w", err)
+	}
+	return sub, nil
+}
+
 // eventReader is the part of a reader the policy needs.
 type eventReader struct {
 	ID          int64      `db:"id"`
@@ -74,7 +125,7 @@ func (s *Store) recordEvent(ctx context.Context, tx *sqlx.Tx, e bounce.Event) er
 		return nil
 	}
 	switch e.Source {
-	case bounce.SourceIMAP, bounce.SourceSES, bounce.SourcePostmark, bounce.SourceMailgun:
+	case bounce.SourceIMAP, bounce.SourceSES, bounce.SourcePostmark, bounce.SourceMailgun, bounce.SourceSMTP:
 	default:
 		return nil
 	}

@@ -44,7 +44,7 @@ var evSetups = []struct {
 	}},
 	{"bounced", func(t *testing.T, db *sqlx.DB, s *Store) Subscriber {
 		r := evConfirm(t, db, s)
-		if err := s.MarkBounced(context.Background(), r.ID, "550 5.1.1 no such user"); err != nil {
+		if err := s.RecordRefusal(context.Background(), r.UUID, 0, "550 5.1.1 no such user"); err != nil {
 			t.Fatal(err)
 		}
 		return r
@@ -162,7 +162,7 @@ func TestRecordEventsByPriorState(t *testing.T) {
 			"pending":      {StatusPending, "", []string{"soft/"}},
 			"confirmed":    {StatusConfirmed, "", []string{"soft/"}},
 			"unsubscribed": {StatusUnsubscribed, "", []string{"soft/"}},
-			"bounced":      {StatusBounced, "", []string{"soft/"}},
+			"bounced":      {StatusBounced, "bounced", []string{"soft/"}},
 			"complained":   {StatusComplained, "complained", []string{"soft/"}},
 			"erased":       {"", "erased", nil},
 		}},
@@ -170,7 +170,7 @@ func TestRecordEventsByPriorState(t *testing.T) {
 			"pending":      {StatusComplained, "complained", []string{"complaint/complained"}},
 			"confirmed":    {StatusComplained, "complained", []string{"complaint/complained"}},
 			"unsubscribed": {StatusComplained, "complained", []string{"complaint/complained"}},
-			"bounced":      {StatusBounced, "complained", []string{"complaint/"}},
+			"bounced":      {StatusBounced, "bounced", []string{"complaint/"}},
 			"complained":   {StatusComplained, "complained", []string{"complaint/"}},
 			"erased":       {"", "erased", nil},
 		}},
@@ -466,4 +466,50 @@ func evFixture(t *testing.T, name string, vars map[string]string) []byte {
 		b = bytes.ReplaceAll(b, []byte("${"+k+"}"), []byte(v))
 	}
 	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+}
+
+// Leaving through one issue's unsubscribe link keeps an 'unsubscribe' event for that issue, once:
+// a second click, a reader who had left, a link of no issue and a reader who comes back and
+// leaves through another issue's link are each counted as they happened.
+func TestUnsubscribeFromIssue(t *testing.T) {
+	db, s := evStore(t)
+	ctx := context.Background()
+	r := evConfirm(t, db, s)
+	issue := evIssue(t, db, 1, r.ID, "sent")
+	for range 2 {
+		got, err := s.UnsubscribeFrom(ctx, r.UUID, issue)
+		if err != nil || got.Status != StatusUnsubscribed {
+			t.Fatalf("UnsubscribeFrom = %+v, %v", got, err)
+		}
+	}
+	unsubscribes := func() []string {
+		t.Helper()
+		var rows []string
+		if err := db.Select(&rows, `SELECT kind || '/' || source || '/' || effect || '/' || coalesce(issue_id::text, '-')
+			FROM reader_events WHERE subscriber_id = $1 ORDER BY id`, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	first := fmt.Sprintf("unsubscribe/link/unsubscribed/%d", issue)
+	if got := unsubscribes(); fmt.Sprint(got) != fmt.Sprint([]string{first}) {
+		t.Fatalf("events %q after two clicks, want one unsubscribe for issue %d", got, issue)
+	}
+	// Back through their own confirmation, then out through a link of no issue: not an issue's.
+	evConfirm(t, db, s)
+	if _, err := s.UnsubscribeFrom(ctx, r.UUID, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Back again, then out through the next issue's link.
+	evConfirm(t, db, s)
+	next := evIssue(t, db, 2, r.ID, "sent")
+	if _, err := s.UnsubscribeFrom(ctx, r.UUID, next); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := unsubscribes(), []string{first, fmt.Sprintf("unsubscribe/link/unsubscribed/%d", next)}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if _, err := s.UnsubscribeFrom(ctx, "00000000-0000-4000-8000-000000000000", issue); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an unknown reader: %v", err)
+	}
 }

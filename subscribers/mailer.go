@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	netmail "net/mail"
+	"strconv"
 	"strings"
 	"sync"
 	texttemplate "text/template"
@@ -23,6 +24,7 @@ import (
 	"newsletter/internal/metrics"
 	"newsletter/internal/smtpout"
 	"newsletter/internal/textclean"
+	"newsletter/subscribers/bounce"
 	"newsletter/templates"
 )
 
@@ -38,6 +40,10 @@ type MailerOptions struct {
 	SendTimeout time.Duration       // connecting, and one message on a connection; default 30s
 	Workers     int                 // batches sent at once, each on its own SMTP connection; default 2
 	DKIM        *smtpout.DKIMSigner // nil: not signed
+	// BounceAddress, when set (NEWSLETTER_BOUNCE_ADDRESS), makes each email's envelope sender the
+	// reader's signed VERP address under it (bounce.Address, issue 0), so a bounce that comes back
+	// later names the reader. Empty: From's address.
+	BounceAddress string
 	// Yield, when set and true, holds each batch back a little (at most maxYield): the service is
 	// under load (serve: subscriptions queueing, see Store.Busy, or many requests in flight), and
 	// requests come before the mail they cause.
@@ -53,6 +59,7 @@ const (
 // Mailer is the outbox worker that sends confirmation emails. Several may run (several serve
 // processes): rows are claimed with FOR UPDATE SKIP LOCKED and leased while they are sent.
 type Mailer struct {
+	store    *Store
 	db       *sqlx.DB
 	dialer   smtpout.Dialer
 	signer   *Signer
@@ -73,9 +80,10 @@ type Mailer struct {
 const batchSize = 10
 
 // NewMailer parses the confirmation templates (email/confirm.html and email/confirm.txt of fsys)
-// and registers the mailer's metrics with reg (nil: not registered). dialer opens the SMTP
-// connections (*mail.Client).
-func NewMailer(db *sqlx.DB, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
+// and registers the mailer's metrics with reg (nil: not registered). store is the reader list,
+// whose policy a refused address takes (RecordEvents); dialer opens the SMTP connections
+// (*mail.Client).
+func NewMailer(store *Store, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, cat *templates.Catalog, opts MailerOptions, log *slog.Logger, reg prometheus.Registerer) (*Mailer, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
 	}
@@ -93,7 +101,7 @@ func NewMailer(db *sqlx.DB, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, c
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m := &Mailer{db: db, dialer: dialer, signer: signer, cat: cat, opts: opts, log: log,
+	m := &Mailer{store: store, db: store.db, dialer: dialer, signer: signer, cat: cat, opts: opts, log: log,
 		fromAddr: from.Address, domain: from.Address[strings.LastIndexByte(from.Address, '@')+1:]}
 	for range opts.Workers {
 		m.wake = append(m.wake, make(chan struct{}, 1))
@@ -118,7 +126,7 @@ func NewMailer(db *sqlx.DB, dialer smtpout.Dialer, signer *Signer, fsys fs.FS, c
 	m.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_failed_total",
 		Help: "Attempts to send a confirmation email that failed and will be retried."})
 	m.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "newsletter_confirmation_emails_refused_total",
-		Help: "Confirmation emails refused for good (a 5xx for the address): the reader is marked bounced."})
+		Help: "Confirmation emails refused for good (a 5xx for the address, or an address the relay cannot carry)."})
 	m.sent = metrics.Register(reg, m.sent)
 	m.failed = metrics.Register(reg, m.failed)
 	m.refused = metrics.Register(reg, m.refused)
@@ -138,7 +146,9 @@ func (m *Mailer) Wake() {
 // Run sends due confirmations with opts.Workers workers until ctx ends, then returns nil. While
 // SMTP is down each email is retried with exponential backoff, forever: an accepted subscription
 // never loses its email. A permanent refusal of the address (a 5xx to RCPT or to the message) is
-// final: the reader is marked bounced and gets no more.
+// final: it is a hard bounce under the reader list's policy (RecordEvents), so the reader is
+// bounced, the address suppressed, and they get no more. An address this relay cannot carry
+// (smtpout.Undeliverable) fails the email for good without bouncing the reader, as for digests.
 func (m *Mailer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, wake := range m.wake {
@@ -209,7 +219,7 @@ func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 	for i, j := range jobs {
 		msgs[i], errs[i] = m.message(j)
 	}
-	envelope := func(i int) smtpout.Envelope { return smtpout.Envelope{From: m.fromAddr, To: jobs[i].Email} }
+	envelope := func(i int) smtpout.Envelope { return smtpout.Envelope{From: m.returnPath(jobs[i]), To: jobs[i].Email} }
 	for i := range jobs {
 		if ctx.Err() != nil {
 			m.release(jobs[i:])
@@ -243,9 +253,19 @@ func (m *Mailer) sendBatch(ctx context.Context, jobs []job) {
 	}
 }
 
-// record stores the outcome of each email (errs[i] of jobs[i]): sent; refused for good, the reader
-// then bounced; or due again after a backoff. It runs even when the mailer is stopping, so a
-// message handed to SMTP is never left looking unsent.
+// returnPath is the envelope sender of j's email: the reader's VERP address, else From's.
+func (m *Mailer) returnPath(j job) string {
+	if m.opts.BounceAddress != "" {
+		if a := bounce.Address(m.opts.BounceAddress, m.signer.secret, j.UUID, 0); a != "" {
+			return a
+		}
+	}
+	return m.fromAddr
+}
+
+// record stores the outcome of each email (errs[i] of jobs[i]): sent; failed for good, a refused
+// address then a hard bounce (see Run); or due again after a backoff, all in one transaction. It
+// runs even when the mailer is stopping, so a message handed to SMTP is never left looking unsent.
 func (m *Mailer) record(jobs []job, errs []error) {
 	if len(jobs) == 0 {
 		return
@@ -255,15 +275,22 @@ func (m *Mailer) record(jobs []job, errs []error) {
 	var reasons []string
 	var refusedIDs []int64
 	var refusedReasons []string
+	var bounces []bounce.Event
 	for i, j := range jobs {
 		if errs[i] == nil {
 			sent = append(sent, j.ID)
 			continue
 		}
 		msg := textclean.ClipBytes(redact(errs[i].Error(), j.Email), 1000)
-		if v := smtpout.Classify(errs[i]); v == smtpout.Refused || v == smtpout.Undeliverable {
+		switch smtpout.Classify(errs[i]) {
+		case smtpout.Refused:
 			refusedIDs, refusedReasons = append(refusedIDs, j.ID), append(refusedReasons, msg)
-			m.log.Warn("confirmation refused for good; the reader is marked bounced", "outbox_id", j.ID, "error", msg)
+			bounces = append(bounces, refusal(j.UUID, 0, "confirm:"+strconv.FormatInt(j.ID, 10), msg))
+			m.log.Warn("confirmation refused for good; the reader is bounced", "outbox_id", j.ID, "error", msg)
+			continue
+		case smtpout.Undeliverable:
+			refusedIDs, refusedReasons = append(refusedIDs, j.ID), append(refusedReasons, msg)
+			m.log.Warn("confirmation cannot go through this relay; not retried", "outbox_id", j.ID, "error", msg)
 			continue
 		}
 		wait := m.opts.Retry.Delay(j.Attempts) // j.Attempts counts this try
@@ -295,17 +322,17 @@ func (m *Mailer) record(jobs []job, errs []error) {
 			}
 		}
 		if len(refusedIDs) > 0 {
-			// The address does not take mail: a pending reader becomes bounced, which Subscribe
-			// leaves alone, so no further confirmation goes to it.
 			if _, err := tx.ExecContext(ctx, `
-				WITH f AS (
-					UPDATE outbox o SET failed_at = now(), last_error = f.reason
-					FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id
-					RETURNING o.subscriber_id, f.reason
-				)
-				UPDATE subscribers s SET status = 'bounced', bounced_at = now(), bounce_reason = f.reason, updated_at = now()
-				FROM f WHERE s.id = f.subscriber_id AND s.status = 'pending'`,
+				UPDATE outbox o SET failed_at = now(), last_error = f.reason
+				FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id`,
 				pq.Array(refusedIDs), pq.Array(refusedReasons)); err != nil {
+				return err
+			}
+		}
+		// The address does not take mail: the reader becomes bounced, which Subscribe leaves
+		// alone, so no further confirmation goes to it, and the suppression keeps imports off it.
+		for _, e := range bounces {
+			if err := m.store.recordEvent(ctx, tx, e); err != nil {
 				return err
 			}
 		}

@@ -33,6 +33,7 @@ import (
 	"newsletter/internal/smtpout"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
+	"newsletter/subscribers/bounce"
 	"newsletter/templates"
 )
 
@@ -86,7 +87,7 @@ func newMailerFixture(t *testing.T, client smtpout.Dialer, opts MailerOptions) *
 		opts.Poll = 20 * time.Millisecond
 	}
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.m, err = NewMailer(db, client, f.signer, fsys, cat, opts, log, prometheus.NewRegistry())
+	f.m, err = NewMailer(f.store, client, f.signer, fsys, cat, opts, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +211,31 @@ func TestMailerDeliversConfirmation(t *testing.T) {
 	}
 	if logs := f.logs.String(); strings.Contains(strings.ToLower(logs), "reader@example.com") || strings.Contains(logs, "/confirm/") {
 		t.Errorf("logs carry the address or the link:\n%s", logs)
+	}
+}
+
+// With a bounce address, a confirmation's envelope sender is the reader's signed VERP address
+// of no issue; without one, From's address.
+func TestMailerReturnPath(t *testing.T) {
+	for _, base := range []string{"", "bounces@news.test"} {
+		srv := smtptest.Start(t)
+		f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{BounceAddress: base})
+		if err := f.store.Subscribe(context.Background(), "reader@example.com", "", "en", formConsent); err != nil {
+			t.Fatal(err)
+		}
+		f.run()
+		f.m.Wake()
+		msg := srv.WaitFor(t, 1, 10*time.Second)[0]
+		if base == "" {
+			if msg.From != "digest@news.test" {
+				t.Errorf("envelope sender %q without a bounce address, want From's", msg.From)
+			}
+			continue
+		}
+		uuid, issue, err := bounce.Parse(msg.From, base, dataSecret)
+		if err != nil || uuid != reader(t, f.db, "reader@example.com").UUID || issue != 0 {
+			t.Errorf("envelope sender %q: %q, %d, %v; want the reader's VERP address of no issue", msg.From, uuid, issue, err)
+		}
 	}
 }
 
@@ -573,7 +599,7 @@ func BenchmarkMailerDrain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := NewMailer(db, c, NewSigner(dataSecret), fsys, cat, MailerOptions{BaseURL: mailerBaseURL,
+	m, err := NewMailer(NewStore(db, dataSecret), c, NewSigner(dataSecret), fsys, cat, MailerOptions{BaseURL: mailerBaseURL,
 		From: "Digest <digest@news.test>", Publication: "Вестник", Poll: time.Hour}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -675,6 +701,26 @@ func TestMailerPermanentRefusalIsFinal(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.m.refused); got != 2 {
 		t.Errorf("refused counter = %v, want 2", got)
+	}
+	// Each refusal is a hard bounce under the reader list's policy: an event from source smtp,
+	// without the address in its reason, and a suppression.
+	var events []struct {
+		What   string `db:"what"`
+		Reason string `db:"reason"`
+	}
+	if err := f.db.Select(&events, `SELECT kind || '/' || source || '/' || effect AS what, reason FROM reader_events ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 2 {
+		t.Errorf("events %+v, want two refusals", events)
+	}
+	for _, e := range events {
+		if e.What != "hard/smtp/bounced" || !strings.Contains(e.Reason, "55") || strings.Contains(e.Reason, "@") {
+			t.Errorf("event %+v, want hard/smtp/bounced with the server's reply and no address", e)
+		}
+	}
+	if n := countRows(t, f.db, `SELECT count(*) FROM suppressions WHERE reason = 'bounced'`); n != 2 {
+		t.Errorf("%d bounced suppressions, want 2", n)
 	}
 	// Asking again changes nothing and queues nothing.
 	db := f.db

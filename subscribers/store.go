@@ -320,20 +320,3 @@ func (s *Store) Erase(ctx context.Context, uuid string) error {
 	}
 	return nil
 }
-
-// MarkBounced records a hard bounce for the reader with that id: a pending or confirmed reader
-// becomes bounced; one who already left keeps their status, with the bounce noted.
-func (s *Store) MarkBounced(ctx context.Context, id int64, reason string) error {
-	res, err := s.db.ExecContext(ctx, `
-		UPDATE subscribers SET
-			status = CASE WHEN status IN ('pending', 'confirmed') THEN 'bounced' ELSE status END,
-			bounced_at = now(), bounce_reason = $2, updated_at = now()
-		WHERE id = $1`, id, textclean.ClipBytes(reason, 1000))
-	if err != nil {
-		return fmt.Errorf("mark bounced: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}

@@ -87,7 +87,7 @@ var ownerConsentStates = []consentState{
 	}},
 	{"bounced", func(t *testing.T, db *sqlx.DB, s *Store) {
 		r := ownerConfirms(t, db, s)
-		if err := s.MarkBounced(context.Background(), r.ID, "550 5.1.1 no such user"); err != nil {
+		if err := s.RecordRefusal(context.Background(), r.UUID, 0, "550 5.1.1 no such user"); err != nil {
 			t.Fatal(err)
 		}
 	}},
@@ -165,7 +165,7 @@ func TestConsentByPriorState(t *testing.T) {
 			"confirmed":    owner(StatusConfirmed, 0),
 			"unsubscribed": owner(StatusUnsubscribed, 1),
 			"complained":   owner(StatusComplained, 1),
-			"bounced":      owner(StatusBounced, 0),
+			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},
 			"erased":       {status: StatusPending, name: "WIN $500", lang: "ru", suppressed: true, emails: 1},
 		}},
 		{"a stranger's API request", stranger("api"), map[string]consentOutcome{
@@ -174,7 +174,7 @@ func TestConsentByPriorState(t *testing.T) {
 			"confirmed":    owner(StatusConfirmed, 0),
 			"unsubscribed": owner(StatusUnsubscribed, 1),
 			"complained":   owner(StatusComplained, 1),
-			"bounced":      owner(StatusBounced, 0),
+			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},
 			"erased":       {status: StatusPending, name: "WIN $500", lang: "ru", suppressed: true, emails: 1},
 		}},
 		{"the owner asks and confirms", ownerReturns, map[string]consentOutcome{
@@ -183,7 +183,7 @@ func TestConsentByPriorState(t *testing.T) {
 			"confirmed":    owner(StatusConfirmed, 0),
 			"unsubscribed": {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
 			"complained":   {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
-			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", err: ErrExpired},
+			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true, err: ErrExpired},
 			"erased":       {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
 		}},
 		{"an old file imported again", oldImport, map[string]consentOutcome{
@@ -192,7 +192,7 @@ func TestConsentByPriorState(t *testing.T) {
 			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en"},
 			"unsubscribed": {status: StatusUnsubscribed, name: "Old Name", lang: "en"},
 			"complained":   {status: StatusComplained, name: "Old Name", lang: "en"},
-			"bounced":      {status: StatusBounced, name: "Old Name", lang: "en"},
+			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},
 			"erased":       {suppressed: true},
 		}},
 		{"a stranger's request, then the old file", strangerThenImport, map[string]consentOutcome{
@@ -201,7 +201,7 @@ func TestConsentByPriorState(t *testing.T) {
 			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en"},
 			"unsubscribed": {status: StatusUnsubscribed, name: "Old Name", lang: "en", emails: 1},
 			"complained":   {status: StatusComplained, name: "Old Name", lang: "en", emails: 1},
-			"bounced":      {status: StatusBounced, name: "Old Name", lang: "en"},
+			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},
 			"erased":       {status: StatusPending, name: "WIN $500", lang: "ru", suppressed: true, emails: 1},
 		}},
 	}
@@ -564,7 +564,11 @@ func TestStoreEraseKeepsOnlyASuppression(t *testing.T) {
 	}
 }
 
-func TestStoreMarkBounced(t *testing.T) {
+// A refusal during sending is a hard bounce under the events' policy: the reader bounced (one
+// who had left keeps their status, with the bounce noted), the address suppressed, the event
+// kept with its reason, without the address, and issue; once only, and nothing for a reader
+// who is gone.
+func TestStoreRecordRefusal(t *testing.T) {
 	db, s := newStore(t)
 	ctx := context.Background()
 	s.Subscribe(ctx, "b@example.com", "", "en", formConsent)
@@ -572,22 +576,46 @@ func TestStoreMarkBounced(t *testing.T) {
 	b, gone := reader(t, db, "b@example.com"), reader(t, db, "gone@example.com")
 	s.Confirm(ctx, b.UUID, time.Now())
 	s.Unsubscribe(ctx, gone.UUID)
-	if err := s.MarkBounced(ctx, b.ID, "550 5.1.1 no such user"); err != nil {
+	var issue int64
+	if err := db.Get(&issue, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkBounced(ctx, gone.ID, "550"); err != nil {
+	for range 2 { // the second time changes nothing
+		if err := s.RecordRefusal(ctx, b.UUID, issue, "RCPT TO: 550 5.1.1 <b@example.com>: no such user"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordRefusal(ctx, gone.UUID, issue, "RCPT TO: 550"); err != nil {
 		t.Fatal(err)
 	}
 	if r := reader(t, db, "b@example.com"); r.Status != StatusBounced || r.BouncedAt == nil {
-		t.Errorf("confirmed reader after bounce: %+v", r)
+		t.Errorf("confirmed reader after a refusal: %+v", r)
 	}
 	if r := reader(t, db, "gone@example.com"); r.Status != StatusUnsubscribed || r.BouncedAt == nil {
-		t.Errorf("unsubscribed reader after bounce: %+v", r)
+		t.Errorf("unsubscribed reader after a refusal: %+v", r)
 	}
-	if d, err := s.DataExport(ctx, b.UUID); err != nil || d.(ReaderData).BounceReason != "550 5.1.1 no such user" {
-		t.Errorf("data export after bounce: %+v, %v", d, err)
+	const reason = "RCPT TO: 550 5.1.1 <address>: no such user"
+	if d, err := s.DataExport(ctx, b.UUID); err != nil || d.(ReaderData).BounceReason != reason {
+		t.Errorf("data export after a refusal: %+v, %v", d, err)
 	}
-	if err := s.MarkBounced(ctx, 999999, "x"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("unknown id: %v", err)
+	var events []struct {
+		Kind, Source, Reason, Effect string
+		IssueID                      int64 `db:"issue_id"`
+	}
+	if err := db.Select(&events, `SELECT kind, source, reason, effect, issue_id FROM reader_events WHERE subscriber_id = $1`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Kind != "hard" || events[0].Source != "smtp" || events[0].Reason != reason ||
+		events[0].Effect != "bounced" || events[0].IssueID != issue {
+		t.Errorf("events of the refused reader: %+v", events)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM suppressions WHERE reason = 'bounced'`); n != 2 {
+		t.Errorf("%d bounced suppressions, want one per refused address", n)
+	}
+	if err := s.Erase(ctx, b.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordRefusal(ctx, b.UUID, issue, "550"); err != nil {
+		t.Errorf("a refusal of an erased reader: %v", err)
 	}
 }

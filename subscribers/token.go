@@ -19,6 +19,10 @@ const (
 	PurposeConfirm     Purpose = "confirm"
 	PurposeUnsubscribe Purpose = "unsubscribe"
 	PurposeManage      Purpose = "manage"
+	// PurposeIssueUnsubscribe is the unsubscribe link of one issue's copy: its token's 8-byte
+	// time field carries the issue id instead of a time, so an unsubscription through it is
+	// counted for that issue. Its own purpose keeps the two readings of the field apart.
+	PurposeIssueUnsubscribe Purpose = "unsubscribe-issue"
 )
 
 // ConfirmTTL is how long a confirm link works.
@@ -106,6 +110,31 @@ func (s *Signer) ConfirmURL(baseURL, uuid string, now time.Time) string {
 // fixed, so a reader's link is the same in every email.
 func (s *Signer) UnsubscribeURL(baseURL, uuid string) string {
 	return strings.TrimRight(baseURL, "/") + "/unsubscribe/" + s.Token(PurposeUnsubscribe, uuid, time.UnixMicro(0))
+}
+
+// IssueUnsubscribeURL is baseURL + "/unsubscribe/" + a token that never expires and names the
+// issue whose copy carries it (see PurposeIssueUnsubscribe); the same for a reader and an issue
+// every time.
+func (s *Signer) IssueUnsubscribeURL(baseURL, uuid string, issueID int64) string {
+	return strings.TrimRight(baseURL, "/") + "/unsubscribe/" + s.Token(PurposeIssueUnsubscribe, uuid, time.UnixMicro(issueID))
+}
+
+// VerifyUnsubscribe checks the token of an unsubscribe link, of either kind, and returns the
+// reader's uuid and the issue the link belongs to (0 for a reader's link of no issue, as
+// UnsubscribeURL writes it and digests sent before links named their issue carry). ErrInvalid
+// for anything else, an issue id below 1 included.
+func (s *Signer) VerifyUnsubscribe(token string) (uuid string, issueID int64, err error) {
+	if uuid, _, err = s.Verify(PurposeUnsubscribe, token, time.Time{}); err == nil {
+		return uuid, 0, nil
+	}
+	uuid, field, err := s.Verify(PurposeIssueUnsubscribe, token, time.Time{})
+	if err != nil {
+		return "", 0, err
+	}
+	if issueID = field.UnixMicro(); issueID < 1 {
+		return "", 0, fmt.Errorf("token: %w", ErrInvalid)
+	}
+	return uuid, issueID, nil
 }
 
 // ManageURL is baseURL + "/manage/" + a token that never expires (fixed issued time, as above).

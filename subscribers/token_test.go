@@ -122,12 +122,58 @@ func TestLinksNeverExpire(t *testing.T) {
 	}
 }
 
+// An issue's unsubscribe link names its issue, signed; a reader's link of no issue (as digests
+// sent before carried) still works and names none; neither kind stands in for another purpose.
+func TestIssueUnsubscribeLinks(t *testing.T) {
+	s := NewSigner([]byte("token-secret-0123456789"))
+	cut := func(link string) string {
+		t.Helper()
+		tok, ok := strings.CutPrefix(link, "https://news.example/unsubscribe/")
+		if !ok {
+			t.Fatalf("link %q", link)
+		}
+		return tok
+	}
+	for _, issue := range []int64{1, 42, 1 << 40} {
+		link := s.IssueUnsubscribeURL("https://news.example/", tokenUUID, issue)
+		if link != s.IssueUnsubscribeURL("https://news.example", tokenUUID, issue) {
+			t.Error("an issue's unsubscribe link changes between calls")
+		}
+		uuid, got, err := s.VerifyUnsubscribe(cut(link))
+		if err != nil || uuid != tokenUUID || got != issue {
+			t.Errorf("issue %d: VerifyUnsubscribe = %q, %d, %v", issue, uuid, got, err)
+		}
+		for _, p := range []Purpose{PurposeUnsubscribe, PurposeManage, PurposeConfirm} {
+			if _, _, err := s.Verify(p, cut(link), time.Now()); !errors.Is(err, ErrInvalid) {
+				t.Errorf("issue %d's link verifies as %s: %v", issue, p, err)
+			}
+		}
+	}
+	if uuid, issue, err := s.VerifyUnsubscribe(cut(s.UnsubscribeURL("https://news.example", tokenUUID))); err != nil || uuid != tokenUUID || issue != 0 {
+		t.Errorf("a reader's link of no issue: %q, %d, %v", uuid, issue, err)
+	}
+	// The issue field is under the MAC: another issue's number spliced in is refused.
+	a, _ := tokenEncoding.DecodeString(cut(s.IssueUnsubscribeURL("https://news.example", tokenUUID, 7)))
+	a[24] = 8
+	for name, tok := range map[string]string{
+		"spliced issue":  tokenEncoding.EncodeToString(a),
+		"issue zero":     s.Token(PurposeIssueUnsubscribe, tokenUUID, time.UnixMicro(0)),
+		"negative issue": s.Token(PurposeIssueUnsubscribe, tokenUUID, time.UnixMicro(-3)),
+		"manage token":   s.Token(PurposeManage, tokenUUID, time.UnixMicro(0)),
+		"other secret":   cut(NewSigner([]byte("other-secret-0123456789")).IssueUnsubscribeURL("https://news.example", tokenUUID, 7)),
+	} {
+		if uuid, issue, err := s.VerifyUnsubscribe(tok); !errors.Is(err, ErrInvalid) || uuid != "" || issue != 0 {
+			t.Errorf("%s: VerifyUnsubscribe = %q, %d, %v", name, uuid, issue, err)
+		}
+	}
+}
+
 // FuzzVerifyToken: no input panics, and the only strings that verify are the exact tokens the
 // signer makes (no forged or altered variant is ever accepted).
 func FuzzVerifyToken(f *testing.F) {
 	s := NewSigner([]byte("fuzz-secret-0123456789"))
 	issued := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
-	for _, p := range []Purpose{PurposeConfirm, PurposeUnsubscribe, PurposeManage} {
+	for _, p := range []Purpose{PurposeConfirm, PurposeUnsubscribe, PurposeManage, PurposeIssueUnsubscribe} {
 		tok := s.Token(p, tokenUUID, issued)
 		f.Add(string(p), tok)
 		f.Add(string(p), tok[:len(tok)-2]+"AA")
@@ -154,6 +200,16 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 		if _, _, err := other.Verify(p, token, issued.Add(time.Hour)); err == nil {
 			t.Fatalf("token %q verifies under another secret", token)
+		}
+		// An unsubscribe link of either kind: what VerifyUnsubscribe takes, Verify took.
+		if u, issue, err := s.VerifyUnsubscribe(token); err == nil {
+			want := PurposeUnsubscribe
+			if issue > 0 {
+				want = PurposeIssueUnsubscribe
+			}
+			if _, at, err := s.Verify(want, token, time.Time{}); err != nil || u != uuid || (issue > 0 && at.UnixMicro() != issue) {
+				t.Fatalf("VerifyUnsubscribe(%q) = %q, %d, which Verify does not confirm", token, u, issue)
+			}
 		}
 	})
 }

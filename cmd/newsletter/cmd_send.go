@@ -38,22 +38,13 @@ func (a *App) newSender(store *digest.Store, tune ...func(*send.SenderOptions)) 
 		From: a.cfg.From, BaseURL: a.cfg.BaseURL, Publication: a.cfg.Publication, Secret: a.secret,
 		MaxArticles: a.cfg.DigestMaxArticles, Concurrency: a.cfg.SendConcurrency, Rate: a.cfg.SendRate,
 		Retry: smtpout.Policy{Attempts: a.cfg.SendMaxAttempts}, DKIM: dkim,
+		ReturnPath: a.returnPath, TestReturnPath: a.cfg.BounceAddress,
 	}
 	for _, f := range tune {
 		f(&opts)
 	}
-	return send.NewSender(store, renderer, subscribers.NewSigner(a.secret), readerBounces{subscribers.NewStore(a.db, a.secret)}, client, opts, a.log, a.registry)
-}
-
-// readerBounces is the reader list as the digest sender marks bounces on it (send.Bouncer): a
-// reader erased since the message was claimed is nothing to mark.
-type readerBounces struct{ *subscribers.Store }
-
-func (b readerBounces) MarkBounced(ctx context.Context, subscriberID int64, reason string) error {
-	if err := b.Store.MarkBounced(ctx, subscriberID, reason); !errors.Is(err, subscribers.ErrNotFound) {
-		return err
-	}
-	return nil
+	// The reader list records refusals (send.Bouncer) under the same policy as later bounces.
+	return send.NewSender(store, renderer, subscribers.NewSigner(a.secret), subscribers.NewStore(a.db, a.secret), client, opts, a.log, a.registry)
 }
 
 // digestSend runs `newsletter digest send [--lang L|all] [--yes]`: it assembles the issue of the

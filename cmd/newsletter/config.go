@@ -13,6 +13,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"newsletter/subscribers"
+	"newsletter/subscribers/bounce"
 )
 
 // Config is every setting of the service. Defaults work on a laptop with a local PostgreSQL and a
@@ -49,6 +50,13 @@ type Config struct {
 	DKIMDomain   string
 	DKIMSelector string
 	DKIMKeyFile  string
+
+	// Bounces and complaints (subscribers/bounce): the VERP Return-Path, its mailbox, the webhooks.
+	BounceAddress      string
+	BounceIMAPURL      string
+	BounceIMAPSchedule string
+	SESTopicARN        string
+	MailgunSigningKey  string
 
 	// SubscribeRateLimit is how many subscribe requests one client may make a minute; 0 turns the
 	// limit off (load tests).
@@ -180,6 +188,16 @@ var settings = []setting{
 		str(func(c *Config) *string { return &c.DKIMSelector })},
 	{"NEWSLETTER_DKIM_KEY_FILE", "", "PEM file with the DKIM private key (RSA or Ed25519)",
 		str(func(c *Config) *string { return &c.DKIMKeyFile })},
+	{"NEWSLETTER_BOUNCE_ADDRESS", "", "the Return-Path mailbox: each email goes out from local+TOKEN@domain (signed, naming the reader and the issue), and bounces to it are read back",
+		str(func(c *Config) *string { return &c.BounceAddress })},
+	{"NEWSLETTER_BOUNCE_IMAP_URL", "", "that mailbox over IMAP, read by serve: imaps://USER:PASS@HOST[:993][/MAILBOX][?processed=FOLDER&unhandled=FOLDER], or imap:// with STARTTLS",
+		str(func(c *Config) *string { return &c.BounceIMAPURL })},
+	{"NEWSLETTER_BOUNCE_IMAP_SCHEDULE", "@every 5m", "when serve reads the bounce mailbox (robfig/cron syntax)",
+		str(func(c *Config) *string { return &c.BounceIMAPSchedule })},
+	{"NEWSLETTER_SES_TOPIC_ARN", "", "the SNS topic of Amazon SES bounce and complaint notifications; set, POST /webhooks/ses takes them",
+		str(func(c *Config) *string { return &c.SESTopicARN })},
+	{"NEWSLETTER_MAILGUN_SIGNING_KEY", "", "Mailgun's HTTP webhook signing key; set, POST /webhooks/mailgun takes its failed and complained events",
+		str(func(c *Config) *string { return &c.MailgunSigningKey })},
 	{"NEWSLETTER_SUBSCRIBE_RATE_LIMIT", "5", "subscribe requests one client may make per minute (0: no limit)",
 		positiveInt(func(c *Config) *int { return &c.SubscribeRateLimit }, true)},
 	{"NEWSLETTER_TRUST_PROXY", "false", "take the client address for the subscribe rate limit and the editor login throttle from the last X-Forwarded-For entry (set it only behind a reverse proxy that sets that header)",
@@ -259,13 +277,28 @@ func (c Config) Validate() error {
 		}
 	}
 	// robfig/cron's standard parser (five fields or a descriptor), as every schedule is read.
-	for name, spec := range map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": c.DigestSchedule, "NEWSLETTER_FEED_SCHEDULE": c.FeedSchedule} {
+	for name, spec := range map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": c.DigestSchedule, "NEWSLETTER_FEED_SCHEDULE": c.FeedSchedule,
+		"NEWSLETTER_BOUNCE_IMAP_SCHEDULE": c.BounceIMAPSchedule} {
 		if _, err := cron.ParseStandard(spec); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %v", name, err))
 		}
 	}
 	if (c.DKIMDomain != "" || c.DKIMSelector != "" || c.DKIMKeyFile != "") && (c.DKIMDomain == "" || c.DKIMSelector == "" || c.DKIMKeyFile == "") {
 		errs = append(errs, errors.New("NEWSLETTER_DKIM_DOMAIN, _SELECTOR and _KEY_FILE go together"))
+	}
+	if c.BounceAddress != "" {
+		if err := bounce.CheckBase(c.BounceAddress); err != nil {
+			errs = append(errs, fmt.Errorf("NEWSLETTER_BOUNCE_ADDRESS: %v", err))
+		}
+	}
+	if c.BounceIMAPURL != "" {
+		// Its errors never repeat the password.
+		if _, err := bounce.ParseIMAPURL(c.BounceIMAPURL); err != nil {
+			errs = append(errs, fmt.Errorf("NEWSLETTER_BOUNCE_IMAP_URL: %v", err))
+		}
+		if c.BounceAddress == "" {
+			errs = append(errs, errors.New("NEWSLETTER_BOUNCE_IMAP_URL: set NEWSLETTER_BOUNCE_ADDRESS too: without its tokens no bounce in the mailbox names a reader"))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -47,8 +47,8 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	mailer, err := subscribers.NewMailer(a.db, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
-		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication, DKIM: dkim,
+	mailer, err := subscribers.NewMailer(subStore, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
+		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication, DKIM: dkim, BounceAddress: a.cfg.BounceAddress,
 		Yield: func() bool { return subStore.Busy() || a.load.busy() },
 	}, a.log, a.registry)
 	if err != nil {
@@ -77,6 +77,19 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	mux.HandleFunc("POST /manage/{token}", subs.Manage)
 	mux.HandleFunc("GET /manage/{token}/data.json", subs.Data)
 	mux.HandleFunc("POST /manage/{token}/erase", subs.Erase)
+	// bounces and complaints (bounces.go): the mailbox, and each provider's webhook only where it
+	// is set up; signed by the provider, so no session or form token
+	if w, err := a.bounceMailbox(subStore, signer); err != nil {
+		return nil, nil, err
+	} else if w != nil {
+		workers = append(workers, *w)
+	}
+	if h := a.sesWebhook(subStore); h != nil {
+		mux.Handle("POST /webhooks/ses", h)
+	}
+	if h := a.mailgunWebhook(subStore); h != nil {
+		mux.Handle("POST /webhooks/mailgun", h)
+	}
 
 	// --- digest ---
 	// One store and one ingester serve every digest part below: the poller, the editor pages and

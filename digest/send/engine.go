@@ -360,7 +360,7 @@ func (e *engine) work(ctx context.Context) {
 				if e.halted() || time.Now().After(j.deadline) {
 					return smtpout.Envelope{}, false
 				}
-				return smtpout.Envelope{From: s.from.Address, To: j.row.Email}, true
+				return smtpout.Envelope{From: s.returnPath(j.row, e.issue.id), To: j.row.Email}, true
 			default:
 				return smtpout.Envelope{}, false
 			}
@@ -413,7 +413,7 @@ func (e *engine) work(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		err = c.Send(smtpout.Envelope{From: s.from.Address, To: j.row.Email}, msg, waitAck, takeNext)
+		err = c.Send(smtpout.Envelope{From: s.returnPath(j.row, e.issue.id), To: j.row.Email}, msg, waitAck, takeNext)
 		if err == nil {
 			s.metrics.latency.Observe(time.Since(start).Seconds())
 			pending = true

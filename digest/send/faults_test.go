@@ -81,7 +81,7 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 			}
 			var senders []*Sender
 			for range tt.senders {
-				s, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client,
+				s, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client,
 					SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
 						Secret: secret, Concurrency: conns, Retry: smtpout.Policy{First: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 						Reconnect: smtpout.Policy{First: 10 * time.Millisecond}, Poll: 100 * time.Millisecond, Lease: lease},

@@ -450,7 +450,7 @@ func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, er
 		Email:     r.Email,
 		Name:      r.Name,
 		MessageID: messageID(s.opts.Secret, p.id, r.UUID, s.domain),
-		Unsub:     s.links.UnsubscribeURL(s.opts.BaseURL, r.UUID),
+		Unsub:     s.links.IssueUnsubscribeURL(s.opts.BaseURL, r.UUID, p.id),
 		Manage:    s.links.ManageURL(s.opts.BaseURL, r.UUID),
 		To:        formatTo(r.Name, r.Email),
 	}

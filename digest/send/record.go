@@ -101,7 +101,7 @@ func (e *engine) recordOne(ctx context.Context, o outcome) {
 		e.failed.Add(1)
 		s.metrics.failed.Inc()
 		if s.bounces != nil && o.kind == outFailed {
-			e.untilWritten("mark reader bounced", func() error { return s.bounces.MarkBounced(ctx, o.row.SubscriberID, o.reason) })
+			e.untilWritten("record the refusal", func() error { return s.bounces.RecordRefusal(ctx, o.row.UUID, id, o.reason) })
 		}
 	case outConfig:
 		e.giveBack(o.row)

@@ -75,7 +75,7 @@ func BenchmarkSendRelay(b *testing.B) {
 				b.Fatal(err)
 			}
 			secret := []byte("bench-secret-0123456789")
-			s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client,
+			s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client,
 				SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Bench Weekly",
 					Secret: secret, Concurrency: 8}, slog.New(slog.DiscardHandler), nil)
 			if err != nil {

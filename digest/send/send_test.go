@@ -22,6 +22,7 @@ import (
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
+	"newsletter/subscribers/bounce"
 )
 
 // sendFixture is a database with readers and one assembled issue, and a real SMTP server.
@@ -30,17 +31,6 @@ type sendFixture struct {
 	store *digest.Store
 	srv   *smtptest.Server
 	issue digest.Issue
-}
-
-// readerBounces is the reader list as cmd adapts it for the sender: an erased reader is nothing to
-// mark.
-type readerBounces struct{ *subscribers.Store }
-
-func (b readerBounces) MarkBounced(ctx context.Context, id int64, reason string) error {
-	if err := b.Store.MarkBounced(ctx, id, reason); !errors.Is(err, subscribers.ErrNotFound) {
-		return err
-	}
-	return nil
 }
 
 // ledger is the fixture's ledger, as its senders see it.
@@ -72,7 +62,7 @@ func (f *sendFixture) sender(t *testing.T, tune func(*SenderOptions)) *Sender {
 	if tune != nil {
 		tune(&opts)
 	}
-	s, err := NewSender(f.store, sendTestRenderer(t), subscribers.NewSigner(opts.Secret), readerBounces{subscribers.NewStore(f.db, opts.Secret)}, client, opts,
+	s, err := NewSender(f.store, sendTestRenderer(t), subscribers.NewSigner(opts.Secret), subscribers.NewStore(f.db, opts.Secret), client, opts,
 		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +279,7 @@ func TestSendMessageHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	signer := subscribers.NewSigner([]byte("test-secret-0123456789"))
-	unsub := signer.UnsubscribeURL("https://news.example", uuid)
+	unsub := signer.IssueUnsubscribeURL("https://news.example", uuid, f.issue.ID)
 	checks := map[string]string{
 		"From":                  `"Weekly" <digest@news.example>`,
 		"To":                    `"Reader 1" <reader-1@example.org>`,
@@ -314,6 +304,59 @@ func TestSendMessageHeaders(t *testing.T) {
 	}
 	if msgs[0].From != "digest@news.example" {
 		t.Errorf("envelope from %q", msgs[0].From)
+	}
+}
+
+// TestSendReturnPath: with a ReturnPath, each copy's envelope sender is the reader's signed VERP
+// address for the issue (the Return-Path a bounce comes back to), an editor's test copy goes from
+// the plain bounce address, and a 5xx for an address is kept as a hard bounce from source smtp
+// with the issue, the reader bounced and the address suppressed.
+func TestSendReturnPath(t *testing.T) {
+	const base = "bounces@news.example"
+	f := newSendFixture(t, 3)
+	secret := []byte("test-secret-0123456789")
+	s := f.sender(t, func(o *SenderOptions) {
+		o.ReturnPath = func(uuid string, issue int64) string { return bounce.Address(base, secret, uuid, issue) }
+		o.TestReturnPath = base
+	})
+	f.srv.Script("reader-2@example.org", smtptest.Answer{At: smtptest.AtRcpt, Code: 550})
+	if err := s.SendIssue(context.Background(), f.issue.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.srv.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
+	}
+	for _, m := range msgs {
+		var want string
+		if err := f.db.Get(&want, `SELECT uuid::text FROM subscribers WHERE email = $1`, m.To[0]); err != nil {
+			t.Fatal(err)
+		}
+		uuid, issue, err := bounce.Parse(m.From, base, secret)
+		if err != nil || uuid != want || issue != f.issue.ID {
+			t.Errorf("envelope sender of %s: %q reads %q, %d, %v", m.To[0], m.From, uuid, issue, err)
+		}
+	}
+	var ev []struct {
+		What    string `db:"what"`
+		IssueID int64  `db:"issue_id"`
+		Reason  string `db:"reason"`
+	}
+	if err := f.db.Select(&ev, `SELECT kind || '/' || source || '/' || effect AS what, issue_id, reason FROM reader_events`); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 1 || ev[0].What != "hard/smtp/bounced" || ev[0].IssueID != f.issue.ID || !strings.Contains(ev[0].Reason, "550") {
+		t.Errorf("events %+v, want the refusal as a hard bounce of issue %d", ev, f.issue.ID)
+	}
+	var suppressed int
+	if err := f.db.Get(&suppressed, `SELECT count(*) FROM suppressions WHERE reason = 'bounced'`); err != nil || suppressed != 1 {
+		t.Errorf("%d bounced suppressions (%v), want 1", suppressed, err)
+	}
+	if err := s.SendTest(context.Background(), f.issue.ID, "editor@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.srv.To("editor@example.org"); len(got) != 1 || got[0].From != base {
+		t.Errorf("test send: %+v, want one from the plain bounce address", got)
 	}
 }
 
@@ -427,7 +470,7 @@ func BenchmarkSendIssue(b *testing.B) {
 		b.Fatal(err)
 	}
 	secret := []byte("bench-secret-0123456789")
-	s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client,
+	s, err := NewSender(store, sendTestRenderer(b), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client,
 		SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Secret: secret, Concurrency: benchConcurrency}, nil, nil)
 	if err != nil {
 		b.Fatal(err)

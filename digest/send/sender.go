@@ -55,6 +55,13 @@ type SenderOptions struct {
 	// NoChunking sends with DATA even where the server offers CHUNKING (tests and benchmarks of
 	// that path, which Mailpit, Amazon SES and many relays take).
 	NoChunking bool
+	// ReturnPath, when set, is the envelope sender (the Return-Path) of a reader's copy of an
+	// issue: cmd makes it the signed VERP address of NEWSLETTER_BOUNCE_ADDRESS, so a bounce that
+	// comes back later names the reader and the issue. nil, or "" from it: From's address.
+	ReturnPath func(subscriberUUID string, issueID int64) string
+	// TestReturnPath is the envelope sender of an editor's test send, which belongs to no reader
+	// ("": From's address).
+	TestReturnPath string
 }
 
 func (o *SenderOptions) defaults() {
@@ -86,17 +93,21 @@ type issueRenderer interface {
 	Render(c digest.IssueContent, rcpt render.Recipient) (render.Rendered, error)
 }
 
-// Links makes a reader's signed unsubscribe and manage links (subscribers.Signer is one).
+// Links makes a reader's signed links (subscribers.Signer is one): the unsubscribe link of one
+// issue's copy, which names the issue so a departure through it is counted for the issue, and the
+// manage link.
 type Links interface {
-	UnsubscribeURL(baseURL, uuid string) string
+	IssueUnsubscribeURL(baseURL, uuid string, issueID int64) string
 	ManageURL(baseURL, uuid string) string
 }
 
-// Bouncer marks a reader bounced once their address is refused for good. A reader who is no
-// longer there (erased since) must not be an error: there is nothing left to mark, and the sender
-// retries a failed mark until it is written. cmd adapts subscribers.Store to it.
+// Bouncer records that a reader's address was refused for good (a 5xx to RCPT or to the message)
+// while issueID was sent to them, as a hard bounce under the reader list's policy
+// (subscribers.Store is one). It must be idempotent for one reader and issue, as the sender
+// retries a failed write until it is written, and a reader who is no longer there (erased since)
+// must not be an error: there is nothing left to record.
 type Bouncer interface {
-	MarkBounced(ctx context.Context, subscriberID int64, reason string) error
+	RecordRefusal(ctx context.Context, subscriberUUID string, issueID int64, reason string) error
 }
 
 // Sender sends issues to their readers from the ledger, over long-lived SMTP connections.
@@ -117,7 +128,7 @@ type Sender struct {
 }
 
 // NewSender returns a Sender. renderer is the digest Renderer, links signs each reader's links,
-// bounces (may be nil) marks refused readers, dialer is the go-mail client of the SMTP relay.
+// bounces (may be nil) records refused addresses, dialer is the go-mail client of the SMTP relay.
 func NewSender(store *digest.Store, renderer issueRenderer, links Links, bounces Bouncer, dialer smtpout.Dialer,
 	opts SenderOptions, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
 	opts.defaults()
@@ -137,6 +148,16 @@ func NewSender(store *digest.Store, renderer issueRenderer, links Links, bounces
 		s.limiter = rate.NewLimiter(rate.Limit(opts.Rate), max(1, int(opts.Rate/20)))
 	}
 	return s, nil
+}
+
+// returnPath is the envelope sender of r's copy of issueID.
+func (s *Sender) returnPath(r claimedRow, issueID int64) string {
+	if s.opts.ReturnPath != nil {
+		if a := s.opts.ReturnPath(r.UUID, issueID); a != "" {
+			return a
+		}
+	}
+	return s.from.Address
 }
 
 // Wake tells Run an issue started sending, so it begins now rather than at its next poll.

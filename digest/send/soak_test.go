@@ -265,7 +265,7 @@ func TestSoakSMTPFaults(t *testing.T) {
 	opts := SenderOptions{From: "Weekly <digest@news.example>", BaseURL: "https://news.example", Publication: "The Test Weekly",
 		Secret: secret, Concurrency: conns, Retry: smtpout.Policy{First: 10 * time.Millisecond, Max: 200 * time.Millisecond},
 		Reconnect: smtpout.Policy{First: 10 * time.Millisecond}}
-	sender, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), readerBounces{subscribers.NewStore(db, secret)}, client, opts,
+	sender, err := NewSender(store, sendTestRenderer(t), subscribers.NewSigner(secret), subscribers.NewStore(db, secret), client, opts,
 		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -17,8 +17,9 @@ const testSubjectPrefix = "[TEST] "
 // SendTest sends issue issueID once to the address to: an editor's "send a test". It goes down the
 // path of every reader's copy (the same rendering, message builder, headers and DKIM signature,
 // over a connection of the same dialer), with "[TEST] " before the subject. There is no reader, so
-// its unsubscribe and manage links lead to harmless pages of this service and its Message-ID is
-// random. It writes no ledger row and counts as no send. ErrInvalid for an address that is not one,
+// its unsubscribe and manage links lead to harmless pages of this service, its Message-ID is
+// random, and its envelope sender is TestReturnPath (the plain bounce address: the domain, and so
+// the SPF check, of every copy; a bounce of it names nobody and is left for a human). It writes no ledger row and counts as no send. ErrInvalid for an address that is not one,
 // ErrRelay when the relay does not take the message.
 func (s *Sender) SendTest(ctx context.Context, issueID int64, to string) error {
 	if a, err := netmail.ParseAddress(to); err != nil || a.Address != to || a.Name != "" {
@@ -46,7 +47,11 @@ func (s *Sender) SendTest(ctx context.Context, issueID int64, to string) error {
 	if err := conn.Ensure(ctx); err != nil {
 		return fmt.Errorf("test send: %w: %w", digest.ErrRelay, err)
 	}
-	if err := conn.Send(smtpout.Envelope{From: s.from.Address, To: to}, msg, func() {}, nil); err != nil {
+	from := s.from.Address
+	if s.opts.TestReturnPath != "" {
+		from = s.opts.TestReturnPath
+	}
+	if err := conn.Send(smtpout.Envelope{From: from, To: to}, msg, func() {}, nil); err != nil {
 		return fmt.Errorf("test send: %w: %w", digest.ErrRelay, err)
 	}
 	return nil

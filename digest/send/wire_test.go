@@ -98,7 +98,7 @@ func wireMessages(t *testing.T) []wireMessage {
 	signer := subscribers.NewSigner(secret)
 	readers := subscribers.NewStore(db, secret)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sender, err := NewSender(store, render, signer, readerBounces{readers}, client, SenderOptions{From: wireFrom, BaseURL: wireBaseURL,
+	sender, err := NewSender(store, render, signer, readers, client, SenderOptions{From: wireFrom, BaseURL: wireBaseURL,
 		Publication: wirePublication, Secret: secret}, log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func wireMessages(t *testing.T) []wireMessage {
 			t.Fatal(err)
 		}
 	}
-	mailer, err := subscribers.NewMailer(db, client, signer, fsys, cat, subscribers.MailerOptions{BaseURL: wireBaseURL,
+	mailer, err := subscribers.NewMailer(readers, client, signer, fsys, cat, subscribers.MailerOptions{BaseURL: wireBaseURL,
 		From: wireFrom, Publication: wirePublication, Poll: 20 * time.Millisecond}, log, nil)
 	if err != nil {
 		t.Fatal(err)

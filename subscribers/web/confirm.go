@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"newsletter/subscribers"
 )
@@ -17,7 +16,7 @@ type confirmPage struct {
 // ConfirmPage serves GET /confirm/{token}: a page with one button. It changes nothing, because mail
 // scanners open links.
 func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
-	s, issued, ok := h.reader(w, r, subscribers.PurposeConfirm)
+	s, l, ok := h.reader(w, r, subscribers.PurposeConfirm)
 	if !ok {
 		return
 	}
@@ -25,7 +24,7 @@ func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
 		h.message(w, http.StatusOK, s.Lang, h.confirmedMessage(s.Lang))
 		return
 	}
-	open, err := h.store.CanConfirm(r.Context(), s.UUID, issued)
+	open, err := h.store.CanConfirm(r.Context(), s.UUID, l.issued)
 	switch {
 	case err != nil:
 		h.fail(w, r, s.Lang, "confirm page", err)
@@ -39,8 +38,8 @@ func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
 // Confirm serves POST /confirm/{token}: completes the opt-in; confirming twice is harmless.
 func (h *Handler) Confirm(w http.ResponseWriter, r *http.Request) {
 	h.click(w, r, oneClick{purpose: subscribers.PurposeConfirm, what: "confirm", done: subscribers.StatusConfirmed,
-		act: func(ctx context.Context, s subscribers.Subscriber, issued time.Time) (subscribers.Subscriber, error) {
-			return h.store.Confirm(ctx, s.UUID, issued)
+		act: func(ctx context.Context, s subscribers.Subscriber, l link) (subscribers.Subscriber, error) {
+			return h.store.Confirm(ctx, s.UUID, l.issued)
 		}, counter: h.confirmations, message: h.confirmedMessage})
 }
 

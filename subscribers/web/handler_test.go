@@ -694,6 +694,10 @@ func TestBadTokens(t *testing.T) {
 		{"ForgedData", "/manage/" + otherKey.Token(subscribers.PurposeManage, bob.UUID, time.Now()) + "/data.json", 404},
 		{"Expired", "/confirm/" + f.signer.Token(subscribers.PurposeConfirm, ann.UUID, time.Now().Add(-8*24*time.Hour)), 410},
 		{"UnknownReader", "/unsubscribe/" + f.signer.Token(subscribers.PurposeUnsubscribe, "6f1c2b8e-3f57-4e7a-9d0c-5a1b2c3d4e5f", time.Now()), 410},
+		{"IssueUnsubscribeTokenAtConfirm", "/confirm/" + f.issueToken(ann, 7), 404},
+		{"IssueUnsubscribeTokenAtManage", "/manage/" + f.issueToken(ann, 7), 404},
+		{"ForgedIssueUnsubscribe", "/unsubscribe/" + otherKey.Token(subscribers.PurposeIssueUnsubscribe, bob.UUID, time.UnixMicro(7)), 404},
+		{"IssueZeroUnsubscribe", "/unsubscribe/" + f.signer.Token(subscribers.PurposeIssueUnsubscribe, bob.UUID, time.UnixMicro(0)), 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -784,6 +788,42 @@ func TestUnsubscribe(t *testing.T) {
 				t.Errorf("unsubscribes counter = %v, want 1", got)
 			}
 		})
+	}
+}
+
+// issueToken is the token of the unsubscribe link in issue's copy to s.
+func (f *webFixture) issueToken(s subscribers.Subscriber, issue int64) string {
+	return strings.TrimPrefix(f.signer.IssueUnsubscribeURL("", s.UUID, issue), "/unsubscribe/")
+}
+
+// The unsubscribe link of one issue's copy unsubscribes like any other, one-click included, and
+// the departure is kept as an event of that issue, once.
+func TestUnsubscribeThroughIssueLink(t *testing.T) {
+	f := newWebFixture(t, HandlerOptions{})
+	s := f.subscribed("ann@example.org")
+	f.store.Confirm(context.Background(), s.UUID, time.Now())
+	var issue int64
+	if err := f.db.Get(&issue, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.issueToken(s, issue)
+	if page := f.do("GET", "/unsubscribe/"+tok, "", ""); page.status != 200 || !strings.Contains(page.body, `action="/unsubscribe/`+tok+`"`) {
+		t.Fatalf("unsubscribe page %d:\n%s", page.status, page.body)
+	}
+	for i := range 2 {
+		if r := f.do("POST", "/unsubscribe/"+tok, formType, "List-Unsubscribe=One-Click"); r.status != 200 {
+			t.Fatalf("POST %d: %d\n%s", i, r.status, r.body)
+		}
+	}
+	if got := f.reload(s).Status; got != subscribers.StatusUnsubscribed {
+		t.Fatalf("status %s, want unsubscribed", got)
+	}
+	var events []int64
+	if err := f.db.Select(&events, `SELECT issue_id FROM reader_events WHERE kind = 'unsubscribe'`); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0] != issue {
+		t.Errorf("unsubscribe events for issues %v, want one for %d", events, issue)
 	}
 }
 

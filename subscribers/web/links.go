@@ -12,32 +12,46 @@ import (
 	"newsletter/subscribers"
 )
 
+// link is what a verified token says besides its reader.
+type link struct {
+	issued time.Time // when a confirm token was issued
+	issue  int64     // the issue an unsubscribe link belongs to; 0 for a link of no issue
+}
+
 // reader verifies the token in the path for purpose p and loads its reader. On failure it has
 // answered: 404 for a forged, altered or wrong-purpose token, 410 for an expired one or a reader
-// who was erased (the link was ours, but it is over).
-func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.Purpose) (subscribers.Subscriber, time.Time, bool) {
+// who was erased (the link was ours, but it is over). An unsubscribe link may be a reader's link
+// of no issue or one issue's (subscribers.Signer.VerifyUnsubscribe).
+func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.Purpose) (subscribers.Subscriber, link, bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Robots-Tag", "noindex")
 	lang := h.pageLang("", r)
-	uuid, issued, err := h.signer.Verify(p, r.PathValue("token"), h.opts.Now())
+	var uuid string
+	var l link
+	var err error
+	if p == subscribers.PurposeUnsubscribe {
+		uuid, l.issue, err = h.signer.VerifyUnsubscribe(r.PathValue("token"))
+	} else {
+		uuid, l.issued, err = h.signer.Verify(p, r.PathValue("token"), h.opts.Now())
+	}
 	switch {
 	case errors.Is(err, subscribers.ErrExpired):
 		h.linkError(w, lang, http.StatusGone, "expired")
-		return subscribers.Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, link{}, false
 	case err != nil:
 		h.linkError(w, lang, http.StatusNotFound, "invalid")
-		return subscribers.Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, link{}, false
 	}
 	s, err := h.store.ByUUID(r.Context(), uuid)
 	if err != nil {
 		h.fail(w, r, lang, "load reader", err)
-		return subscribers.Subscriber{}, time.Time{}, false
+		return subscribers.Subscriber{}, link{}, false
 	}
 	if !h.hasLang(s.Lang) {
 		s.Lang = lang
 	}
-	return s, issued, true
+	return s, l, true
 }
 
 // fail answers a page behind a signed link whose store call failed, by the one table of the reader
@@ -60,7 +74,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, lang, what string
 type oneClick struct {
 	purpose subscribers.Purpose
 	what    string
-	act     func(ctx context.Context, s subscribers.Subscriber, issued time.Time) (subscribers.Subscriber, error)
+	act     func(ctx context.Context, s subscribers.Subscriber, l link) (subscribers.Subscriber, error)
 	done    subscribers.Status
 	counter prometheus.Counter
 	message func(lang string) message
@@ -73,11 +87,11 @@ func (h *Handler) click(w http.ResponseWriter, r *http.Request, c oneClick) {
 		h.bodyError(w, r, err)
 		return
 	}
-	s, issued, ok := h.reader(w, r, c.purpose)
+	s, l, ok := h.reader(w, r, c.purpose)
 	if !ok {
 		return
 	}
-	after, err := c.act(r.Context(), s, issued)
+	after, err := c.act(r.Context(), s, l)
 	if err != nil {
 		h.fail(w, r, s.Lang, c.what, err)
 		return

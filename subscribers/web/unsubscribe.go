@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"newsletter/subscribers"
 )
@@ -28,10 +27,11 @@ func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
 
 // Unsubscribe serves POST /unsubscribe/{token}, from the page's button or as an RFC 8058 one-click
 // request (body "List-Unsubscribe=One-Click"): the signed token is the only authority needed.
+// Through one issue's link the departure is counted for that issue.
 func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
 	h.click(w, r, oneClick{purpose: subscribers.PurposeUnsubscribe, what: "unsubscribe", done: subscribers.StatusUnsubscribed,
-		act: func(ctx context.Context, s subscribers.Subscriber, _ time.Time) (subscribers.Subscriber, error) {
-			return h.store.Unsubscribe(ctx, s.UUID)
+		act: func(ctx context.Context, s subscribers.Subscriber, l link) (subscribers.Subscriber, error) {
+			return h.store.UnsubscribeFrom(ctx, s.UUID, l.issue)
 		}, counter: h.unsubscribes, message: h.unsubscribedMessage})
 }
 

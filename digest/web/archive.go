@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -39,7 +40,15 @@ type Archive struct {
 	catalog  *templates.Catalog
 	opts     ArchiveOptions
 	log      *slog.Logger
+
+	figuresMu sync.Mutex // held while counting, so concurrent visits wait for one count
+	figuresAt time.Time
+	figures   map[int64]digest.Figures
 }
+
+// figuresTTL is how long the list keeps the issues' figures: counting them reads every ledger row
+// of every sent issue, too much for each anonymous visit.
+const figuresTTL = 5 * time.Minute
 
 // NewArchive returns the archive over store; renderer draws the copies of issues sent before
 // copies were kept.
@@ -68,7 +77,15 @@ type archiveEntry struct {
 	ID      int64
 	Date    string
 	Subject string
+	Figures *publicFigures
 }
+
+// publicFigures is what the archive shows of an issue's figures: how many readers it went to and
+// how many left through its own link. Both are aggregates of the readers' own doing with the
+// issue; hard and soft bounces and complaints stay on the editors' page, as they say more about
+// the readers' mailboxes, their providers' filters and our sending than about the issue, and
+// keep arriving for days.
+type publicFigures struct{ Delivered, Unsubscribes int }
 
 type archiveLang struct {
 	Lang    string
@@ -90,6 +107,7 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	figures := h.issueFigures(r, issues)
 	page := archivePage{Empty: len(issues) == 0, SubscribeURL: "/"}
 	// The reader's language first, then the others in configured order.
 	order := append([]string{lang}, slices.DeleteFunc(slices.Clone(h.opts.Languages), func(l string) bool { return l == lang })...)
@@ -100,7 +118,11 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, iss := range issues {
 			if iss.Lang == l {
-				al.Issues = append(al.Issues, archiveEntry{ID: iss.ID, Date: render.FormatDate(lang, iss.WindowEnd), Subject: iss.Subject})
+				e := archiveEntry{ID: iss.ID, Date: render.FormatDate(lang, iss.WindowEnd), Subject: iss.Subject}
+				if f, ok := figures[iss.ID]; ok {
+					e.Figures = &publicFigures{Delivered: f.Delivered, Unsubscribes: f.Unsubscribes}
+				}
+				al.Issues = append(al.Issues, e)
 			}
 		}
 		if len(al.Issues) > 0 {
@@ -108,6 +130,32 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.render(w, http.StatusOK, "archive", templates.View{Lang: lang, Title: h.catalog.T(lang, "archive.title"), Publication: h.opts.Publication, Data: page})
+}
+
+// issueFigures returns the figures of the listed issues, counted at most every figuresTTL (or when
+// an issue is new to the list). The figures are an extra: when they cannot be counted, the list
+// goes without them.
+func (h *Archive) issueFigures(r *http.Request, issues []digest.Issue) map[int64]digest.Figures {
+	h.figuresMu.Lock()
+	defer h.figuresMu.Unlock()
+	fresh := time.Since(h.figuresAt) < figuresTTL
+	ids := make([]int64, len(issues))
+	for i, iss := range issues {
+		ids[i] = iss.ID
+		if _, ok := h.figures[iss.ID]; !ok {
+			fresh = false
+		}
+	}
+	if fresh || len(ids) == 0 {
+		return h.figures
+	}
+	f, err := h.store.IssueFigures(r.Context(), ids...)
+	if err != nil {
+		h.log.Warn("archive: issue figures", "err", err)
+		return nil
+	}
+	h.figures, h.figuresAt = f, time.Now()
+	return f
 }
 
 // Issue shows one issue as it went out, without any reader's data: GET /archive/{id}.

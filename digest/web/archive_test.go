@@ -54,6 +54,12 @@ func TestArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	en, ru := strconv.FormatInt(ids["en"], 10), strconv.FormatInt(ids["ru"], 10)
+	// What came of it: three copies accepted, one refused, two readers left through its link, a
+	// bounce and a complaint reported. The public sees the first and the third only.
+	db.MustExec(`INSERT INTO deliveries (issue_id, subscriber_id, status) VALUES ($1, 1, 'sent'), ($1, 2, 'sent'), ($1, 3, 'sent'), ($1, 4, 'failed')`, ids["en"])
+	db.MustExec(`INSERT INTO reader_events (kind, subscriber_id, issue_id, source, external_id, occurred_at) VALUES
+		('unsubscribe', 1, $1, 'link', 'u1', now()), ('unsubscribe', 2, $1, 'link', 'u2', now()),
+		('hard', 4, $1, 'smtp', 'h1', now()), ('complaint', 3, $1, 'imap', 'c1', now())`, ids["en"])
 
 	get := func(path string) (*http.Response, string) {
 		t.Helper()
@@ -75,9 +81,11 @@ func TestArchive(t *testing.T) {
 		csp, ctype string
 	}{
 		{name: "List", path: "/archive", status: 200, ctype: "text/html",
-			contains: []string{`href="/archive/` + en + `"`, "Keep your terrorists close", "25 November 2026", `href="/archive.xml"`},
-			excludes: []string{"/archive/" + ru + `"`}},
-		{name: "ListRussian", path: "/archive?lang=ru", status: 200, contains: []string{"Архив дайджестов", "25 ноября 2026"}},
+			contains: []string{`href="/archive/` + en + `"`, "Keep your terrorists close", "25 November 2026", `href="/archive.xml"`,
+				"Delivered: 3 · unsubscribed through this issue: 2"},
+			excludes: []string{"/archive/" + ru + `"`, "omplain", "ounce"}},
+		{name: "ListRussian", path: "/archive?lang=ru", status: 200, contains: []string{"Архив дайджестов", "25 ноября 2026",
+			"Доставлено: 3 · отписались по ссылке из выпуска: 2"}},
 		{name: "Issue", path: "/archive/" + en, status: 200, ctype: "text/html", csp: archiveCSP,
 			contains: []string{"Keep your terrorists close", "Subscribe to get it by email", `href="https://digest.example.com/"`},
 			excludes: []string{"slot.invalid", "Unsubscribe", "XNLSLOT", "<script"}},

@@ -1095,6 +1095,14 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 		($1, 6, 'failed', '552 mailbox full'), ($1, 7, 'queued', '')`, is.ID); err != nil {
 		t.Fatal(err)
 	}
+	// What came of it so far: two refusals and a later bounce (the same reader reported twice),
+	// a soft bounce, a complaint and an unsubscribe through the issue's link.
+	if _, err := e.db.Exec(`INSERT INTO reader_events (kind, subscriber_id, issue_id, source, external_id, occurred_at) VALUES
+		('hard', 4, $1, 'smtp', 'r4', now()), ('hard', 5, $1, 'smtp', 'r5', now()), ('hard', 1, $1, 'imap', 'b1', now()),
+		('hard', 1, $1, 'ses', 'b1', now()), ('soft', 2, $1, 'imap', 's2', now()), ('complaint', 3, $1, 'mailgun', 'c3', now()),
+		('unsubscribe', 2, $1, 'link', 'u2', now())`, is.ID); err != nil {
+		t.Fatal(err)
+	}
 	path := fmt.Sprintf("/admin/issues/%d", is.ID)
 	p := e.get(path)
 	if p.status != http.StatusOK {
@@ -1104,6 +1112,8 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 		"<tr><th>Recipients</th><td>7</td></tr>", "<tr><th>Failed for good</th><td>3</td></tr>", "<tr><th>Still queued</th><td>1</td></tr>",
 		"Failures by reason", `550 5.1.1 &lt;b&gt;no such user&lt;/b&gt;</td><td class="num">2</td>`, "552 mailbox full",
 		"Pause sending", "Cancel the issue", "85% done", fmt.Sprintf("<title>Issue #%d", is.ID),
+		"What came of it", "<tr><th>Delivered</th><td>3 ", "<tr><th>Hard bounces</th><td>3 <span class=\"muted\">(2 refused while sending)</span>",
+		"<tr><th>Soft bounces</th><td>1</td></tr>", "<tr><th>Complaints</th><td>1</td></tr>", "<tr><th>Unsubscribed through this issue</th><td>1</td></tr>",
 	} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("issue page lacks %q", want)

@@ -146,9 +146,11 @@ func checkText(field, s string, maxRunes int, multiline bool) string {
 
 type adminIssueData struct {
 	adminCommon
-	Issue                          digest.Issue
-	Subject                        string
-	Progress                       progressView
+	Issue    digest.Issue
+	Subject  string
+	Progress progressView
+	// Figures are what came of the issue once it started going out (nil before).
+	Figures                        *digest.Figures
 	CanPause, CanResume, CanCancel bool
 }
 
@@ -175,9 +177,20 @@ func (e *Editor) IssuePage(w http.ResponseWriter, r *http.Request) {
 		e.failErr(w, r, err, "/admin/")
 		return
 	}
+	var figures *digest.Figures
+	if is.StartedAt != nil {
+		all, err := e.store.IssueFigures(r.Context(), is.ID)
+		if err != nil {
+			e.failErr(w, r, err, "/admin/")
+			return
+		}
+		if f, ok := all[is.ID]; ok {
+			figures = &f
+		}
+	}
 	subject := e.subjectOf(r.Context(), is)
 	e.render(w, http.StatusOK, "admin_issue", fmt.Sprintf("Issue #%d", is.ID), adminIssueData{
-		adminCommon: e.common(r, ""), Issue: is, Subject: subject, Progress: pv,
+		adminCommon: e.common(r, ""), Issue: is, Subject: subject, Progress: pv, Figures: figures,
 		CanPause:  is.Status == digest.StatusSending,
 		CanResume: is.Status == digest.StatusPaused,
 		CanCancel: is.Status == digest.StatusSending || is.Status == digest.StatusPaused || is.Status == digest.StatusApproved || is.Status == digest.StatusDraft,

@@ -22,6 +22,7 @@ import (
 	"newsletter/internal/mailpittest"
 	"newsletter/internal/postfixtest"
 	"newsletter/internal/smtptest"
+	"newsletter/subscribers/bounce"
 )
 
 // relay is one SMTP server of the interop matrix: where the service sends, and what arrived.
@@ -36,7 +37,8 @@ type relay struct {
 // digests to servers we did not write (Postfix from Debian with strict settings and with
 // extensions taken away one after another, STARTTLS required; Mailpit with AUTH PLAIN and LOGIN
 // over STARTTLS) and to our in-process one. Each server must get every message exactly once,
-// headers intact and DKIM valid.
+// headers intact and DKIM valid, from the reader's signed VERP address (NEWSLETTER_BOUNCE_ADDRESS),
+// which a strict Postfix takes and passes on as the envelope sender.
 func TestInteropMatrix(t *testing.T) {
 	postfix := func(opts postfixtest.Options) func(t *testing.T) relay {
 		return func(t *testing.T) relay {
@@ -60,7 +62,9 @@ func TestInteropMatrix(t *testing.T) {
 				received: func(t *testing.T) []smtptest.Message {
 					var out []smtptest.Message
 					for _, msg := range m.Messages(t) {
-						out = append(out, smtptest.Message{To: msg.Recipients(), Data: m.Raw(t, msg.ID)})
+						raw := m.Raw(t, msg.ID)
+						// Mailpit writes the envelope sender into the stored copy as Return-Path.
+						out = append(out, smtptest.Message{From: returnPathOf(t, raw), To: msg.Recipients(), Data: raw})
 					}
 					return out
 				},
@@ -88,6 +92,7 @@ func TestInteropMatrix(t *testing.T) {
 			env := map[string]string{
 				"NEWSLETTER_DKIM_DOMAIN": "gazette.test", "NEWSLETTER_DKIM_SELECTOR": "interop", "NEWSLETTER_DKIM_KEY_FILE": keyFile,
 				"NEWSLETTER_POSTAL_ADDRESS": "The Test Gazette, 1 Example Street, Riga", "NEWSLETTER_DEMO": "true",
+				"NEWSLETTER_BOUNCE_ADDRESS": interopBounce,
 			}
 			var r relay
 			if tc.relay != nil {
@@ -113,6 +118,7 @@ func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 	}
 	confirm := waitReceived(t, r, 1)[0]
 	checkInteropMessage(t, confirm, subscriber, dkimTXT)
+	checkReturnPath(t, s, confirm, 0)
 	m := parseMail(t, confirm)
 	for name, want := range map[string]string{"Subject": "Подтвердите подписку", "Auto-Submitted": "auto-generated"} {
 		if got := m.Get(name); !strings.Contains(got, want) {
@@ -155,6 +161,11 @@ func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 		to := msg.To[0]
 		got[to]++
 		checkInteropMessage(t, msg, to, dkimTXT)
+		var issue int64
+		if err := s.DB.Get(&issue, `SELECT id FROM issues WHERE lang = $1 AND status = 'sent'`, readers[to]); err != nil {
+			t.Fatal(err)
+		}
+		checkReturnPath(t, s, msg, issue)
 		d := parseMail(t, msg)
 		for _, h := range []string{"List-Unsubscribe", "List-Unsubscribe-Post", "List-Id", "Precedence", "Date"} {
 			if d.Get(h) == "" {
@@ -177,6 +188,33 @@ func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 		}
 	}
 	r.check(t)
+}
+
+// interopBounce is the bounce address of the matrix.
+const interopBounce = "bounces@gazette.test"
+
+// checkReturnPath checks that msg's envelope sender is its reader's VERP address for issue (0: a
+// confirmation), signed with the service's secret.
+func checkReturnPath(t *testing.T, s *service, msg smtptest.Message, issue int64) {
+	t.Helper()
+	var want string
+	if err := s.DB.Get(&want, `SELECT uuid::text FROM subscribers WHERE lower(email) = lower($1)`, msg.To[0]); err != nil {
+		t.Fatal(err)
+	}
+	uuid, got, err := bounce.Parse(msg.From, interopBounce, []byte(e2eSecret))
+	if err != nil || uuid != want || got != issue {
+		t.Errorf("envelope sender to %s: %q reads %q, issue %d, %v; want the reader's VERP address for issue %d", msg.To[0], msg.From, uuid, got, err, issue)
+	}
+}
+
+// returnPathOf is the address of a stored message's Return-Path header.
+func returnPathOf(t *testing.T, raw []byte) string {
+	t.Helper()
+	m, err := smtptest.Message{Data: raw}.Parsed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Trim(m.Header.Get("Return-Path"), "<> ")
 }
 
 // waitReceived waits until n messages arrived and returns them.

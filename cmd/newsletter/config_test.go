@@ -17,7 +17,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.DatabaseURL != "postgres://postgres@127.0.0.1:5432/newsletter?sslmode=disable" || c.SMTPURL != "smtp://127.0.0.1:1025" ||
 		c.HTTPAddr != "127.0.0.1:8080" || c.BaseURL != "http://localhost:8080" || c.DigestMaxArticles != 12 ||
 		c.SendMaxAttempts != 5 || c.SendConcurrency < 1 || strings.Join(c.Languages, ",") != "en,ru" ||
-		c.UnconfirmedExpiry != 30*24*time.Hour || c.FeedsAllowPrivate {
+		c.UnconfirmedExpiry != 30*24*time.Hour || c.FeedsAllowPrivate || c.BounceAddress != "" || c.BounceIMAPSchedule != "@every 5m" {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -41,12 +41,20 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"BadExpiry", map[string]string{"NEWSLETTER_UNCONFIRMED_EXPIRY": "a month"}, "NEWSLETTER_UNCONFIRMED_EXPIRY"},
 		{"BadFeedsAllowPrivate", map[string]string{"NEWSLETTER_FEEDS_ALLOW_PRIVATE": "sometimes"}, "NEWSLETTER_FEEDS_ALLOW_PRIVATE"},
 		{"ExpiryShorterThanLinks", map[string]string{"NEWSLETTER_UNCONFIRMED_EXPIRY": "3d"}, "NEWSLETTER_UNCONFIRMED_EXPIRY"},
+		{"BounceAddressWithName", map[string]string{"NEWSLETTER_BOUNCE_ADDRESS": "Bounces <bounces@news.example.org>"}, "NEWSLETTER_BOUNCE_ADDRESS"},
+		{"BounceLocalPartTooLong", map[string]string{"NEWSLETTER_BOUNCE_ADDRESS": "bounces-of-the-gazette@news.example.org"}, "leave room for the 45-character token"},
+		{"BounceIMAPWithoutAddress", map[string]string{"NEWSLETTER_BOUNCE_IMAP_URL": "imaps://bounces:pw@imap.example.org"}, "NEWSLETTER_BOUNCE_IMAP_URL: set NEWSLETTER_BOUNCE_ADDRESS"},
+		{"BadBounceIMAPURL", map[string]string{"NEWSLETTER_BOUNCE_ADDRESS": "bounces@news.example.org", "NEWSLETTER_BOUNCE_IMAP_URL": "pop3://bounces:pw@imap.example.org"}, "NEWSLETTER_BOUNCE_IMAP_URL"},
+		{"BadBounceIMAPSchedule", map[string]string{"NEWSLETTER_BOUNCE_IMAP_SCHEDULE": "now and then"}, "NEWSLETTER_BOUNCE_IMAP_SCHEDULE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := LoadConfig(envMap(tc.env))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error naming %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), ":pw@") {
+				t.Errorf("the error shows the IMAP password: %v", err)
 			}
 		})
 	}

@@ -459,45 +459,6 @@ func TestSubscribeRateLimitOff(t *testing.T) {
 	}
 }
 
-func TestRateLimiterWindowAndEviction(t *testing.T) {
-	l := newRateLimiter(2)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	steps := []struct {
-		client    string
-		at        time.Duration
-		want      bool
-		wantRetry time.Duration
-	}{
-		{"a", 0, true, 0},
-		{"a", 10 * time.Second, true, 0},
-		{"a", 20 * time.Second, false, 40 * time.Second},
-		{"b", 20 * time.Second, true, 0},
-		{"a", 60 * time.Second, true, 0}, // the first request left the window
-		{"a", 61 * time.Second, false, 9 * time.Second},
-	}
-	for i, s := range steps {
-		ok, retry := l.allow(s.client, t0.Add(s.at))
-		if ok != s.want || retry != s.wantRetry {
-			t.Errorf("step %d: allow = %v, %v; want %v, %v", i, ok, retry, s.want, s.wantRetry)
-		}
-	}
-	l.allow("c", t0.Add(5*time.Minute)) // a sweep forgets a and b, idle for minutes
-	if n := l.size(); n != 1 {
-		t.Errorf("%d clients remembered after a sweep, want 1", n)
-	}
-	full := newRateLimiter(5)
-	full.maxClients = 3
-	for i := range 3 {
-		full.allow(strconv.Itoa(i), t0)
-	}
-	if ok, _ := full.allow("new", t0.Add(time.Second)); ok {
-		t.Error("a newcomer was admitted past maxClients active clients")
-	}
-	if ok, _ := full.allow("new", t0.Add(2*time.Minute)); !ok || full.size() != 1 {
-		t.Errorf("after the others went idle: admitted %v, size %d", ok, full.size())
-	}
-}
-
 func TestCORS(t *testing.T) {
 	f := newWebFixture(t, HandlerOptions{CORSOrigins: []string{"https://news.example.org"}})
 	tests := []struct {

@@ -55,7 +55,7 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 	wantJSON := acceptsJSON(r) || isJSON(r)
 	lang := h.pageLang("", r)
 	ip := clientaddr.Of(r, h.opts.TrustProxy)
-	if ok, retry := h.limiter.allow(clientaddr.Key(ip), h.opts.Now()); !ok {
+	if ok, retry := h.limiter.allow(ip, h.opts.Now()); !ok {
 		h.requests.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 		h.requestError(w, r, wantJSON, lang, http.StatusTooManyRequests, "subscribers.error.rate_limited")

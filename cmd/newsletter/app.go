@@ -91,12 +91,9 @@ func (a *App) Close() {
 // storing it on first use (ON CONFLICT makes concurrent first starts agree on one).
 func loadSecret(ctx context.Context, db *sqlx.DB, configured string) ([]byte, error) {
 	if configured != "" {
-		if len(configured) < 16 {
-			return nil, errors.New("NEWSLETTER_SECRET: use at least 16 characters")
-		}
-		return []byte(configured), nil
+		return []byte(configured), nil // checked with the settings (checkSecret)
 	}
-	b := make([]byte, 32)
+	b := make([]byte, minSecretBytes)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
@@ -110,7 +107,11 @@ func loadSecret(ctx context.Context, db *sqlx.DB, configured string) ([]byte, er
 		}
 		return nil, fmt.Errorf("load secret: %w", err)
 	}
-	return hex.DecodeString(v)
+	b, err := hex.DecodeString(v)
+	if err != nil || len(b) < minSecretBytes {
+		return nil, errors.New("the secret kept in the database (table settings, key secret) is not 32 hex-encoded bytes; delete the row to make a new one, or set NEWSLETTER_SECRET")
+	}
+	return b, nil
 }
 
 // dkimSigner returns the signer of every outgoing message (digests, confirmations, test sends),

@@ -34,7 +34,7 @@ func TestDigestSendCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{
-		"NEWSLETTER_DATABASE_URL": dbURL, "NEWSLETTER_SMTP_URL": srv.URL(), "NEWSLETTER_SECRET": "send-command-secret-0123456789",
+		"NEWSLETTER_DATABASE_URL": dbURL, "NEWSLETTER_SMTP_URL": srv.URL(), "NEWSLETTER_SECRET": "5e4d9980f8c0789e26be204e52cfbbe08d2f19463b66db12aefdbc19c2b3722a",
 		"NEWSLETTER_FROM": "Weekly <digest@news.example>", "NEWSLETTER_BASE_URL": "https://news.example",
 	}
 	cli := func(args ...string) (int, string, string) {

@@ -14,7 +14,7 @@ import (
 
 func TestSubscribersImportExportCommands(t *testing.T) {
 	ctx := context.Background()
-	env := map[string]string{"NEWSLETTER_DATABASE_URL": testdb.URL(t), "NEWSLETTER_SECRET": "import-test-secret-0123456789",
+	env := map[string]string{"NEWSLETTER_DATABASE_URL": testdb.URL(t), "NEWSLETTER_SECRET": "dc973d679bd06c119782b204a1d8d406f156b00a3f319db4a093513e8b52ceef",
 		"NEWSLETTER_LOG_LEVEL": "error"}
 	cmd := func(stdin string, args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer

@@ -114,8 +114,16 @@ var settings = []setting{
 		str(func(c *Config) *string { return &c.HTTPAddr })},
 	{"NEWSLETTER_BASE_URL", "http://localhost:8080", "public root used in every link in every email",
 		func(c *Config, v string) error { c.BaseURL = strings.TrimRight(v, "/"); return nil }},
-	{"NEWSLETTER_SECRET", "", "key that signs confirm, unsubscribe and manage links (default: generated once and kept in the database)",
-		str(func(c *Config) *string { return &c.Secret })},
+	{"NEWSLETTER_SECRET", "", "key that signs confirm, unsubscribe and manage links: at least 32 random bytes as 64 hex or 43 base64 characters (default: generated once and kept in the database)",
+		func(c *Config, v string) error {
+			if v != "" {
+				if err := checkSecret(v); err != nil {
+					return err
+				}
+			}
+			c.Secret = v
+			return nil
+		}},
 	{"NEWSLETTER_ADMIN_PASSWORD", "", "the editors' password (none: the editor pages refuse every login)",
 		str(func(c *Config) *string { return &c.AdminPassword })},
 	{"NEWSLETTER_FROM", "Weekly Digest <digest@localhost>", "From of every email; its domain also ends every Message-ID",

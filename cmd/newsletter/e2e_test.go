@@ -27,7 +27,7 @@ import (
 )
 
 // e2eSecret signs the links of every service the tests start, so a test can sign links of its own.
-const e2eSecret = "end-to-end-test-secret-0123456789"
+const e2eSecret = "2e291c072edad77b71e83a6ac11ddff86ac6890af7a1d6474b9032cffae3e29b" // 32 random bytes in hex, as NEWSLETTER_SECRET must be
 
 // service is one `newsletter serve`, run in the test's process through runApp against its own
 // database and its own SMTP server, exactly as the binary runs it.

@@ -68,7 +68,7 @@ func (f *childFixture) command(args ...string) (*exec.Cmd, *bytes.Buffer) {
 	cmd.Env = []string{
 		"NEWSLETTER_DATABASE_URL=" + f.url,
 		"NEWSLETTER_SMTP_URL=" + f.srv.URL(),
-		"NEWSLETTER_SECRET=child-test-secret-0123456789",
+		"NEWSLETTER_SECRET=56724609ea8eafbc69dc119e0e2fc40ec80709b6bf3bb4a459c5711513ca0c36",
 		"NEWSLETTER_LANGUAGES=en",
 		"NEWSLETTER_FROM=Weekly <digest@news.example>",
 		"NEWSLETTER_BASE_URL=https://news.example",

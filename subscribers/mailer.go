@@ -354,7 +354,6 @@ type job struct {
 	Attempts     int       `db:"attempts"`
 	UUID         string    `db:"uuid"`
 	Email        string    `db:"email"`
-	Name         string    `db:"name"`
 	Lang         string    `db:"lang"`
 	Status       Status    `db:"status"`
 	SubscribedAt time.Time `db:"subscribed_at"`
@@ -385,7 +384,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 		UPDATE outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
 		FROM due, subscribers s
 		WHERE o.id = due.id AND s.id = o.subscriber_id
-		RETURNING o.id, o.attempts, s.uuid, s.email, s.name, s.lang, s.status, s.subscribed_at, now() AS now,
+		RETURNING o.id, o.attempts, s.uuid, s.email, s.lang, s.status, s.subscribed_at, now() AS now,
 			EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL AND c.source <> 'import'
 			        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open`,
 		batchSize, lease.Milliseconds())
@@ -441,10 +440,13 @@ func redact(s, email string) string {
 type confirmData struct {
 	Lang        string
 	Publication string
-	Name        string
-	Email       string
-	ConfirmURL  string
-	Days        int
+	// Name is always empty: the name came with the request, typed by whoever made it, and the
+	// confirmation goes to an address nobody has vouched for yet, so it would carry a stranger's
+	// words (a "WIN $500" and a link) into any inbox. Kept so templates that test it still render.
+	Name       string
+	Email      string
+	ConfirmURL string
+	Days       int
 }
 
 // message renders the email in the reader's language as multipart/alternative (text/plain first,
@@ -454,7 +456,7 @@ func (m *Mailer) message(j job) ([]byte, error) {
 	if issued.Before(j.SubscribedAt) {
 		issued = j.SubscribedAt
 	}
-	d := confirmData{Lang: j.Lang, Publication: m.opts.Publication, Name: j.Name, Email: j.Email,
+	d := confirmData{Lang: j.Lang, Publication: m.opts.Publication, Email: j.Email,
 		ConfirmURL: m.signer.ConfirmURL(m.opts.BaseURL, j.UUID, issued), Days: int(ConfirmTTL / (24 * time.Hour))}
 	var html, text bytes.Buffer
 	if err := m.html.Execute(&html, d); err != nil {
@@ -468,13 +470,8 @@ func (m *Mailer) message(j job) ([]byte, error) {
 	if err := msg.From(m.opts.From); err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}
-	var err error
-	if j.Name != "" {
-		err = msg.AddToFormat(j.Name, j.Email)
-	} else {
-		err = msg.To(j.Email)
-	}
-	if err != nil {
+	// The plain address in To, for the same reason as confirmData.Name.
+	if err := msg.To(j.Email); err != nil {
 		return nil, errors.New("recipient address refused by the mail library")
 	}
 	msg.Subject(m.cat.T(j.Lang, "email.confirm.subject", d.Publication))

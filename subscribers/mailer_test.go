@@ -182,8 +182,9 @@ func TestMailerDeliversConfirmation(t *testing.T) {
 		t.Errorf("the HTML part has no masthead:\n%s", html)
 	}
 	for name, body := range map[string]string{"text": text, "html": html} {
-		if !strings.Contains(body, "Анна") || !strings.Contains(body, "наш еженедельный дайджест") {
-			t.Errorf("%s part is not the Russian greeting of the reader:\n%s", name, body)
+		// The name a request carried is no part of the confirmation (TestConfirmationCarriesNoName).
+		if !strings.Contains(body, "Здравствуйте!") || strings.Contains(body, "Анна") || !strings.Contains(body, "наш еженедельный дайджест") {
+			t.Errorf("%s part is not the Russian greeting without a name:\n%s", name, body)
 		}
 		if !strings.Contains(body, "7 дней") {
 			t.Errorf("%s part lacks the expiry in Russian plural form", name)
@@ -235,6 +236,47 @@ func TestMailerReturnPath(t *testing.T) {
 		uuid, issue, err := bounce.Parse(msg.From, base, dataSecret)
 		if err != nil || uuid != reader(t, f.db, "reader@example.com").UUID || issue != 0 {
 			t.Errorf("envelope sender %q: %q, %d, %v; want the reader's VERP address of no issue", msg.From, uuid, issue, err)
+		}
+	}
+}
+
+// TestConfirmationCarriesNoName: the name came with the request, typed by whoever made it, and
+// the confirmation goes to an address nobody has vouched for, so no part of it (the headers, To's
+// display name included, and both bodies) carries that name.
+func TestConfirmationCarriesNoName(t *testing.T) {
+	const name = "WIN $500 → evil.example/claim"
+	for _, lang := range []string{"en", "ru"} {
+		srv := smtptest.Start(t)
+		f := newMailerFixture(t, smtpClient(t, srv.Port), MailerOptions{})
+		if err := f.store.Subscribe(context.Background(), "victim@example.com", name, lang, formConsent); err != nil {
+			t.Fatal(err)
+		}
+		if got := reader(t, f.db, "victim@example.com").Name; got != name {
+			t.Fatalf("stored name %q, want %q (the reader's own pages still show it)", got, name)
+		}
+		f.run()
+		f.m.Wake()
+		msg := srv.WaitFor(t, 1, 10*time.Second)[0]
+		header, text, html := mimeParts(t, msg)
+		var all strings.Builder
+		dec := new(mime.WordDecoder)
+		for k, vs := range header {
+			for _, v := range vs {
+				d, err := dec.DecodeHeader(v)
+				if err != nil {
+					d = v
+				}
+				fmt.Fprintf(&all, "%s: %s\n", k, d)
+			}
+		}
+		all.WriteString(text + html + string(msg.Data))
+		for _, bad := range []string{"evil.example", "WIN", "$500"} {
+			if strings.Contains(all.String(), bad) {
+				t.Errorf("%s confirmation carries %q of the name:\n%s", lang, bad, all.String())
+			}
+		}
+		if want := f.cat.T(lang, "email.confirm.greeting_anon"); !strings.HasPrefix(text, want) || !strings.Contains(html, want) {
+			t.Errorf("%s confirmation does not greet with %q:\n%s", lang, want, text)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // spamExempt names, per message, a rule its score is judged without, and why. None is: the
 // Russian confirmation names the publication only in its subject and masthead, so its Latin "e"
-// (name, confirm link, the reader's address) stay under MIXED_ES's 20.
+// (confirm link, the reader's address) stay under MIXED_ES's 20.
 var spamExempt = map[string]string{}
 
 // TestSpamAssassin scores the digests and the confirmation emails, as they go on the wire, with

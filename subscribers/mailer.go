@@ -430,10 +430,10 @@ func (m *Mailer) release(jobs []job) {
 	}
 }
 
-// redact keeps the reader's address out of logs and stored errors (SMTP replies often quote it).
+// redact keeps the reader's address out of logs and stored errors (SMTP replies often quote it,
+// in any case or spelling of the domain).
 func redact(s, email string) string {
-	s = strings.ReplaceAll(s, email, "<recipient>")
-	return strings.ReplaceAll(s, strings.ToLower(email), "<recipient>")
+	return textclean.NewAddressScrubber(email).All(s)
 }
 
 // confirmData is what email/confirm.html and email/confirm.txt receive.

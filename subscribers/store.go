@@ -291,8 +291,9 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 	return d, nil
 }
 
-// Erase deletes the reader (their consents and queued emails go with them) and keeps a keyed hash
-// of the address as a suppression, so no import adds it back without new consent.
+// Erase deletes the reader (their consents and queued emails go with them), takes their address
+// out of the servers' texts kept after them (scrubTraces), and keeps a keyed hash of the address as
+// a suppression, so no import adds it back without new consent.
 func (s *Store) Erase(ctx context.Context, uuid string) error {
 	if _, ok := parseUUID(uuid); !ok {
 		return ErrNotFound
@@ -302,12 +303,19 @@ func (s *Store) Erase(ctx context.Context, uuid string) error {
 		return fmt.Errorf("erase: %w", err)
 	}
 	defer tx.Rollback()
-	var email string
-	err = tx.GetContext(ctx, &email, `DELETE FROM subscribers WHERE uuid = $1 RETURNING email`, uuid)
+	var gone struct {
+		ID    int64  `db:"id"`
+		Email string `db:"email"`
+	}
+	err = tx.GetContext(ctx, &gone, `DELETE FROM subscribers WHERE uuid = $1 RETURNING id, email`, uuid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
 	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	email := gone.Email
+	if err := scrubTraces(ctx, tx, gone.ID, email); err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `

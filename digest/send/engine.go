@@ -11,6 +11,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/internal/smtpout"
+	"newsletter/internal/textclean"
 )
 
 // engine sends one issue: a claimer feeds leased rows to one worker per SMTP connection, and a
@@ -441,5 +442,7 @@ func (e *engine) classify(r claimedRow, err error) outcome {
 		// Our connection, login or sender was refused: pause until someone fixes the setup.
 		kind = outConfig
 	}
-	return outcome{kind: kind, row: r, reason: err.Error()}
+	// Servers quote the recipient: the reason is kept in the ledger, shown to editors, grouped on
+	// the issue's report and logged, and needs no address for any of that.
+	return outcome{kind: kind, row: r, reason: textclean.NewAddressScrubber(r.Email).All(err.Error())}
 }

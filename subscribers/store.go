@@ -15,7 +15,8 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// Consent is the proof of an opt-in: where it came from and which consent text was shown.
+// Consent is the proof of an opt-in: where it came from and which consent text was shown. The
+// user agent is stored reduced to the browser's family and major version (ReduceUserAgent).
 type Consent struct {
 	IP, UserAgent string
 	Source        string // "form", "api", "import"

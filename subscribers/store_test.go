@@ -19,7 +19,8 @@ import (
 
 var dataSecret = []byte("data-test-secret-0123456789abcdef")
 
-var formConsent = Consent{IP: "192.0.2.7", UserAgent: "TestAgent/1.0", Source: "form", TextVersion: "2024-05"}
+var formConsent = Consent{IP: "192.0.2.7", UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+	Source: "form", TextVersion: "2024-05"}
 
 func newStore(t *testing.T) (*sqlx.DB, *Store) {
 	t.Helper()
@@ -259,7 +260,7 @@ func TestStoreSubscribeRecordsConsentAndQueuesOnce(t *testing.T) {
 	if err := db.Get(&c, `SELECT created_at, ip, user_agent, source, text_version FROM consents WHERE subscriber_id = $1 LIMIT 1`, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if c.IP != "192.0.2.7" || c.UserAgent != "TestAgent/1.0" || c.Source != "form" || c.TextVersion != "2024-05" || time.Since(c.CreatedAt) > time.Minute {
+	if c.IP != "192.0.2.7" || c.UserAgent != "Chrome 131" || c.Source != "form" || c.TextVersion != "2024-05" || time.Since(c.CreatedAt) > time.Minute {
 		t.Errorf("consent = %+v", c)
 	}
 	// Past the throttle, but the first email is still unsent (SMTP down): it will carry a fresh

@@ -176,7 +176,7 @@ func (b *subscribeBatcher) write(ctx context.Context, batch []*subscription) err
 	ip, ua, source, text := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, s := range batch {
 		email[i], name[i], lang[i] = s.email, s.name, s.lang
-		ip[i], ua[i] = textclean.ClipBytes(s.consent.IP, 64), textclean.ClipBytes(s.consent.UserAgent, 512)
+		ip[i], ua[i] = textclean.ClipBytes(s.consent.IP, 64), ReduceUserAgent(s.consent.UserAgent)
 		source[i], text[i] = s.consent.Source, textclean.ClipBytes(s.consent.TextVersion, 64)
 	}
 	return b.exec(ctx, pq.StringArray(email), pq.StringArray(name), pq.StringArray(lang), pq.StringArray(ip), pq.StringArray(ua),

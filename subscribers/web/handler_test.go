@@ -370,7 +370,7 @@ func TestSubscribeRecordsConsent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newWebFixture(t, HandlerOptions{})
-			if r := f.do("POST", "/subscribe", tt.contentType, tt.body, "User-Agent", "TestAgent/1.0", "Accept-Language", "ru"); r.status != 200 {
+			if r := f.do("POST", "/subscribe", tt.contentType, tt.body, "User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Accept-Language", "ru"); r.status != 200 {
 				t.Fatalf("status %d", r.status)
 			}
 			var c struct {
@@ -383,7 +383,7 @@ func TestSubscribeRecordsConsent(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Truncated to its /24 by default (NEWSLETTER_CONSENT_IP, TestConsentIPKept).
-			if c.IP != "127.0.0.0" || c.UserAgent != "TestAgent/1.0" || c.Source != tt.wantSource || c.TextVersion != ConsentTextVersion {
+			if c.IP != "127.0.0.0" || c.UserAgent != "Firefox 128" || c.Source != tt.wantSource || c.TextVersion != ConsentTextVersion {
 				t.Errorf("consent %+v", c)
 			}
 			var lang string

@@ -213,3 +213,14 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 	})
 }
+
+func TestLogTag(t *testing.T) {
+	a, b := NewSigner([]byte("one secret of at least 32 bytes..")), NewSigner([]byte("another secret, 32 bytes or more."))
+	tag := a.LogTag("203.0.113.77")
+	if len(tag) != 8 || strings.Trim(tag, "0123456789abcdef") != "" || tag != a.LogTag("203.0.113.77") {
+		t.Fatalf("LogTag = %q, want 8 hex characters, the same each time", tag)
+	}
+	if tag == a.LogTag("203.0.113.78") || tag == b.LogTag("203.0.113.77") {
+		t.Error("LogTag does not depend on both the client and the secret")
+	}
+}

@@ -73,7 +73,7 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	if in.Honeypot != "" {
 		h.requests.WithLabelValues("honeypot").Inc()
-		h.log.Info("subscribe: honeypot filled", "ip", ip)
+		h.log.Info("subscribe: honeypot filled", "client", h.signer.LogTag(ip)) // no IP in the log
 		h.accepted(w, wantJSON, lang)
 		return
 	}

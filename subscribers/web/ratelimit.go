@@ -13,7 +13,7 @@ import (
 // share, and a flood from one network leaves the others alone.
 //
 // Memory is bounded by fixed-size tables, one per level, each forgetting its least recently seen
-// entry to make room. A table is never full in the sense of refusing someone: under a flood from
+// entry to make room, and entries idle for a minute as later requests pass. A table is never full in the sense of refusing someone: under a flood from
 // more networks than a table holds, the least recently seen client starts afresh, which loosens
 // the limit for some and locks nobody out. Every call costs O(1): a few map lookups and list moves.
 type rateLimiter struct {
@@ -96,6 +96,9 @@ func (l *rateLimiter) allow(client string, now time.Time) (ok bool, retry time.D
 	t := now.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for _, lv := range l.levels {
+		lv.tab.expire(t-int64(l.window), 2)
+	}
 	var slots [5]int32
 	refused := false
 	for i, lv := range l.levels {
@@ -103,7 +106,7 @@ func (l *rateLimiter) allow(client string, now time.Time) (ok bool, retry time.D
 		if !use[i] {
 			continue
 		}
-		s, found := lv.tab.find(keys[i])
+		s, found := lv.tab.find(keys[i], t)
 		if !found {
 			continue // unknown: within its allowance
 		}
@@ -121,7 +124,7 @@ func (l *rateLimiter) allow(client string, now time.Time) (ok bool, retry time.D
 		}
 		s := slots[i]
 		if s < 0 {
-			s = lv.tab.add(keys[i])
+			s = lv.tab.add(keys[i], t)
 		}
 		lv.charge(s, t, l.limit)
 	}
@@ -165,12 +168,14 @@ type limitTable struct {
 	index      map[[16]byte]int32
 	slots      []limitSlot
 	times      []int64 // ringLen timestamps per slot, for client tables
+	free       []int32 // slots that expire emptied
 	head, tail int32   // most and least recently seen; -1 when empty
 }
 
 type limitSlot struct {
 	key        [16]byte
 	prev, next int32
+	seen       int64 // when its client last asked
 	tat        int64 // bucket: the theoretical arrival time of the next request (GCRA)
 	first, n   int32 // client: the oldest timestamp's place in the ring, and how many are kept
 }
@@ -185,19 +190,34 @@ func (tb *limitTable) ring(s int32) []int64 {
 
 // find returns key's slot and makes it the most recently seen: a network that keeps asking stays
 // remembered while it is refused.
-func (tb *limitTable) find(key [16]byte) (int32, bool) {
+func (tb *limitTable) find(key [16]byte, t int64) (int32, bool) {
 	s, ok := tb.index[key]
 	if ok {
+		tb.slots[s].seen = t
 		tb.unlink(s)
 		tb.pushFront(s)
 	}
 	return s, ok
 }
 
+// expire forgets up to n of the least recently seen entries last seen at or before cutoff: an
+// entry idle for a window holds nothing a fresh one would not, and the addresses should not stay.
+// A few each call keep the cost constant; what a burst leaves goes as later requests pass.
+func (tb *limitTable) expire(cutoff int64, n int) {
+	for ; n > 0 && tb.tail >= 0 && tb.slots[tb.tail].seen <= cutoff; n-- {
+		s := tb.tail
+		tb.unlink(s)
+		delete(tb.index, tb.slots[s].key)
+		tb.free = append(tb.free, s)
+	}
+}
+
 // add returns a fresh slot for key, reusing the least recently seen one when the table is full.
-func (tb *limitTable) add(key [16]byte) int32 {
+func (tb *limitTable) add(key [16]byte, t int64) int32 {
 	var s int32
-	if len(tb.slots) < tb.size {
+	if n := len(tb.free); n > 0 {
+		s, tb.free = tb.free[n-1], tb.free[:n-1]
+	} else if len(tb.slots) < tb.size {
 		s = int32(len(tb.slots))
 		tb.slots = append(tb.slots, limitSlot{})
 		tb.times = append(tb.times, make([]int64, tb.ringLen)...)
@@ -206,7 +226,7 @@ func (tb *limitTable) add(key [16]byte) int32 {
 		tb.unlink(s)
 		delete(tb.index, tb.slots[s].key)
 	}
-	tb.slots[s] = limitSlot{key: key}
+	tb.slots[s] = limitSlot{key: key, seen: t}
 	tb.index[key] = s
 	tb.pushFront(s)
 	return s

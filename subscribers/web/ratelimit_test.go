@@ -147,3 +147,21 @@ func TestRateLimiterManyNetworks(t *testing.T) {
 		t.Error("a fresh client refused after the flood")
 	}
 }
+
+// TestRateLimiterForgetsIdle: clients idle for a minute leave the tables as later requests pass,
+// so their addresses do not stay in memory.
+func TestRateLimiterForgetsIdle(t *testing.T) {
+	l := newRateLimiter(5)
+	for i := range 50 {
+		l.allow(fmt.Sprintf("198.51.%d.7", i), rlT0)
+	}
+	if n := l.size(); n != 100 {
+		t.Fatalf("%d entries for 50 clients in 50 /24s, want 100", n)
+	}
+	for i := range 30 {
+		l.allow("203.0.113.9", rlT0.Add(time.Minute+time.Duration(i)*time.Second))
+	}
+	if n := l.size(); n != 2 {
+		t.Errorf("%d entries after the others were idle for a minute, want 2 (one client, its /24)", n)
+	}
+}

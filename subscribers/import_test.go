@@ -169,6 +169,79 @@ func TestImportUpdatesPresentReaders(t *testing.T) {
 	}
 }
 
+// TestImportStagesValuesExactly: what the import writes as COPY text comes back as read from the
+// file (backslashes, quotes, Cyrillic, fractional seconds and offsets), with a random v4 uuid.
+func TestImportStagesValuesExactly(t *testing.T) {
+	db, s := newStore(t)
+	file := "email,name,lang,status,confirmed_at,unsubscribed_at\n" +
+		`back@example.com,"C:\Users\N, ""Q""",ru,confirmed,2024-05-01T10:00:00.123456+02:00,` + "\n" +
+		`left@example.com,Юля \N,,unsubscribed,,2024-06-01` + "\n"
+	if _, err := s.Import(context.Background(), strings.NewReader(file), importLangs); err != nil {
+		t.Fatal(err)
+	}
+	back, left := reader(t, db, "back@example.com"), reader(t, db, "left@example.com")
+	if back.Name != `C:\Users\N, "Q"` || back.Lang != "ru" || back.Status != StatusConfirmed ||
+		back.ConfirmedAt == nil || !back.ConfirmedAt.Equal(time.Date(2024, 5, 1, 8, 0, 0, 123456000, time.UTC)) {
+		t.Errorf("first reader: %q %s %s %v", back.Name, back.Lang, back.Status, back.ConfirmedAt)
+	}
+	if left.Name != `Юля \N` || left.Lang != "en" || left.Status != StatusUnsubscribed ||
+		left.UnsubscribedAt == nil || !left.UnsubscribedAt.Equal(time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("second reader: %q %s %s %v", left.Name, left.Lang, left.Status, left.UnsubscribedAt)
+	}
+	for _, r := range []Subscriber{back, left} {
+		if u := r.UUID; len(u) != 36 || u[14] != '4' || !strings.ContainsRune("89ab", rune(u[19])) {
+			t.Errorf("uuid %q is not a random (v4) uuid", u)
+		}
+	}
+	if n := countRows(t, db, `SELECT count(DISTINCT uuid) FROM subscribers`); n != 2 {
+		t.Errorf("%d distinct uuids, want 2", n)
+	}
+}
+
+// TestImportAddressAddedMeanwhile: a reader added by someone else while the import writes (here
+// a sign-up that commits while the import waits on its address) is updated, not duplicated, and
+// the rest of the file still goes in.
+func TestImportAddressAddedMeanwhile(t *testing.T) {
+	db, s := newStore(t)
+	ctx := context.Background()
+	other := db.MustBegin()
+	defer other.Rollback()
+	other.MustExec(`INSERT INTO subscribers (email, name, lang, status) VALUES ('late@example.com', 'Late', 'en', 'pending')`)
+	type result struct {
+		rep ImportReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := s.Import(ctx, strings.NewReader("email,name,status\nnew@example.com,New,\nLATE@example.com,,unsubscribed\n"), importLangs)
+		done <- result{rep, err}
+	}()
+	// Wait until the import waits on the other transaction's row, then let that commit.
+	deadline := time.Now().Add(10 * time.Second)
+	for countRows(t, db, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the import never waited on the address being added")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := other.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || res.rep.Inserted != 1 || res.rep.Updated != 1 {
+		t.Fatalf("import: %+v, %v", res.rep, res.err)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM subscribers`); n != 2 {
+		t.Errorf("%d readers, want 2", n)
+	}
+	if r := reader(t, db, "late@example.com"); r.Status != StatusUnsubscribed || r.Name != "Late" {
+		t.Errorf("reader added meanwhile: %s %q, want unsubscribed, name kept", r.Status, r.Name)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM consents WHERE source = 'import'`); n != 1 {
+		t.Errorf("%d import consents, want 1 (the new reader's)", n)
+	}
+}
+
 func setStatus(t *testing.T, db *sqlx.DB, email string, st Status) {
 	t.Helper()
 	col := map[Status]string{StatusConfirmed: "confirmed_at", StatusUnsubscribed: "unsubscribed_at",

@@ -3,7 +3,9 @@ package subscribers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -88,8 +90,17 @@ func TestImportSkipInvalid(t *testing.T) {
 	if r := reader(t, db, "also-good@example.com"); r.Status != StatusPending || r.Lang != "ru" || r.Name != "Также" {
 		t.Errorf("second good row imported as %+v", r)
 	}
-	if n := countRows(t, db, `SELECT count(*) FROM consents WHERE source = 'import' AND text_version = 'import' AND confirmed_at IS NOT NULL`); n != 2 {
-		t.Errorf("%d import consents, want 2", n)
+	// The import's consent evidence is one imports row, named by the two readers it added.
+	if n := countRows(t, db, `SELECT count(*) FROM subscribers WHERE import_id = $1`, rep.ImportID); n != 2 {
+		t.Errorf("%d readers name the import, want 2", n)
+	}
+	sum := sha256.Sum256([]byte(badFile))
+	if n := countRows(t, db, `SELECT count(*) FROM imports WHERE id = $1 AND actor = 'cli' AND text_version = 'import'
+		AND file_sha256 = $2 AND row_count = 11 AND at > now() - interval '1 minute'`, rep.ImportID, sum[:]); n != 1 {
+		t.Errorf("no imports row with the file's hash, its actor, consent text and rows")
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM consents`); n != 0 {
+		t.Errorf("%d consents rows: the import is the evidence, not a copy per reader", n)
 	}
 	if n := countRows(t, db, `SELECT count(*) FROM outbox`); n != 0 {
 		t.Errorf("import queued %d emails", n)
@@ -162,7 +173,7 @@ func TestImportUpdatesPresentReaders(t *testing.T) {
 			if r.Status == StatusConfirmed && r.ConfirmedAt == nil || r.Status == StatusUnsubscribed && r.UnsubscribedAt == nil {
 				t.Errorf("status %s without its timestamp", r.Status)
 			}
-			if n := countRows(t, db, `SELECT count(*) FROM consents WHERE source = 'import'`); n != 0 {
+			if n := countRows(t, db, `SELECT count(*) FROM subscribers WHERE import_id IS NOT NULL`); n != 0 {
 				t.Errorf("import consent recorded for a present reader")
 			}
 		})
@@ -237,8 +248,11 @@ func TestImportAddressAddedMeanwhile(t *testing.T) {
 	if r := reader(t, db, "late@example.com"); r.Status != StatusUnsubscribed || r.Name != "Late" {
 		t.Errorf("reader added meanwhile: %s %q, want unsubscribed, name kept", r.Status, r.Name)
 	}
-	if n := countRows(t, db, `SELECT count(*) FROM consents WHERE source = 'import'`); n != 1 {
-		t.Errorf("%d import consents, want 1 (the new reader's)", n)
+	if n := countRows(t, db, `SELECT count(*) FROM subscribers WHERE import_id = $1`, res.rep.ImportID); n != 1 || res.rep.ImportID == 0 {
+		t.Errorf("%d readers name the import, want 1 (the new one)", n)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM subscribers WHERE email = 'late@example.com' AND import_id IS NULL`); n != 1 {
+		t.Errorf("the reader added meanwhile names the import")
 	}
 }
 
@@ -365,4 +379,97 @@ func BenchmarkImport100k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestImportConsentEvidence: a reader an import added shows the import as their consent, who ran
+// it, when and which file (its SHA-256), on the editors' record of them and in their own data
+// export, beside requests made later; it is no confirmation in the weekly figures. Erasing the
+// reader leaves the import's row, which holds nothing of theirs.
+func TestImportConsentEvidence(t *testing.T) {
+	ctx := context.Background()
+	db, s := newStore(t)
+	const file = "email,name,lang,status,confirmed_at\nAnn.Lee@example.org,Ann Lee,en,confirmed,2024-05-01T10:00:00Z\nbob@example.org,,ru,,\n"
+	sum := sha256.Sum256([]byte(file))
+	hexSum := fmt.Sprintf("%x", sum)
+	opts := importLangs
+	opts.TextVersion = "print-form-2023"
+	rep, err := s.Import(ctx, strings.NewReader(file), opts)
+	if err != nil || rep.Inserted != 2 || rep.ImportID == 0 || fmt.Sprintf("%x", rep.FileSHA256) != hexSum {
+		t.Fatalf("import: %+v, %v", rep, err)
+	}
+	ann := reader(t, db, "ann.lee@example.org")
+	// A request made later, by anyone: it sits beside the import's consent, changing nothing.
+	if err := s.Subscribe(ctx, "ann.lee@example.org", "", "en", formConsent); err != nil {
+		t.Fatal(err)
+	}
+
+	rec, err := s.Reader(ctx, ann.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Consents) != 2 || rec.Consents[0].Source != "form" {
+		t.Fatalf("consent records %+v, want the later request, then the import", rec.Consents)
+	}
+	imp := rec.Consents[1]
+	if imp.Source != "import" || imp.ImportID != rep.ImportID || imp.ImportedBy != "cli" || imp.FileSHA256 != hexSum ||
+		imp.TextVersion != "print-form-2023" || imp.ImportRows != 2 || imp.Open || imp.ConfirmedAt == nil ||
+		!imp.ConfirmedAt.Equal(imp.CreatedAt) || time.Since(imp.CreatedAt) > time.Minute {
+		t.Errorf("the import's consent on the reader's record: %+v", imp)
+	}
+
+	v, err := s.DataExport(ctx, ann.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(v)
+	var data struct {
+		Consents []map[string]any
+	}
+	if err := json.Unmarshal(b, &data); err != nil {
+		t.Fatal(err)
+	}
+	if len(data.Consents) != 2 || data.Consents[1]["source"] != "form" {
+		t.Fatalf("data export's consents: %s", b)
+	}
+	c := data.Consents[0]
+	if c["source"] != "import" || c["imported_by"] != "cli" || c["file_sha256"] != hexSum || c["text_version"] != "print-form-2023" ||
+		c["created_at"] == nil || c["confirmed_at"] != c["created_at"] {
+		t.Errorf("the import's consent in the reader's export: %v", c)
+	}
+	if strings.Contains(string(b), "import_id") || strings.Contains(string(b), "rows") {
+		t.Errorf("the reader's export shows the import's row or the file's size: %s", b)
+	}
+
+	summary, err := s.Summary(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := summary.Weeks[0]; w.Confirmed != 0 {
+		t.Errorf("%d confirmations this week, want 0: an import is not a confirmation", w.Confirmed)
+	}
+
+	if err := s.Erase(ctx, ann.UUID); err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	if err := db.Select(&kept, `SELECT i::text FROM imports i`); err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 {
+		t.Fatalf("%d imports rows after the erasure, want the one", len(kept))
+	}
+	for _, bad := range []string{"ann", "lee", "example.org", ann.UUID} {
+		if strings.Contains(strings.ToLower(kept[0]), bad) {
+			t.Errorf("the imports row holds %q of the erased reader: %s", bad, kept[0])
+		}
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM subscribers WHERE import_id = $1`, rep.ImportID); n != 1 {
+		t.Errorf("%d readers name the import after one was erased, want 1 (Bob)", n)
+	}
+	// The record is append-only.
+	for _, q := range []string{`UPDATE imports SET actor = 'someone'`, `DELETE FROM imports`, `TRUNCATE imports`} {
+		if _, err := db.Exec(q); err == nil {
+			t.Errorf("%s: allowed, want refused", q)
+		}
+	}
 }

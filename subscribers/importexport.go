@@ -30,8 +30,12 @@ type ImportOptions struct {
 	Languages []string
 	// SkipInvalid imports the good rows of a file that has bad ones (which are still reported).
 	SkipInvalid bool
-	// TextVersion is recorded in the consent row of each new reader; default "import".
+	// TextVersion is the consent text the file's readers agreed to, recorded with the import;
+	// default "import".
 	TextVersion string
+	// Actor names who ran the import, recorded with it: "cli" (the default) for the command line,
+	// an editor's address for an editor.
+	Actor string
 }
 
 // RowError is one bad row of an import file. It names the line and column, never the address.
@@ -50,6 +54,8 @@ func (e RowError) Error() string {
 
 // ImportReport says what an import did.
 type ImportReport struct {
+	ImportID   int64      // the imports row recording this import; 0 when nothing was written
+	FileSHA256 []byte     // the file's SHA-256, as the imports row keeps it
 	Rows       int        // data rows read
 	Inserted   int        // new readers
 	Updated    int        // readers already present whose data changed
@@ -82,8 +88,12 @@ type stagedRow struct {
 // For a reader already present, given fields replace stored ones and empty ones are kept. Status
 // moves only in ways consent allows: pending may become confirmed; anyone may be marked as having
 // left; a reader who left (unsubscribed, bounced, complained) is never brought back by an import.
-// Erased addresses are skipped and reported. New readers get a consent row with source "import".
-// A row without status is confirmed when it has confirmed_at, pending otherwise (no email is sent).
+// Erased addresses are skipped and reported. A row without status is confirmed when it has
+// confirmed_at, pending otherwise (no email is sent).
+//
+// The consent evidence of the readers an import adds is the import itself: one imports row (who
+// ran it, when, the file's SHA-256, the consent text, the rows), which each of them names
+// (import_id). Readers already present keep the evidence they had.
 func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ImportReport, error) {
 	var rep ImportReport
 	langs := opts.Languages
@@ -93,6 +103,13 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 	if opts.TextVersion == "" {
 		opts.TextVersion = "import"
 	}
+	if opts.Actor == "" {
+		opts.Actor = "cli"
+	}
+	// The file's hash is taken as it is read (the CSV reader reads to the end), so it is of the
+	// bytes imported.
+	file := sha256.New()
+	r = io.TeeReader(r, file)
 	// One connection of our own: the rows are streamed through its driver (copyRows), inside the
 	// transaction begun on it.
 	conn, err := s.db.Connx(ctx)
@@ -132,12 +149,20 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 	if staged == 0 {
 		return rep, nil
 	}
-	if err := writeStaged(ctx, tx, langs[0], opts.TextVersion, &rep); err != nil {
+	sum := file.Sum(nil)
+	var importID int64
+	if err := tx.GetContext(ctx, &importID, `
+		INSERT INTO imports (actor, file_sha256, text_version, row_count) VALUES ($1, $2, $3, $4) RETURNING id`,
+		textclean.ClipBytes(opts.Actor, 200), sum, textclean.ClipBytes(opts.TextVersion, 64), rep.Rows); err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
+	if err := writeStaged(ctx, tx, langs[0], importID, &rep); err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
+	rep.ImportID, rep.FileSHA256 = importID, sum
 	rep.Unchanged = staged - len(rep.Suppressed) - rep.Inserted - rep.Updated
 	return rep, nil
 }
@@ -426,8 +451,8 @@ func appendCopyText(b []byte, s string) []byte {
 	return b
 }
 
-// writeStaged writes the staged rows to subscribers and consents.
-func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang, textVersion string, rep *ImportReport) error {
+// writeStaged writes the staged rows to subscribers, the new ones naming the import.
+func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang string, importID int64, rep *ImportReport) error {
 	if err := tx.SelectContext(ctx, &rep.Suppressed, `
 		SELECT st.line FROM import_staging st JOIN suppressions p ON p.email_hash = st.email_hash
 		ORDER BY st.line`); err != nil {
@@ -443,7 +468,7 @@ func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang, textVersion stri
 			Inserted int `db:"inserted"`
 			Updated  int `db:"updated"`
 		}
-		err := tx.GetContext(ctx, &counts, importWrite, defaultLang, textVersion)
+		err := tx.GetContext(ctx, &counts, importWrite, defaultLang, importID)
 		rep.Inserted, rep.Updated = counts.Inserted, counts.Updated
 		var pqErr *pq.Error
 		if err == nil || attempt == 3 || !errors.As(err, &pqErr) || pqErr.Code != "23505" {
@@ -456,20 +481,21 @@ func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang, textVersion stri
 }
 
 // importWrite is one statement, so both parts see the same readers: a plain INSERT of the rows
-// whose address is new (ON CONFLICT's speculative insertion costs a third more), with their
-// consent rows, and an UPDATE of the readers already present. The UPDATE decides from the row it
+// whose address is new (ON CONFLICT's speculative insertion costs a third more), each naming the
+// import, its consent evidence, and an UPDATE of the readers already present. The UPDATE decides from the row it
 // locks (s), never from an earlier read, so a reader who leaves meanwhile stays gone. Given
 // fields win, empty ones keep what is stored, and status moves only as consent allows; a reader
 // with nothing to change is not written.
 const importWrite = `
 	WITH ins AS (
 		INSERT INTO subscribers (uuid, email, name, lang, status, subscribed_at,
-			confirmed_at, unsubscribed_at, bounced_at, complained_at)
+			confirmed_at, unsubscribed_at, bounced_at, complained_at, import_id)
 		SELECT uuid, email, COALESCE(name, ''), COALESCE(lang, $1), COALESCE(status, 'pending'),
 			LEAST(confirmed_at, now()), confirmed_at,
 			CASE WHEN status = 'unsubscribed' THEN COALESCE(unsubscribed_at, now()) END,
 			CASE WHEN status = 'bounced' THEN now() END,
-			CASE WHEN status = 'complained' THEN now() END
+			CASE WHEN status = 'complained' THEN now() END,
+			$2::bigint
 		FROM import_staging st
 		WHERE NOT EXISTS (SELECT 1 FROM suppressions p WHERE p.email_hash = st.email_hash)
 		  AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE lower(s.email) = lower(st.email))
@@ -492,10 +518,6 @@ const importWrite = `
 		  AND (st.name <> s.name OR st.lang <> s.lang
 		       OR s.status IN ('pending', 'confirmed') AND st.status IN ('confirmed', 'unsubscribed', 'bounced', 'complained') AND st.status <> s.status)
 		RETURNING s.id
-	), consent AS (
-		-- The publisher's own record of consent: it stands as given, no request waiting.
-		INSERT INTO consents (subscriber_id, source, text_version, confirmed_at)
-		SELECT id, 'import', $2, now() FROM ins
 	)
 	SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS updated`
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -138,6 +139,8 @@ type ConsentEntry struct {
 	// Open: not confirmed, yet a confirm link could still answer it (made after the reader last
 	// left, by the form or the API). A request neither confirmed nor open lapsed.
 	Open bool `db:"open"`
+	// ImportRows is how many rows the file of an import consent had (ImportID set).
+	ImportRows int `db:"import_rows"`
 }
 
 // DeliveryEntry is the sending ledger's row for the reader and one issue.
@@ -244,6 +247,18 @@ func (s *Store) Reader(ctx context.Context, uuid string) (ReaderRecord, error) {
 		FROM consents c JOIN subscribers s ON s.id = c.subscriber_id
 		WHERE c.subscriber_id = $1 ORDER BY c.created_at DESC, c.id DESC`, id); err != nil {
 		return rec, fmt.Errorf("reader: %w", err)
+	}
+	imp, err := importConsent(ctx, tx, id)
+	if err != nil {
+		return rec, fmt.Errorf("reader: %w", err)
+	}
+	if imp != nil {
+		// Newest first, as the rows are: after the requests made since the import.
+		i := slices.IndexFunc(rec.Consents, func(c ConsentEntry) bool { return !c.CreatedAt.After(imp.CreatedAt) })
+		if i < 0 {
+			i = len(rec.Consents)
+		}
+		rec.Consents = slices.Insert(rec.Consents, i, *imp)
 	}
 	// The ledger and the reports are read by the reader's row id, which they keep (without a
 	// foreign key) for the per-issue figures.

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,7 +247,8 @@ type ReaderData struct {
 	ConfirmationEmails []ConfirmationEmail `json:"confirmation_emails"`
 }
 
-// ConsentRecord is one stored request to subscribe, consent once confirmed.
+// ConsentRecord is one stored request to subscribe, consent once confirmed; or the import that
+// added the reader (source "import", ImportID set), its consent evidence.
 type ConsentRecord struct {
 	CreatedAt   time.Time  `db:"created_at" json:"created_at"`
 	ConfirmedAt *time.Time `db:"confirmed_at" json:"confirmed_at"` // nil: a request nobody confirmed
@@ -254,6 +256,32 @@ type ConsentRecord struct {
 	UserAgent   string     `db:"user_agent" json:"user_agent"`
 	Source      string     `db:"source" json:"source"`
 	TextVersion string     `db:"text_version" json:"text_version"`
+	// The import's own record, for a reader an import added: its row, who ran it and the SHA-256
+	// of the file (hex). Consents rows of source "import" from before it have none of these.
+	ImportID   int64  `db:"import_id" json:"-"`
+	ImportedBy string `db:"imported_by" json:"imported_by,omitempty"`
+	FileSHA256 string `db:"file_sha256" json:"file_sha256,omitempty"`
+}
+
+// importConsentSQL reads the import that added the reader, as a consent record: consent given
+// when the import ran, as the publisher's own records had it.
+const importConsentSQL = `
+	SELECT i.at AS created_at, i.at AS confirmed_at, '' AS ip, '' AS user_agent, 'import' AS source, i.text_version,
+		i.id AS import_id, i.actor AS imported_by, encode(i.file_sha256, 'hex') AS file_sha256,
+		i.row_count AS import_rows, false AS open
+	FROM subscribers s JOIN imports i ON i.id = s.import_id WHERE s.id = $1`
+
+// importConsent returns the reader's import consent, if an import added them.
+func importConsent(ctx context.Context, q sqlx.QueryerContext, subscriberID int64) (*ConsentEntry, error) {
+	var e ConsentEntry
+	err := sqlx.GetContext(ctx, q, &e, importConsentSQL, subscriberID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
 }
 
 // ConfirmationEmail is one confirmation email queued for the reader.
@@ -283,6 +311,18 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 		WHERE subscriber_id = $1 ORDER BY id`, d.ID); err != nil {
 		return nil, fmt.Errorf("data export: %w", err)
 	}
+	imp, err := importConsent(ctx, tx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("data export: %w", err)
+	}
+	if imp != nil {
+		// In time order, as the rows are: before the first request made after the import.
+		i := slices.IndexFunc(d.Consents, func(c ConsentRecord) bool { return c.CreatedAt.After(imp.CreatedAt) })
+		if i < 0 {
+			i = len(d.Consents)
+		}
+		d.Consents = slices.Insert(d.Consents, i, imp.ConsentRecord)
+	}
 	d.ConfirmationEmails = []ConfirmationEmail{}
 	if err := tx.SelectContext(ctx, &d.ConfirmationEmails, `
 		SELECT created_at, sent_at, skipped_at FROM outbox
@@ -292,7 +332,8 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 	return d, nil
 }
 
-// Erase deletes the reader (their consents and queued emails go with them), takes their address
+// Erase deletes the reader (their consents and queued emails go with them; the imports row of an
+// import that added them stays, as it holds nothing of theirs), takes their address
 // out of the servers' texts kept after them (scrubTraces), and keeps a keyed hash of the address as
 // a suppression, so no import adds it back without new consent.
 func (s *Store) Erase(ctx context.Context, uuid string) error {

@@ -68,7 +68,8 @@ type consentOutcome struct {
 	status     Status // "" : no reader row
 	name, lang string
 	suppressed bool
-	emails     int // confirmation emails queued by the action
+	emails     int  // confirmation emails queued by the action
+	imported   bool // the reader names the import that added them, its consent evidence
 	err        error
 }
 
@@ -188,7 +189,7 @@ func TestConsentByPriorState(t *testing.T) {
 			"erased":       {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
 		}},
 		{"an old file imported again", oldImport, map[string]consentOutcome{
-			"new":          {status: StatusConfirmed, name: "Old Name", lang: "en"},
+			"new":          {status: StatusConfirmed, name: "Old Name", lang: "en", imported: true},
 			"pending":      {status: StatusConfirmed, name: "Old Name", lang: "en"},
 			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en"},
 			"unsubscribed": {status: StatusUnsubscribed, name: "Old Name", lang: "en"},
@@ -232,6 +233,10 @@ func TestConsentByPriorState(t *testing.T) {
 				r := reader(t, db, "owner@example.org")
 				if r.Status != want.status || r.Name != want.name || r.Lang != want.lang {
 					t.Errorf("reader is %s %q %s, want %s %q %s", r.Status, r.Name, r.Lang, want.status, want.name, want.lang)
+				}
+				// Only a reader an import added names it; an import changes no other reader's evidence.
+				if got := countRows(t, db, `SELECT count(*) FROM subscribers s JOIN imports i ON i.id = s.import_id WHERE s.id = $1`, r.ID) == 1; got != want.imported {
+					t.Errorf("reader names an import = %v, want %v", got, want.imported)
 				}
 				// The stranger's request is on record, open: it is no consent.
 				if strings.Contains(a.name, "stranger") {

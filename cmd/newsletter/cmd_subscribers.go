@@ -65,7 +65,7 @@ func (a *App) subscribersImport(ctx context.Context, args []string) error {
 		return err
 	}
 	store := subscribers.NewStore(a.db, a.secret)
-	rep, err := store.Import(ctx, in, subscribers.ImportOptions{Languages: a.cfg.Languages, SkipInvalid: skipInvalid})
+	rep, err := store.Import(ctx, in, subscribers.ImportOptions{Languages: a.cfg.Languages, SkipInvalid: skipInvalid, Actor: "cli"})
 	if err != nil {
 		if len(rep.Invalid) > 0 {
 			return fmt.Errorf("subscribers import: %d bad rows, nothing imported (fix them or use --skip-invalid): %s",
@@ -86,6 +86,10 @@ func (a *App) subscribersImport(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.stdout, "%d rows: %d new, %d updated, %d unchanged, %d erased skipped, %d bad skipped\n",
 		rep.Rows, rep.Inserted, rep.Updated, rep.Unchanged, len(rep.Suppressed), len(rep.Invalid))
+	if rep.ImportID != 0 {
+		// The new readers' consent evidence: this record, and the file whose hash it keeps.
+		fmt.Fprintf(a.stdout, "recorded as import %d, file SHA-256 %x\n", rep.ImportID, rep.FileSHA256)
+	}
 	return nil
 }
 

@@ -75,7 +75,8 @@ func (l readerList) Reader(ctx context.Context, uuid string) (digestweb.Reader, 
 		BounceReason: rec.BounceReason, NoResend: string(rec.Resend), ResendAfter: rec.ResendAfter}
 	for _, c := range rec.Consents {
 		r.Consents = append(r.Consents, digestweb.ReaderConsent{CreatedAt: c.CreatedAt, ConfirmedAt: c.ConfirmedAt, Open: c.Open,
-			Source: c.Source, IP: c.IP, UserAgent: c.UserAgent, TextVersion: c.TextVersion, AskedName: c.Name.String, AskedLang: c.Lang.String})
+			Source: c.Source, IP: c.IP, UserAgent: c.UserAgent, TextVersion: c.TextVersion, AskedName: c.Name.String, AskedLang: c.Lang.String,
+			ImportID: c.ImportID, ImportedBy: c.ImportedBy, FileSHA256: c.FileSHA256, ImportRows: c.ImportRows})
 	}
 	for _, d := range rec.Deliveries {
 		r.Deliveries = append(r.Deliveries, digestweb.ReaderDelivery{IssueID: d.IssueID, IssueLang: d.IssueLang, Status: d.Status,

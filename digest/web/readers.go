@@ -90,6 +90,11 @@ type ReaderConsent struct {
 	Open                               bool
 	Source, IP, UserAgent, TextVersion string
 	AskedName, AskedLang               string // what the request asked for; "": as stored
+	// For the import that added the reader (ImportID set): who ran it, the file's SHA-256 (hex)
+	// and how many rows it had.
+	ImportID               int64
+	ImportedBy, FileSHA256 string
+	ImportRows             int
 }
 
 // ReaderDelivery is the sending ledger's row for the reader and one issue.

@@ -17,7 +17,7 @@ import (
 )
 
 // TestImportConsentShown: readers added by `subscribers import` show that import as their consent
-// (who ran it, when, the file's SHA-256) on the editors' reader page and in their own data
+// (who ran it, when, the file's SHA-256, the consent text named by --consent-text) on the editors' reader page and in their own data
 // export; erasing one through the editors' pages leaves the import's record, which holds nothing
 // of theirs.
 func TestImportConsentShown(t *testing.T) {
@@ -29,13 +29,23 @@ func TestImportConsentShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	hexSum := fmt.Sprintf("%x", sha256.Sum256(file))
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"subscribers", "import", path}, func(k string) string { return s.Env[k] },
-		strings.NewReader(""), &stdout, &stderr); code != exitOK {
-		t.Fatalf("import: exit %d: %s", code, stderr.String())
+	cmd := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"subscribers", "import"}, args...), func(k string) string { return s.Env[k] },
+			strings.NewReader(""), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
 	}
-	if !strings.Contains(stdout.String(), "2 new") || !strings.Contains(stdout.String(), "file SHA-256 "+hexSum) {
-		t.Errorf("import's output %q: want the new readers and the file's hash", stdout.String())
+	for _, bad := range [][]string{{path, "--consent-text"}, {"--consent-text=", path}, {"--consent-text", strings.Repeat("v", 65), path}} {
+		if code, _, _ := cmd(bad...); code != exitUsage {
+			t.Errorf("import %q: exit %d, want %d", bad, code, exitUsage)
+		}
+	}
+	code, stdout, stderr := cmd(path, "--consent-text", "signup-form-2022")
+	if code != exitOK {
+		t.Fatalf("import: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "2 new") || !strings.Contains(stdout, "file SHA-256 "+hexSum) {
+		t.Errorf("import's output %q: want the new readers and the file's hash", stdout)
 	}
 	var uuid string
 	if err := s.DB.Get(&uuid, `SELECT uuid::text FROM subscribers WHERE email = 'imported.reader@gazette.test'`); err != nil {
@@ -48,7 +58,7 @@ func TestImportConsentShown(t *testing.T) {
 		t.Fatalf("reader's page: %d", page.Status)
 	}
 	text := strings.Join(strings.Fields(stripTags(page.Body)), " ")
-	for _, want := range []string{"consent , confirmed", "import #", "by cli, file SHA-256 " + hexSum + ", 2 rows", "none: an import"} {
+	for _, want := range []string{"consent , confirmed", "import #", "by cli, file SHA-256 " + hexSum + ", 2 rows signup-form-2022", "none: an import"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the reader's page lacks %q:\n%s", want, text)
 		}
@@ -63,7 +73,7 @@ func TestImportConsentShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(data.Consents) != 1 || data.Consents[0]["source"] != "import" || data.Consents[0]["imported_by"] != "cli" ||
-		data.Consents[0]["file_sha256"] != hexSum || data.Consents[0]["confirmed_at"] == nil {
+		data.Consents[0]["file_sha256"] != hexSum || data.Consents[0]["text_version"] != "signup-form-2022" || data.Consents[0]["confirmed_at"] == nil {
 		t.Errorf("the reader's data export: %s", res.Body)
 	}
 

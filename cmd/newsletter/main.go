@@ -45,7 +45,7 @@ commands:
   digest preview [--lang L] [--format html|text]
   digest send [--lang L|all] [--yes]
   digest pause|resume|cancel ISSUE_ID
-  subscribers import [--skip-invalid] FILE|-
+  subscribers import [--skip-invalid] [--consent-text VERSION] FILE|-
   subscribers export
   bench send [--readers N]               measure the sending engine against a local sink
   bench http [--duration D] [--clients N] [--target subscribe|archive|unsubscribe|all] [--cpuprofile FILE]

@@ -130,11 +130,15 @@ func TestBrowserReaders(t *testing.T) {
 		t.Fatalf("the lookup led to %s", loc)
 	}
 	page := strings.Join(strings.Fields(eval(t, ctx, "reader page", chromedp.Text(chromedp.CSS("main")))), " ")
-	for _, want := range []string{ann, "Status confirmed", "consent, confirmed", "Go-http-client", "#" + strconv.FormatInt(issueID, 10) + " · en",
+	for _, want := range []string{ann, "Status confirmed", "consent, confirmed", "other", "#" + strconv.FormatInt(issueID, 10) + " · en",
 		"mailbox full", "soft", "imap", "lookup found"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the reader's page lacks %q:\n%s", want, page)
 		}
+	}
+	// Consents keep the browser family only: a client that is no browser is "other".
+	if strings.Contains(page, "Go-http-client") {
+		t.Errorf("the reader's page shows the whole user agent:\n%s", page)
 	}
 	if problems := eval(t, ctx, "check reader page", chromedp.Evaluate[[]string](adminChecks)); len(problems) > 0 {
 		t.Errorf("reader page: %s", strings.Join(problems, "; "))

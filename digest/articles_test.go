@@ -101,7 +101,7 @@ func TestSetPinnedHiddenPosition(t *testing.T) {
 	sent, a, b, ru := add("en", "In a sent issue"), add("en", "A"), add("en", "B"), add("ru", "Русская")
 	// sent went out pinned in last week's issue: pinning this week's lead must not rewrite that.
 	var issueID int64
-	err := s.db.Get(&issueID, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', $1, $2, 'sent') RETURNING id`,
+	err := s.db.Get(&issueID, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status) VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', $1, $2, 'sent') RETURNING id`,
 		asmNow.Add(-14*24*time.Hour), asmNow.Add(-7*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)

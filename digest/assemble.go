@@ -56,7 +56,7 @@ func (c IssueContent) Articles() []Article {
 }
 
 // issueColumns are the issues columns without the archive copy, for lists.
-const issueColumns = `id, lang, window_start, window_end, status, subject, preheader, note, created_at,
+const issueColumns = `id, lang, newsletter_id, window_start, window_end, status, subject, preheader, note, created_at,
 	approved_at, started_at, finished_at, pause_reason`
 
 // Assemble creates or refreshes the coming issue of lang for the window ending now and returns it;
@@ -161,8 +161,13 @@ func (s *Store) assemble(ctx context.Context, tx *sqlx.Tx, lang string) (Issue, 
 			return Issue{}, fmt.Errorf("assemble: clear articles: %w", err)
 		}
 	} else {
-		if err := tx.GetContext(ctx, &cur.ID, `INSERT INTO issues (lang, window_start, window_end, status, created_at)
-			VALUES ($1, $2, $3, 'draft', $3) RETURNING id`, lang, start, now); err != nil {
+		// The issue belongs to its language's digest, whose subscribers it goes to.
+		err := tx.GetContext(ctx, &cur.ID, `INSERT INTO issues (lang, window_start, window_end, status, created_at, newsletter_id)
+			SELECT $1, $2, $3, 'draft', $3, id FROM newsletters WHERE kind = 'digest' AND lang = $1 RETURNING id`, lang, start, now)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Issue{}, fmt.Errorf("assemble: no digest newsletter for language %q", lang)
+		}
+		if err != nil {
 			return Issue{}, fmt.Errorf("assemble: new issue: %w", err)
 		}
 	}

@@ -64,21 +64,24 @@ const (
 
 // Issue is one digest for one language and one window of time.
 type Issue struct {
-	ID          int64      `db:"id"`
-	Lang        string     `db:"lang"`
-	WindowStart time.Time  `db:"window_start"`
-	WindowEnd   time.Time  `db:"window_end"`
-	Status      string     `db:"status"`
-	Subject     string     `db:"subject"`
-	Preheader   string     `db:"preheader"`
-	Note        string     `db:"note"`
-	CreatedAt   time.Time  `db:"created_at"`
-	ApprovedAt  *time.Time `db:"approved_at"`
-	StartedAt   *time.Time `db:"started_at"`
-	FinishedAt  *time.Time `db:"finished_at"`
-	PauseReason string     `db:"pause_reason"`
-	ArchiveHTML string     `db:"archive_html"`
-	ArchiveText string     `db:"archive_text"`
+	ID   int64  `db:"id"`
+	Lang string `db:"lang"`
+	// NewsletterID is the newsletter the issue belongs to (its language's digest), whose
+	// subscribers it goes to.
+	NewsletterID int64      `db:"newsletter_id"`
+	WindowStart  time.Time  `db:"window_start"`
+	WindowEnd    time.Time  `db:"window_end"`
+	Status       string     `db:"status"`
+	Subject      string     `db:"subject"`
+	Preheader    string     `db:"preheader"`
+	Note         string     `db:"note"`
+	CreatedAt    time.Time  `db:"created_at"`
+	ApprovedAt   *time.Time `db:"approved_at"`
+	StartedAt    *time.Time `db:"started_at"`
+	FinishedAt   *time.Time `db:"finished_at"`
+	PauseReason  string     `db:"pause_reason"`
+	ArchiveHTML  string     `db:"archive_html"`
+	ArchiveText  string     `db:"archive_text"`
 }
 
 // Store reads and writes the digest's tables: articles, issues and their articles, and the schedule's

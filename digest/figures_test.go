@@ -16,7 +16,7 @@ func TestIssueFigures(t *testing.T) {
 	store := NewStore(db, nil)
 	var a, b int64
 	for _, id := range []*int64{&a, &b} {
-		if err := db.Get(id, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
+		if err := db.Get(id, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status) VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -142,10 +142,14 @@ func (s *Store) FailureReasons(ctx context.Context, id int64) ([]FailureReason, 
 	return out, nil
 }
 
-// ConfirmedReaders counts the readers an issue of lang would go to if it started now.
+// ConfirmedReaders counts the readers an issue of lang would go to if it started now: confirmed,
+// with an active subscription to the language's digest.
 func (s *Store) ConfirmedReaders(ctx context.Context, lang string) (int, error) {
 	var n int
-	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM subscribers WHERE lang = $1 AND status = 'confirmed'`, lang); err != nil {
+	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM subscriptions sub
+		JOIN newsletters n ON n.id = sub.newsletter_id AND n.kind = 'digest' AND n.lang = $1
+		JOIN subscribers s ON s.id = sub.subscriber_id
+		WHERE sub.state = 'active' AND s.status = 'confirmed'`, lang); err != nil {
 		return 0, fmt.Errorf("confirmed readers: %w", err)
 	}
 	return n, nil

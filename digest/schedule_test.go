@@ -45,6 +45,11 @@ func seedReaders(t testing.TB, db *sqlx.DB, lang string, n int) {
 		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, $1, 'confirmed', now() FROM generate_series(1, $2) g`, lang, n); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Exec(`INSERT INTO subscriptions (subscriber_id, newsletter_id)
+		SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND n.lang = s.lang
+		ON CONFLICT DO NOTHING`); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // seedArticles adds n fresh articles of lang.
@@ -66,8 +71,8 @@ func scheduleFixture(t *testing.T, ago time.Duration, approval bool) (*Scheduler
 	db := testdb.New(t)
 	now := time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second)
 	at := now.Add(-ago).Truncate(time.Minute)
-	if _, err := db.Exec(`INSERT INTO issues (lang, window_start, window_end, status, created_at)
-		VALUES ('en', $1::timestamptz - interval '14 days', $1::timestamptz - interval '7 days', 'sent', $1::timestamptz - interval '7 days')`, at); err != nil {
+	if _, err := db.Exec(`INSERT INTO issues (newsletter_id, lang, window_start, window_end, status, created_at)
+		VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', $1::timestamptz - interval '14 days', $1::timestamptz - interval '7 days', 'sent', $1::timestamptz - interval '7 days')`, at); err != nil {
 		t.Fatal(err)
 	}
 	seedReaders(t, db, "en", 5)

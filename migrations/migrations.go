@@ -19,6 +19,17 @@ var files embed.FS
 // Apply runs every pending migration, each in its own transaction. A Postgres advisory lock makes
 // concurrent callers (several `serve` processes starting at once) wait instead of racing.
 func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+	return apply(ctx, db, log, 0)
+}
+
+// ApplyTo runs the pending migrations up to version and no further: the tests of a migration
+// load a database in the schema before it.
+func ApplyTo(ctx context.Context, db *sql.DB, version int64) error {
+	return apply(ctx, db, nil, version)
+}
+
+// apply runs the pending migrations up to version (0: all of them).
+func apply(ctx context.Context, db *sql.DB, log *slog.Logger, version int64) error {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
@@ -33,7 +44,12 @@ func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	results, err := p.Up(ctx)
+	var results []*goose.MigrationResult
+	if version > 0 {
+		results, err = p.UpTo(ctx, version)
+	} else {
+		results, err = p.Up(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

@@ -99,7 +99,7 @@ func (s *Store) UnsubscribeFrom(ctx context.Context, uuid string, issueID int64)
 				g.unsubscribed_at, 'unsubscribed'
 			FROM gone g
 			ON CONFLICT (source, external_id) DO NOTHING
-		)
+		), `+leaveGone+`
 		SELECT `+subscriberColumns+` FROM gone`, uuid, issueID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s.ByUUID(ctx, uuid)

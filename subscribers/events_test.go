@@ -128,7 +128,7 @@ func evIssue(t *testing.T, db *sqlx.DB, n int, sentTo int64, status string) int6
 	t.Helper()
 	var id int64
 	start := time.Date(2025, 1, 6, 8, 0, 0, 0, time.UTC).AddDate(0, 0, 7*n)
-	if err := db.Get(&id, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', $1, $2, 'sent') RETURNING id`,
+	if err := db.Get(&id, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status) VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', $1, $2, 'sent') RETURNING id`,
 		start, start.AddDate(0, 0, 7)); err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,10 @@ func (s *Store) ExpireUnconfirmed(ctx context.Context, age time.Duration) (int, 
 					WHEN s.complained_at IS NOT NULL AND s.complained_at >= coalesce(s.unsubscribed_at, '-infinity') THEN 'complained'
 					ELSE 'unsubscribed' END
 				FROM expired e WHERE s.id = e.id AND NOT e.fresh RETURNING s.id
+			), left_all AS (
+				-- Back to having left: their subscriptions too.
+				UPDATE subscriptions sub SET state = 'left', left_at = now()
+				FROM reverted r WHERE sub.subscriber_id = r.id AND sub.state = 'active'
 			), request AS (
 				DELETE FROM consents c USING expired e
 				WHERE c.subscriber_id = e.id AND NOT e.fresh AND c.created_at >= e.subscribed_at

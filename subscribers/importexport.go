@@ -465,19 +465,49 @@ func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang string, importID 
 	}
 	for attempt := 1; ; attempt++ {
 		var counts struct {
-			Inserted int `db:"inserted"`
-			Updated  int `db:"updated"`
+			Inserted     int           `db:"inserted"`
+			Updated      int           `db:"updated"`
+			UpdatedIDs   pq.Int64Array `db:"updated_ids"`
+			LeftIDs      pq.Int64Array `db:"left_ids"`
+			ConfirmedIDs pq.Int64Array `db:"confirmed_ids"`
 		}
 		err := tx.GetContext(ctx, &counts, importWrite, defaultLang, importID)
 		rep.Inserted, rep.Updated = counts.Inserted, counts.Updated
+		if err == nil {
+			return updateSubscriptions(ctx, tx, counts.UpdatedIDs, counts.LeftIDs, counts.ConfirmedIDs, importID)
+		}
 		var pqErr *pq.Error
-		if err == nil || attempt == 3 || !errors.As(err, &pqErr) || pqErr.Code != "23505" {
+		if attempt == 3 || !errors.As(err, &pqErr) || pqErr.Code != "23505" {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT import_write`); err != nil {
 			return err
 		}
 	}
+}
+
+// updateSubscriptions brings the subscriptions of the readers an import updated in step with them:
+// a new language moves the digest (followLang), an unsubscription leaves everything, and a pending
+// reader the import confirmed gets their language's digest, resting on the import.
+func updateSubscriptions(ctx context.Context, tx *sqlx.Tx, updated, left, confirmed []int64, importID int64) error {
+	if err := followLang(ctx, tx, updated); err != nil {
+		return err
+	}
+	if err := leaveAll(ctx, tx, left); err != nil {
+		return err
+	}
+	if len(confirmed) == 0 {
+		return nil
+	}
+	// A reader who had the digest already keeps it as it was (and the consent it rests on).
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO subscriptions (subscriber_id, newsletter_id, import_id)
+		SELECT s.id, n.id, $2 FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND n.lang = s.lang
+		WHERE s.id = ANY($1::bigint[])
+		ON CONFLICT (subscriber_id, newsletter_id) DO NOTHING`, pq.Array(confirmed), importID); err != nil {
+		return fmt.Errorf("subscriptions: %w", err)
+	}
+	return nil
 }
 
 // importWrite is one statement, so both parts see the same readers: a plain INSERT of the rows
@@ -499,7 +529,14 @@ const importWrite = `
 		FROM import_staging st
 		WHERE NOT EXISTS (SELECT 1 FROM suppressions p WHERE p.email_hash = st.email_hash)
 		  AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE lower(s.email) = lower(st.email))
-		RETURNING id
+		RETURNING id, lang, status, unsubscribed_at
+	), ins_sub AS (
+		-- Each reader it adds gets the digest of their language, resting on the import (left
+		-- for one it adds as unsubscribed).
+		INSERT INTO subscriptions (subscriber_id, newsletter_id, state, left_at, import_id)
+		SELECT ins.id, n.id, CASE WHEN ins.status = 'unsubscribed' THEN 'left' ELSE 'active' END,
+			CASE WHEN ins.status = 'unsubscribed' THEN ins.unsubscribed_at END, $2::bigint
+		FROM ins JOIN newsletters n ON n.kind = 'digest' AND n.lang = ins.lang
 	), upd AS (
 		UPDATE subscribers s SET
 			name = COALESCE(st.name, s.name),
@@ -517,9 +554,12 @@ const importWrite = `
 		  AND NOT EXISTS (SELECT 1 FROM suppressions p WHERE p.email_hash = st.email_hash)
 		  AND (st.name <> s.name OR st.lang <> s.lang
 		       OR s.status IN ('pending', 'confirmed') AND st.status IN ('confirmed', 'unsubscribed', 'bounced', 'complained') AND st.status <> s.status)
-		RETURNING s.id
+		RETURNING s.id, s.status
 	)
-	SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS updated`
+	SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS updated,
+		(SELECT coalesce(array_agg(id), '{}') FROM upd) AS updated_ids,
+		(SELECT coalesce(array_agg(id), '{}') FROM upd WHERE status = 'unsubscribed') AS left_ids,
+		(SELECT coalesce(array_agg(id), '{}') FROM upd WHERE status = 'confirmed') AS confirmed_ids`
 
 func nullString(s string) any {
 	if s == "" {

@@ -333,14 +333,7 @@ func (s *Store) SetLang(ctx context.Context, uuid, lang string) (Subscriber, err
 	if _, ok := parseUUID(uuid); !ok {
 		return sub, ErrNotFound
 	}
-	err := s.db.GetContext(ctx, &sub, `
+	return s.setLang(ctx, "set lang", `
 		UPDATE subscribers SET lang = $2, updated_at = now() WHERE uuid = $1
 		RETURNING `+subscriberColumns, uuid, lang)
-	if errors.Is(err, sql.ErrNoRows) {
-		return sub, ErrNotFound
-	}
-	if err != nil {
-		return sub, fmt.Errorf("set lang: %w", err)
-	}
-	return sub, nil
 }

@@ -22,8 +22,8 @@ func TestEraseScrubsServerTexts(t *testing.T) {
 	}
 	ann, bob := reader(t, db, email), reader(t, db, "bob@example.org")
 	var issue int64
-	if err := db.Get(&issue, `INSERT INTO issues (lang, window_start, window_end, status, pause_reason)
-		VALUES ('en', now() - interval '7 days', now(), 'paused', 'relay refused 3 in a row, last 550 <ann.lee@xn--bcher-kva.example>') RETURNING id`); err != nil {
+	if err := db.Get(&issue, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status, pause_reason)
+		VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', now() - interval '7 days', now(), 'paused', 'relay refused 3 in a row, last 550 <ann.lee@xn--bcher-kva.example>') RETURNING id`); err != nil {
 		t.Fatal(err)
 	}
 	const annError = "550 5.1.1 <ANN.LEE@BÜCHER.EXAMPLE>: Recipient address rejected: User unknown in virtual mailbox table (mailbox ann.lee)"

@@ -184,6 +184,10 @@ func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Sub
 	if _, err := tx.ExecContext(ctx, `UPDATE consents SET confirmed_at = now() WHERE id = $1`, r.ID); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}
+	// The request asked for the digest of the language the reader now has.
+	if err := activateDigest(ctx, tx, sub.ID, sub.Lang, r.ID, 0); err != nil {
+		return sub, fmt.Errorf("confirm: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE email_hash = $1`, s.suppressionHash(r.Email)); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}
@@ -193,17 +197,21 @@ func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Sub
 	return sub, nil
 }
 
-// Unsubscribe stops all mail to the reader at once; repeating it is harmless and keeps the first
-// unsubscribed_at. A bounced or complained reader keeps that status (they get no mail either).
+// Unsubscribe stops all mail to the reader at once, and they leave each newsletter; repeating it
+// is harmless and keeps the first unsubscribed_at. A bounced or complained reader keeps that
+// status (they get no mail either).
 func (s *Store) Unsubscribe(ctx context.Context, uuid string) (Subscriber, error) {
 	if _, ok := parseUUID(uuid); !ok {
 		return Subscriber{}, ErrNotFound
 	}
 	var sub Subscriber
 	err := s.db.GetContext(ctx, &sub, `
-		UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now(), updated_at = now()
-		WHERE uuid = $1 AND status IN ('pending', 'confirmed')
-		RETURNING `+subscriberColumns, uuid)
+		WITH gone AS (
+			UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now(), updated_at = now()
+			WHERE uuid = $1 AND status IN ('pending', 'confirmed')
+			RETURNING `+subscriberColumns+`
+		), `+leaveGone+`
+		SELECT `+subscriberColumns+` FROM gone`, uuid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s.ByUUID(ctx, uuid)
 	}
@@ -225,16 +233,40 @@ func (s *Store) Update(ctx context.Context, uuid, name, lang string) (Subscriber
 	if _, ok := parseUUID(uuid); !ok {
 		return Subscriber{}, ErrNotFound
 	}
-	var sub Subscriber
-	err = s.db.GetContext(ctx, &sub, `
+	return s.setLang(ctx, "update", `
 		UPDATE subscribers SET name = $2, lang = $3, updated_at = now()
 		WHERE uuid = $1
 		RETURNING `+subscriberColumns, uuid, name, lang)
+}
+
+// leaveGone, a CTE after one named gone that returns the readers who just unsubscribed, marks
+// their subscriptions left in the same statement.
+const leaveGone = `left_all AS (
+			UPDATE subscriptions sub SET state = 'left', left_at = now()
+			FROM gone WHERE sub.subscriber_id = gone.id AND sub.state = 'active'
+		)`
+
+// setLang runs query, an UPDATE of one reader returning subscriberColumns that may change their
+// language, and moves their digest subscription to the new language's in the same transaction.
+func (s *Store) setLang(ctx context.Context, what, query string, args ...any) (Subscriber, error) {
+	var sub Subscriber
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return sub, fmt.Errorf("%s: %w", what, err)
+	}
+	defer tx.Rollback()
+	err = tx.GetContext(ctx, &sub, query, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sub, ErrNotFound
 	}
 	if err != nil {
-		return sub, fmt.Errorf("update: %w", err)
+		return sub, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := followLang(ctx, tx, []int64{sub.ID}); err != nil {
+		return sub, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return sub, fmt.Errorf("%s: %w", what, err)
 	}
 	return sub, nil
 }

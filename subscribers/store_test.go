@@ -583,7 +583,7 @@ func TestStoreRecordRefusal(t *testing.T) {
 	s.Confirm(ctx, b.UUID, time.Now())
 	s.Unsubscribe(ctx, gone.UUID)
 	var issue int64
-	if err := db.Get(&issue, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
+	if err := db.Get(&issue, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status) VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the second time changes nothing

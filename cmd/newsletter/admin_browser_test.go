@@ -139,6 +139,7 @@ func TestBrowserEditor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	subscribeAll(t, s.DB)
 	s.SMTP.OnRcpt(func(to string) error {
 		if to == "gone@gazette.test" {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}

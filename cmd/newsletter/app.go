@@ -24,6 +24,7 @@ import (
 	"newsletter/internal/pgdb"
 	"newsletter/internal/smtpout"
 	"newsletter/migrations"
+	"newsletter/newsletters"
 	"newsletter/templates"
 )
 
@@ -63,6 +64,10 @@ func (a *App) open(ctx context.Context) error {
 	}
 	a.db = db
 	if err := migrations.Apply(ctx, db.DB, a.log); err != nil {
+		return err
+	}
+	// Each configured language has its digest (the migration seeded en and ru).
+	if err := newsletters.EnsureDigests(ctx, db, a.cfg.Languages); err != nil {
 		return err
 	}
 	if a.secret, err = loadSecret(ctx, db, a.cfg.Secret); err != nil {

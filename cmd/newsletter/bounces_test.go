@@ -39,6 +39,7 @@ func seedBounceReaders(t *testing.T, s *service, emails ...string) map[string]bo
 			VALUES ($1, '', 'en', 'confirmed', now() - interval '1 day') RETURNING uuid::text`, e); err != nil {
 			t.Fatal(err)
 		}
+		subscribeAll(t, s.DB)
 		out[e] = bounceReader{e, uuid}
 	}
 	return out

@@ -179,7 +179,7 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// seedBenchReaders adds n confirmed English readers with COPY.
+// seedBenchReaders adds n confirmed English readers with COPY, subscribed to the English digest.
 func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -204,6 +204,11 @@ func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int) error {
 		return err
 	}
 	if err := stmt.Close(); err != nil {
+		return err
+	}
+	// Each subscribed to the English digest, as their confirmation would have done.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (subscriber_id, newsletter_id)
+		SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND n.lang = s.lang`); err != nil {
 		return err
 	}
 	return tx.Commit()

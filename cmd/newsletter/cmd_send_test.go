@@ -29,6 +29,7 @@ func TestDigestSendCommand(t *testing.T) {
 		SELECT 'r' || g || '@example.org', 'R ' || g, 'en', 'confirmed', now() FROM generate_series(1, 5) g`); err != nil {
 		t.Fatal(err)
 	}
+	subscribeAll(t, db)
 	if _, err := db.Exec(`INSERT INTO articles (lang, guid, title, link, published_at, first_seen_at)
 		VALUES ('en', 'a1', 'First story', 'https://site.example/1', now() - interval '1 hour', now() - interval '1 hour')`); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ func seedIssueReaders(t *testing.T, db *sqlx.DB, n int) {
 		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, 'en', 'confirmed', now() FROM generate_series(1, $1) g`, n); err != nil {
 		t.Fatal(err)
 	}
+	subscribeAll(t, db)
 	for i := range 6 {
 		if _, err := db.Exec(`INSERT INTO articles (lang, guid, title, link, summary, section, published_at, first_seen_at)
 			VALUES ('en', $1, $2, $3, $4, 'City', now() - interval '1 hour', now() - interval '1 hour')`,

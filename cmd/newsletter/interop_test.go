@@ -141,6 +141,7 @@ func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 		('carol@example.org', '', 'en', 'confirmed', now())`); err != nil {
 		t.Fatal(err)
 	}
+	subscribeAll(t, s.DB)
 	readers := map[string]string{subscriber: "ru", "boris@example.org": "ru", "vera@example.org": "ru",
 		"alice@example.org": "en", "bob@example.org": "en", "carol@example.org": "en"}
 	var out, errOut lockedBuffer

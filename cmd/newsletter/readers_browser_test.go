@@ -21,6 +21,8 @@ func seedReaderHistory(t *testing.T, s *service) {
 		`INSERT INTO subscribers (email, lang, status, confirmed_at)
 		 SELECT 'reader' || g || '@gazette.test', CASE WHEN g % 3 = 0 THEN 'ru' ELSE 'en' END, 'confirmed', now()
 		 FROM generate_series(1, 80) g`,
+		`INSERT INTO subscriptions (subscriber_id, newsletter_id)
+		 SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND n.lang = s.lang`,
 		`INSERT INTO consents (subscriber_id, source, text_version, created_at, confirmed_at)
 		 SELECT id, 'form', 'v1', at, at FROM (SELECT id, now() - ((id * 37) % 84) * interval '1 day' AS at FROM subscribers) x`,
 		`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now() - ((id * 11) % 80) * interval '1 day' WHERE id % 5 = 0`,
@@ -51,8 +53,8 @@ func TestBrowserReaders(t *testing.T) {
 	// One issue went to her, and a mailbox provider later reported a soft bounce of it.
 	var annID, issueID int64
 	s.DB.Get(&annID, `SELECT id FROM subscribers WHERE email = $1`, ann)
-	if err := s.DB.Get(&issueID, `INSERT INTO issues (lang, window_start, window_end, status, started_at, finished_at)
-		VALUES ('en', now() - interval '8 days', now() - interval '1 day', 'sent', now() - interval '1 day', now() - interval '1 day') RETURNING id`); err != nil {
+	if err := s.DB.Get(&issueID, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status, started_at, finished_at)
+		VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', now() - interval '8 days', now() - interval '1 day', 'sent', now() - interval '1 day', now() - interval '1 day') RETURNING id`); err != nil {
 		t.Fatal(err)
 	}
 	s.DB.MustExec(`INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, sent_at) VALUES ($1, $2, 'sent', 2, now() - interval '1 day')`, issueID, annID)

@@ -55,8 +55,9 @@ func (f Status) DisplayFetchURL() string {
 func (i *Ingester) feedState(ctx context.Context, f Config) (Status, error) {
 	var st Status
 	err := i.store.DB().GetContext(ctx, &st, `
-		INSERT INTO feeds (url, lang) VALUES ($1, $2)
-		ON CONFLICT (url) DO UPDATE SET lang = EXCLUDED.lang
+		INSERT INTO feeds (url, lang, newsletter_id)
+		VALUES ($1, $2, (SELECT id FROM newsletters WHERE kind = 'digest' AND lang = $2))
+		ON CONFLICT (url) DO UPDATE SET lang = EXCLUDED.lang, newsletter_id = EXCLUDED.newsletter_id
 		RETURNING `+feedColumns, f.URL, f.Lang)
 	if err != nil {
 		return st, fmt.Errorf("feed state: %w", err)

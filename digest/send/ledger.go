@@ -27,8 +27,8 @@ func StartSending(ctx context.Context, store *digest.Store, issueID int64) (int,
 	return ledger{db: store.DB(), now: store.Now}.startSending(ctx, issueID)
 }
 
-// startSending fixes the issue's recipients, one ledger row per confirmed reader of its language
-// in a single statement, and moves the issue to 'sending', all in one transaction. A draft or
+// startSending fixes the issue's recipients, one ledger row per confirmed reader with an active
+// subscription to its newsletter, in a single statement, and moves the issue to 'sending', all in one transaction. A draft or
 // approved issue starts; one already sending or paused creates nothing (0, nil); a finished,
 // cancelled or skipped one is digest.ErrConflict.
 func (l ledger) startSending(ctx context.Context, issueID int64) (created int, err error) {
@@ -38,10 +38,10 @@ func (l ledger) startSending(ctx context.Context, issueID int64) (created int, e
 	}
 	defer tx.Rollback()
 	var iss struct {
-		Lang   string `db:"lang"`
-		Status string `db:"status"`
+		NewsletterID int64  `db:"newsletter_id"`
+		Status       string `db:"status"`
 	}
-	if err := tx.GetContext(ctx, &iss, `SELECT lang, status FROM issues WHERE id = $1 FOR UPDATE`, issueID); err != nil {
+	if err := tx.GetContext(ctx, &iss, `SELECT newsletter_id, status FROM issues WHERE id = $1 FOR UPDATE`, issueID); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, fmt.Errorf("start sending: issue %d: %w", issueID, digest.ErrNotFound)
 		}
@@ -54,9 +54,12 @@ func (l ledger) startSending(ctx context.Context, issueID int64) (created int, e
 	default:
 		return 0, fmt.Errorf("start sending: issue %d is %s: %w", issueID, iss.Status, digest.ErrConflict)
 	}
+	// A reader gets a newsletter while their global status is confirmed and their subscription
+	// to it active.
 	res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (issue_id, subscriber_id)
-		SELECT $1, id FROM subscribers WHERE lang = $2 AND status = 'confirmed'
-		ON CONFLICT DO NOTHING`, issueID, iss.Lang)
+		SELECT $1, sub.subscriber_id FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id
+		WHERE sub.newsletter_id = $2 AND sub.state = 'active' AND s.status = 'confirmed'
+		ON CONFLICT DO NOTHING`, issueID, iss.NewsletterID)
 	if err != nil {
 		return 0, fmt.Errorf("start sending: ledger: %w", err)
 	}
@@ -90,9 +93,10 @@ type claimedRow struct {
 
 // claim leases up to n due rows of a sending issue to owner for lease, in one statement: rows
 // locked by another claimer are passed over, and rows whose reader left (unsubscribed, bounced,
-// erased) since sending started are marked skipped (and returned with that status). The lease is the crash
-// safety: a row is marked sent only after its message was accepted, and a row whose claimer died
-// becomes due again (at once when its owner's lock is gone, see releaseDead; else after the lease).
+// erased, or left the issue's newsletter) since sending started are marked skipped (and returned
+// with that status). The lease is the crash safety: a row is marked sent only after its message
+// was accepted, and a row whose claimer died becomes due again (at once when its owner's lock is
+// gone, see releaseDead; else after the lease).
 //
 // Rows are taken in subscriber order after the cursor `after`: walking the primary key forward
 // passes each row's dead versions once, where a scan of the due index from its start would wade
@@ -106,15 +110,23 @@ func (l ledger) claim(ctx context.Context, issueID, owner int64, n int, lease ti
 			ORDER BY d.subscriber_id
 			LIMIT $2
 			FOR UPDATE OF d SKIP LOCKED
+		), reader AS (
+			-- gets: confirmed and still subscribed to the issue's newsletter.
+			SELECT due.subscriber_id, s.id, s.status, s.uuid, s.email, s.name,
+				coalesce(s.status = 'confirmed' AND sub.subscriber_id IS NOT NULL, false) AS gets
+			FROM due LEFT JOIN subscribers s ON s.id = due.subscriber_id
+			LEFT JOIN subscriptions sub ON sub.subscriber_id = due.subscriber_id AND sub.state = 'active'
+				AND sub.newsletter_id = (SELECT newsletter_id FROM issues WHERE id = $1)
 		), leased AS (
 			UPDATE deliveries d SET
-				status = CASE WHEN s.status IS DISTINCT FROM 'confirmed' THEN 'skipped' ELSE 'queued' END,
+				status = CASE WHEN s.gets THEN 'queued' ELSE 'skipped' END,
 				last_error = CASE WHEN s.id IS NULL THEN 'reader erased'
-					WHEN s.status <> 'confirmed' THEN 'reader ' || s.status ELSE d.last_error END,
+					WHEN s.status <> 'confirmed' THEN 'reader ' || s.status
+					WHEN NOT s.gets THEN 'reader left the newsletter' ELSE d.last_error END,
 				next_attempt_at = now() + $3 * interval '1 millisecond',
-				claimed_by = CASE WHEN s.status IS DISTINCT FROM 'confirmed' THEN NULL ELSE $4::bigint END
-			FROM due LEFT JOIN subscribers s ON s.id = due.subscriber_id
-			WHERE d.issue_id = $1 AND d.subscriber_id = due.subscriber_id
+				claimed_by = CASE WHEN s.gets THEN $4::bigint END
+			FROM reader s
+			WHERE d.issue_id = $1 AND d.subscriber_id = s.subscriber_id
 			RETURNING d.subscriber_id, d.attempts, d.status, s.uuid, s.email, s.name
 		)
 		SELECT subscriber_id, attempts, status, COALESCE(uuid::text, '') AS uuid, COALESCE(email, '') AS email,

@@ -12,6 +12,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/render"
+	"newsletter/internal/digesttest"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/subscribers"
@@ -63,6 +64,7 @@ func wireMessages(t *testing.T) []wireMessage {
 		('anna.petrova@example.org', 'Анна Петрова', 'ru', 'confirmed', now())`); err != nil {
 		t.Fatal(err)
 	}
+	digesttest.SubscribeAll(t, db)
 	notes := map[string]string{
 		"en": "Welcome to this week's digest.\n\nTell us what you think: just reply to this email.",
 		"ru": "Добро пожаловать в новый выпуск дайджеста.\n\nНапишите нам, что вы о нём думаете: просто ответьте на это письмо.",

@@ -23,11 +23,24 @@ import (
 // GoldenNow is the fixed clock of the golden issues: Wednesday 25 November 2026, 08:00 UTC.
 var GoldenNow = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 
-// SeedReaders adds n confirmed readers of lang, reader-1@example.org ... (names "Reader N").
+// SeedReaders adds n confirmed readers of lang, reader-1@example.org ... (names "Reader N"),
+// subscribed to the digest of lang.
 func SeedReaders(t testing.TB, db *sqlx.DB, lang string, n int) {
 	t.Helper()
 	if _, err := db.Exec(`INSERT INTO subscribers (email, name, lang, status, confirmed_at)
 		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, $1, 'confirmed', now() FROM generate_series(1, $2) g`, lang, n); err != nil {
+		t.Fatal(err)
+	}
+	SubscribeAll(t, db)
+}
+
+// SubscribeAll gives every reader written straight into the table an active subscription to the
+// digest of their language, as a confirmation (or the migration, for readers from before) would.
+func SubscribeAll(t testing.TB, db *sqlx.DB) {
+	t.Helper()
+	if _, err := db.Exec(`INSERT INTO subscriptions (subscriber_id, newsletter_id)
+		SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND n.lang = s.lang
+		ON CONFLICT DO NOTHING`); err != nil {
 		t.Fatal(err)
 	}
 }

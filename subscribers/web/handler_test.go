@@ -764,7 +764,7 @@ func TestUnsubscribeThroughIssueLink(t *testing.T) {
 	s := f.subscribed("ann@example.org")
 	f.store.Confirm(context.Background(), s.UUID, time.Now())
 	var issue int64
-	if err := f.db.Get(&issue, `INSERT INTO issues (lang, window_start, window_end, status) VALUES ('en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
+	if err := f.db.Get(&issue, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status) VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
 		t.Fatal(err)
 	}
 	tok := f.issueToken(s, issue)

@@ -67,6 +67,8 @@ var (
 	ErrNoSession   = errors.New("no valid editor session")
 	// ErrLastAdmin refuses what would leave no enabled admin.
 	ErrLastAdmin = errors.New("the last admin cannot be disabled, demoted or deleted")
+	// ErrSharedRetired refuses the shared password once an editor has a password of their own.
+	ErrSharedRetired = errors.New("the shared editor password no longer works: editors log in with their own accounts")
 )
 
 // Editor is one account, as the pages and the command line show it.
@@ -81,6 +83,9 @@ type Editor struct {
 	PasswordChangedAt *time.Time
 	LastLoginAt       *time.Time
 	DisabledAt        *time.Time
+	// Shared: no account, the shared password of NEWSLETTER_ADMIN_PASSWORD (kept for one release
+	// for compatibility); it acts as an admin named SharedName.
+	Shared bool
 
 	epoch int // the session epoch when the editor was read: a session started from it dies with it
 }
@@ -97,7 +102,20 @@ func (e Editor) State() string {
 }
 
 // Label names the editor in the audit log and on pages: the address, which is unique.
-func (e Editor) Label() string { return e.Email }
+func (e Editor) Label() string {
+	if e.Shared {
+		return SharedName
+	}
+	return e.Email
+}
+
+// Display is the name to greet the editor by: the display name, else the address.
+func (e Editor) Display() string {
+	if e.Name != "" {
+		return e.Name
+	}
+	return e.Label()
+}
 
 // NormalizeEmail returns the address lower-cased and trimmed, or ErrInvalid for anything that is
 // not one plain address.

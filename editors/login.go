@@ -2,6 +2,8 @@ package editors
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"time"
@@ -85,7 +87,7 @@ func (s *Store) Login(ctx context.Context, client, email, password string, trust
 	if err != nil {
 		return Editor{}, r.ID, err
 	}
-	hash := dummyHash
+	hash := dummyHash()
 	if r.PasswordHash != nil {
 		hash = *r.PasswordHash
 	}
@@ -106,6 +108,49 @@ func (s *Store) Login(ctx context.Context, client, email, password string, trust
 		}
 	}
 	return r.editor(), r.ID, nil
+}
+
+// SharedLogin checks a login with the shared password (NEWSLETTER_ADMIN_PASSWORD, kept for
+// compatibility) under the same throttle, its own account key. It returns the shared editor, to
+// start a session with; ErrSharedRetired once an editor has a password; ErrCredentials for a
+// wrong password or none configured.
+func (s *Store) SharedLogin(ctx context.Context, client, password string, trusted bool) (Editor, error) {
+	id, err := s.attempt(ctx, client, "shared", trusted)
+	if err != nil {
+		return Editor{}, err
+	}
+	// Hashing both makes the comparison's time independent of the lengths.
+	a, b := sha256.Sum256([]byte(s.shared.password)), sha256.Sum256([]byte(password))
+	if s.shared.key == nil || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+		return Editor{}, ErrCredentials
+	}
+	retired, err := s.SharedRetired(ctx)
+	if err != nil {
+		return Editor{}, err
+	}
+	if retired {
+		return Editor{}, ErrSharedRetired
+	}
+	if err := s.succeeded(ctx, id); err != nil {
+		return Editor{}, err
+	}
+	return sharedEditor(), nil
+}
+
+// checkCurrentPassword compares password with the editor's own, under the login throttle of
+// client and the account: a stolen session cannot guess the password faster than a login can.
+func (s *Store) checkCurrentPassword(ctx context.Context, client string, r row, password string) error {
+	id, err := s.attempt(ctx, client, "email:"+r.Email, false)
+	if err != nil {
+		return err
+	}
+	if r.PasswordHash == nil {
+		return ErrCredentials
+	}
+	if ok, _ := verifyPassword(*r.PasswordHash, password); !ok {
+		return ErrCredentials
+	}
+	return s.succeeded(ctx, id)
 }
 
 // LoginCode checks the TOTP code of a session at the code step, under the same throttle as

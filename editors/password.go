@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -95,4 +96,5 @@ func decodeHash(s string) (p hashParams, salt, key []byte, err error) {
 
 // dummyHash is compared against when no account matches, so an unknown address costs as much
 // time as a wrong password and the answer's timing does not tell which it was.
-var dummyHash = hashPassword("no account has this password; it only spends the time")
+// It is made on first use, so commands that log nobody in do not pay for it.
+var dummyHash = sync.OnceValue(func() string { return hashPassword("no account has this password; it only spends the time") })

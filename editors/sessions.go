@@ -2,6 +2,7 @@ package editors
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
 	"errors"
@@ -24,6 +25,9 @@ const (
 	StageFull = "full"
 )
 
+// SharedName names the shared password's sessions on pages and in the audit log.
+const SharedName = "shared password"
+
 // Session is a live session and its editor.
 type Session struct {
 	SID        int64 // names the session on pages (never the cookie)
@@ -32,9 +36,12 @@ type Session struct {
 	CreatedAt  time.Time
 	LastSeenAt time.Time
 	IP         string
-	Device     string // the browser's family and major version, and the system: "Firefox 128 on Linux"
+	Device     string // the browser's family and major version: "Firefox 128"
 	Hash       []byte // SHA-256 of the cookie, as stored: tells sessions apart in the audit log
 }
+
+// Shared reports whether the session was opened with the shared password (no account).
+func (s Session) Shared() bool { return s.Editor.Shared }
 
 // HashCookie is what the store keeps of a session cookie: a copy of the table is no cookie.
 func HashCookie(cookie string) []byte {
@@ -43,10 +50,18 @@ func HashCookie(cookie string) []byte {
 }
 
 // StartSession opens a session for ed at stage, under the epoch their credentials had when ed was
-// read (so a change in between leaves it dead), and returns its cookie. The
-// session the browser brought (oldCookie), if any, ends: a login always gets a new id, so a
-// planted cookie is worth nothing.
-func (s *Store) StartSession(ctx context.Context, ed Editor, stage, oldCookie, ip, userAgent string) (string, error) {
+// read (so a change in between leaves it dead), and returns its cookie. device is the browser's
+// family and major version as the caller reduced it (never the whole user agent). The session
+// the browser brought (oldCookie), if any, ends: a login always gets a new id, so a planted
+// cookie is worth nothing.
+func (s *Store) StartSession(ctx context.Context, ed Editor, stage, oldCookie, ip, device string) (string, error) {
+	if ed.Shared {
+		return s.startSession(ctx, nil, s.sharedKey(), 0, StageFull, oldCookie, ip, device)
+	}
+	return s.startSession(ctx, &ed.ID, nil, ed.epoch, stage, oldCookie, ip, device)
+}
+
+func (s *Store) startSession(ctx context.Context, editorID *int64, shared []byte, epoch int, stage, oldCookie, ip, device string) (string, error) {
 	cookie := newToken()
 	now := s.now()
 	tx, err := s.db.BeginTxx(ctx, nil)
@@ -64,10 +79,9 @@ func (s *Store) StartSession(ctx context.Context, ed Editor, stage, oldCookie, i
 		now.Add(-SessionIdle), now.Add(-SessionMax), now.Add(-CodeStepMax)); err != nil {
 		return "", wrap("session", err)
 	}
-	// The device is reduced in the database by the same function as a reader's user agent.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO admin_sessions (id_hash, editor_id, epoch, stage, created_at, last_seen_at, ip, device)
-		VALUES ($1, $2, $3, $4, $5, $5, left($6, 64), left(device_label($7), 100))`,
-		HashCookie(cookie), ed.ID, ed.epoch, stage, now, ip, userAgent); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO admin_sessions (id_hash, editor_id, shared, epoch, stage, created_at, last_seen_at, ip, device)
+		VALUES ($1, $2, $3, $4, $5, $6, $6, left($7, 64), left($8, 100))`,
+		HashCookie(cookie), editorID, shared, epoch, stage, now, ip, device); err != nil {
 		return "", wrap("session", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -76,45 +90,49 @@ func (s *Store) StartSession(ctx context.Context, ed Editor, stage, oldCookie, i
 	return cookie, nil
 }
 
+// sessionRow is an admin_sessions row as stored.
 type sessionRow struct {
-	row
 	SID        int64     `db:"sid"`
+	EditorID   *int64    `db:"editor_id"`
+	Shared     []byte    `db:"shared"`
+	Epoch      int       `db:"epoch"`
 	Stage      string    `db:"stage"`
-	SCreatedAt time.Time `db:"s_created_at"`
+	CreatedAt  time.Time `db:"created_at"`
 	LastSeenAt time.Time `db:"last_seen_at"`
 	IP         string    `db:"ip"`
 	Device     string    `db:"device"`
-	SEpoch     int       `db:"epoch"`
 	IDHash     []byte    `db:"id_hash"`
 }
 
-func (r sessionRow) session() Session {
-	return Session{SID: r.SID, Editor: r.editor(), Stage: r.Stage, CreatedAt: r.SCreatedAt, LastSeenAt: r.LastSeenAt, IP: r.IP, Device: r.Device,
-		Hash: r.IDHash}
-}
+const sessionColumns = `sid, editor_id, shared, epoch, stage, created_at, last_seen_at, ip, device, id_hash`
 
-const sessionColumns = `s.sid, s.stage, s.created_at AS s_created_at, s.last_seen_at, s.ip, s.device, s.epoch, s.id_hash,
-	e.id, e.email, e.name, e.role, e.password_hash, e.totp_secret, e.totp_pending, e.totp_last_step, e.session_epoch,
-	e.created_at, e.password_changed_at, e.last_login_at, e.disabled_at`
+func (r sessionRow) session(ed Editor) Session {
+	return Session{SID: r.SID, Editor: ed, Stage: r.Stage, CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, IP: r.IP, Device: r.Device, Hash: r.IDHash}
+}
 
 // live reports whether the session is within its limits at now.
 func (r sessionRow) live(now time.Time) bool {
-	if r.Stage == StageCode && now.Sub(r.SCreatedAt) > CodeStepMax {
+	if r.Stage == StageCode && now.Sub(r.CreatedAt) > CodeStepMax {
 		return false
 	}
-	return now.Sub(r.LastSeenAt) <= SessionIdle && now.Sub(r.SCreatedAt) <= SessionMax
+	return now.Sub(r.LastSeenAt) <= SessionIdle && now.Sub(r.CreatedAt) <= SessionMax
+}
+
+// sharedEditor is who a shared-password session acts as: an admin with no account.
+func sharedEditor() Editor {
+	return Editor{Name: SharedName, Role: Admin, HasPassword: true, Shared: true}
 }
 
 // Session returns the live session of cookie with its editor as they are now, and keeps it alive
 // (with the address it was last used from). A session of a disabled editor, or from before their
-// credentials last changed, is ErrNoSession.
+// credentials last changed, is ErrNoSession; so is a shared-password session once that password
+// changed or is unset, or once an editor has set a password of their own.
 func (s *Store) Session(ctx context.Context, cookie, ip string) (Session, error) {
 	if len(cookie) != SessionCookieLen {
 		return Session{}, ErrNoSession
 	}
 	var r sessionRow
-	err := s.db.GetContext(ctx, &r, `SELECT `+sessionColumns+` FROM admin_sessions s JOIN editors e ON e.id = s.editor_id
-		WHERE s.id_hash = $1 AND s.epoch = e.session_epoch AND e.disabled_at IS NULL AND e.password_hash IS NOT NULL`, HashCookie(cookie))
+	err := s.db.GetContext(ctx, &r, `SELECT `+sessionColumns+` FROM admin_sessions WHERE id_hash = $1`, HashCookie(cookie))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, ErrNoSession
 	}
@@ -124,6 +142,33 @@ func (s *Store) Session(ctx context.Context, cookie, ip string) (Session, error)
 	now := s.now()
 	if !r.live(now) {
 		return Session{}, ErrNoSession
+	}
+	var ed Editor
+	if r.EditorID == nil {
+		key := s.sharedKey()
+		if key == nil || !hmac.Equal(key, r.Shared) {
+			return Session{}, ErrNoSession
+		}
+		retired, err := s.SharedRetired(ctx)
+		if err != nil {
+			return Session{}, err
+		}
+		if retired {
+			return Session{}, ErrNoSession
+		}
+		ed = sharedEditor()
+	} else {
+		er, err := s.get(ctx, s.db, *r.EditorID)
+		if errors.Is(err, ErrNotFound) {
+			return Session{}, ErrNoSession
+		}
+		if err != nil {
+			return Session{}, err
+		}
+		if er.Epoch != r.Epoch || er.DisabledAt != nil || er.PasswordHash == nil {
+			return Session{}, ErrNoSession
+		}
+		ed = er.editor()
 	}
 	if now.Sub(r.LastSeenAt) > sessionTouchGap || (ip != "" && ip != r.IP) {
 		if _, err := s.db.ExecContext(ctx, `UPDATE admin_sessions SET last_seen_at = $2, ip = left($3, 64) WHERE id_hash = $1`,
@@ -135,22 +180,28 @@ func (s *Store) Session(ctx context.Context, cookie, ip string) (Session, error)
 			r.IP = ip
 		}
 	}
-	return r.session(), nil
+	return r.session(ed), nil
 }
 
 // Sessions lists the editor's live sessions past the code step, most recently used first.
 func (s *Store) Sessions(ctx context.Context, editorID int64) ([]Session, error) {
+	er, err := s.get(ctx, s.db, editorID)
+	if err != nil {
+		return nil, err
+	}
+	if er.DisabledAt != nil {
+		return nil, nil
+	}
 	var rows []sessionRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+sessionColumns+` FROM admin_sessions s JOIN editors e ON e.id = s.editor_id
-		WHERE s.editor_id = $1 AND s.stage = 'full' AND s.epoch = e.session_epoch AND e.disabled_at IS NULL
-		ORDER BY s.last_seen_at DESC, s.sid DESC`, editorID); err != nil {
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+sessionColumns+` FROM admin_sessions
+		WHERE editor_id = $1 AND stage = 'full' AND epoch = $2 ORDER BY last_seen_at DESC, sid DESC`, editorID, er.Epoch); err != nil {
 		return nil, wrap("sessions", err)
 	}
 	now := s.now()
 	var out []Session
 	for _, r := range rows {
 		if r.live(now) {
-			out = append(out, r.session())
+			out = append(out, r.session(er.editor()))
 		}
 	}
 	return out, nil
@@ -186,6 +237,6 @@ func (s *Store) EndAllSessions(ctx context.Context, editorID int64) error {
 // Renew replaces the session of cookie with a new one at StageFull for ed (after the code step,
 // and after a change of the editor's own credentials, with ed as it is after the change), and
 // returns the new cookie.
-func (s *Store) Renew(ctx context.Context, ed Editor, cookie, ip, userAgent string) (string, error) {
-	return s.StartSession(ctx, ed, StageFull, cookie, ip, userAgent)
+func (s *Store) Renew(ctx context.Context, ed Editor, cookie, ip, device string) (string, error) {
+	return s.StartSession(ctx, ed, StageFull, cookie, ip, device)
 }

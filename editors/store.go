@@ -2,6 +2,7 @@ package editors
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
@@ -23,6 +24,9 @@ type Options struct {
 	Issuer string
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// SharedPassword is NEWSLETTER_ADMIN_PASSWORD, kept for one release for compatibility: it
+	// logs in as an admin with no account while no editor has a password ("" : never).
+	SharedPassword string
 }
 
 // Store keeps the editors' accounts, links, sessions, login attempts and the audit log in
@@ -32,6 +36,10 @@ type Store struct {
 	seal   sealer
 	issuer string
 	now    func() time.Time
+	shared struct {
+		password string
+		key      []byte // keyed hash of password, kept with its sessions; nil: no shared password
+	}
 }
 
 // NewStore returns the store over db; secret is the service secret, which seals TOTP secrets.
@@ -42,7 +50,31 @@ func NewStore(db *sqlx.DB, secret []byte, opts Options) *Store {
 	if opts.Issuer == "" {
 		opts.Issuer = "newsletter"
 	}
-	return &Store{db: db, seal: newSealer(secret), issuer: opts.Issuer, now: opts.Now}
+	s := &Store{db: db, seal: newSealer(secret), issuer: opts.Issuer, now: opts.Now}
+	if opts.SharedPassword != "" {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte("newsletter shared editor password v1\x00"))
+		m.Write([]byte(opts.SharedPassword))
+		s.shared.password, s.shared.key = opts.SharedPassword, m.Sum(nil)
+	}
+	return s
+}
+
+// sharedKey is what a shared-password session keeps of the password it was opened with; nil
+// when there is none.
+func (s *Store) sharedKey() []byte { return s.shared.key }
+
+// HasSharedPassword reports whether NEWSLETTER_ADMIN_PASSWORD is set.
+func (s *Store) HasSharedPassword() bool { return s.shared.key != nil }
+
+// SharedRetired reports whether an editor has a password of their own, which retires the shared
+// password for good.
+func (s *Store) SharedRetired(ctx context.Context) (bool, error) {
+	var yes bool
+	if err := s.db.GetContext(ctx, &yes, `SELECT EXISTS (SELECT 1 FROM editors WHERE password_hash IS NOT NULL)`); err != nil {
+		return false, wrap("editors", err)
+	}
+	return yes, nil
 }
 
 // Now is the store's clock.
@@ -383,9 +415,9 @@ func (s *Store) update(ctx context.Context, id int64, endSessions bool, query st
 	return r.editor(), nil
 }
 
-// ChangePassword sets a new password once the current one is given; every session of the editor
-// ends. It returns the editor as they are now.
-func (s *Store) ChangePassword(ctx context.Context, id int64, current, next string) (Editor, error) {
+// ChangePassword sets a new password once the current one is given (checked under the login
+// throttle of client); every session of the editor ends. It returns the editor as they are now.
+func (s *Store) ChangePassword(ctx context.Context, client string, id int64, current, next string) (Editor, error) {
 	if err := CheckPassword(next); err != nil {
 		return Editor{}, err
 	}
@@ -393,11 +425,8 @@ func (s *Store) ChangePassword(ctx context.Context, id int64, current, next stri
 	if err != nil {
 		return Editor{}, err
 	}
-	if r.PasswordHash == nil {
-		return Editor{}, ErrCredentials
-	}
-	if ok, _ := verifyPassword(*r.PasswordHash, current); !ok {
-		return Editor{}, ErrCredentials
+	if err := s.checkCurrentPassword(ctx, client, r, current); err != nil {
+		return Editor{}, err
 	}
 	return s.update(ctx, id, true, `UPDATE editors SET password_hash = $2, password_changed_at = $3, session_epoch = session_epoch + 1
 		WHERE id = $1 AND password_hash = $4 RETURNING `+editorColumns, hashPassword(next), s.now(), *r.PasswordHash)
@@ -461,17 +490,15 @@ func (s *Store) ConfirmTOTP(ctx context.Context, id int64, code string) (Editor,
 		session_epoch = session_epoch + 1 WHERE id = $1 AND totp_pending = $3 RETURNING `+editorColumns, step, r.TOTPPending)
 }
 
-// DisableTOTP switches TOTP off once the password is given; every session of the editor ends.
-func (s *Store) DisableTOTP(ctx context.Context, id int64, password string) (Editor, error) {
+// DisableTOTP switches TOTP off once the password is given (checked under the login throttle of
+// client); every session of the editor ends.
+func (s *Store) DisableTOTP(ctx context.Context, client string, id int64, password string) (Editor, error) {
 	r, err := s.get(ctx, s.db, id)
 	if err != nil {
 		return Editor{}, err
 	}
-	if r.PasswordHash == nil {
-		return Editor{}, ErrCredentials
-	}
-	if ok, _ := verifyPassword(*r.PasswordHash, password); !ok {
-		return Editor{}, ErrCredentials
+	if err := s.checkCurrentPassword(ctx, client, r, password); err != nil {
+		return Editor{}, err
 	}
 	return s.update(ctx, id, true, `UPDATE editors SET totp_secret = NULL, totp_pending = NULL, session_epoch = session_epoch + 1
 		WHERE id = $1 RETURNING `+editorColumns)

@@ -24,7 +24,7 @@ type Config struct {
 	HTTPAddr      string
 	BaseURL       string
 	Secret        string // empty: generated once and kept in the database
-	AdminPassword string
+	AdminPassword string // kept one release for compatibility: logs in until an editor has a password
 	From          string
 	Publication   string
 	SiteURL       string
@@ -42,6 +42,8 @@ type Config struct {
 	MaxLateness       time.Duration
 	UnconfirmedExpiry time.Duration
 	ConsentIP         string
+
+	AdminTOTPRequired bool // NEWSLETTER_ADMIN_TOTP=required
 
 	SendConcurrency int
 	SendRate        float64
@@ -124,8 +126,17 @@ var settings = []setting{
 			c.Secret = v
 			return nil
 		}},
-	{"NEWSLETTER_ADMIN_PASSWORD", "", "the editors' password (none: the editor pages refuse every login)",
+	{"NEWSLETTER_ADMIN_PASSWORD", "", "kept one release for compatibility: the shared editor password, which logs in as an admin with no account while no editor account has a password (then it is refused); it creates nothing",
 		str(func(c *Config) *string { return &c.AdminPassword })},
+	{"NEWSLETTER_ADMIN_TOTP", "optional", "two-factor login (TOTP) for admins: optional, or required (an admin without it must switch it on before anything else)",
+		func(c *Config, v string) error {
+			switch v {
+			case "optional", "required":
+				c.AdminTOTPRequired = v == "required"
+				return nil
+			}
+			return errors.New("want optional or required")
+		}},
 	{"NEWSLETTER_FROM", "Weekly Digest <digest@localhost>", "From of every email; its domain also ends every Message-ID",
 		str(func(c *Config) *string { return &c.From })},
 	{"NEWSLETTER_PUBLICATION_NAME", "The Weekly Digest", "the publication's name, on every page and email",

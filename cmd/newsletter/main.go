@@ -47,6 +47,11 @@ commands:
   digest pause|resume|cancel ISSUE_ID
   subscribers import [--skip-invalid] [--consent-text VERSION] FILE|-
   subscribers export
+  editors add EMAIL --role writer|publisher|admin [--name NAME]
+                                         add an editor; prints a one-time link to set the password
+  editors list                           every editor: address, role, state
+  editors disable|enable EMAIL
+  editors reset EMAIL                    clear password and TOTP, end the sessions; prints a new link
   bench send [--readers N]               measure the sending engine against a local sink
   bench http [--duration D] [--clients N] [--target subscribe|archive|unsubscribe|all] [--cpuprofile FILE]
 
@@ -108,6 +113,8 @@ func (a *App) dispatch(ctx context.Context, args []string) error {
 		return a.digestCmd(ctx, rest)
 	case "subscribers":
 		return a.subscribersCmd(ctx, rest)
+	case "editors":
+		return a.editorsCmd(ctx, rest)
 	case "bench":
 		return a.benchCmd(ctx, rest)
 	}

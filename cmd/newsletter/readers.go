@@ -115,7 +115,3 @@ func (l readerList) SetLang(ctx context.Context, uuid, lang string) error {
 	_, err := l.store.SetLang(ctx, uuid, lang)
 	return readerErr(err)
 }
-
-func (l readerList) Audit(ctx context.Context, e digestweb.AuditEntry) error {
-	return readerErr(l.store.Audit(ctx, subscribers.AuditEntry{Actor: e.Actor, Session: e.Session, Action: e.Action, Target: e.Target, Detail: e.Detail}))
-}

@@ -17,6 +17,7 @@ import (
 	"newsletter/digest"
 	"newsletter/digest/feeds"
 	digestweb "newsletter/digest/web"
+	"newsletter/editors"
 	"newsletter/subscribers"
 	readerweb "newsletter/subscribers/web"
 	"newsletter/templates"
@@ -130,35 +131,19 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	editor := digestweb.NewEditor(digestStore, digestRenderer, a.pages, digestweb.EditorOptions{
-		Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
-		Password: a.cfg.AdminPassword, RequireApproval: a.cfg.RequireApproval, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
-		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret, TestSend: sender.SendTest, StartSend: sender.Start,
-		Readers: readerList{store: subStore, wake: mailer},
+	editor := digestweb.NewEditor(digestStore, a.editorStore(), digestRenderer, a.pages, digestweb.EditorOptions{
+		Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles, BaseURL: a.cfg.BaseURL,
+		RequireApproval: a.cfg.RequireApproval, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
+		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret, AdminTOTPRequired: a.cfg.AdminTOTPRequired, Device: subscribers.ReduceUserAgent,
+		TestSend: sender.SendTest, StartSend: sender.Start, Readers: readerList{store: subStore, wake: mailer},
 	}, a.log)
-	ed := editor.RequireEditor
-	mux.HandleFunc("GET /admin/login", editor.LoginForm)
-	mux.HandleFunc("POST /admin/login", editor.Login)
-	mux.Handle("POST /admin/logout", ed(editor.Logout))
-	mux.Handle("GET /admin/{$}", ed(editor.Home))
-	mux.Handle("GET /admin/digest/{lang}", ed(editor.Digest))
-	mux.Handle("GET /admin/digest/{lang}/articles/new", ed(editor.NewArticleForm))
-	mux.Handle("POST /admin/digest/{lang}/articles", ed(editor.AddArticle))
-	mux.Handle("GET /admin/articles/{id}/edit", ed(editor.EditArticleForm))
-	mux.Handle("POST /admin/articles/{id}", ed(editor.EditArticle))
-	mux.Handle("POST /admin/articles/{id}/{action}", ed(editor.ArticleAction)) // pin unpin hide unhide up down pick
-	mux.Handle("GET /admin/issues/{id}", ed(editor.IssuePage))
-	mux.Handle("GET /admin/issues/{id}/preview.html", ed(editor.Preview))
-	mux.Handle("POST /admin/issues/{id}/text", ed(editor.IssueText))
-	mux.Handle("POST /admin/issues/{id}/approve", ed(editor.Approve))
-	mux.Handle("POST /admin/issues/{id}/test", ed(editor.TestSend))
-	mux.Handle("POST /admin/issues/{id}/{action}", ed(editor.IssueAction)) // pause resume cancel send
-	// the readers' pages: a reader is found by exact address in a POST and named by uuid after
-	mux.Handle("GET /admin/readers", ed(editor.Readers))
-	mux.Handle("POST /admin/readers/lookup", ed(editor.ReaderLookup))
-	mux.Handle("GET /admin/readers/{uuid}", ed(editor.ReaderPage))
-	mux.Handle("GET /admin/readers/{uuid}/{action}", ed(editor.ReaderConfirm)) // the confirm step of unsubscribe and erase
-	mux.Handle("POST /admin/readers/{uuid}/{action}", ed(editor.ReaderAction)) // unsubscribe erase resend lang
+	for _, rt := range editorRoutes(editor) {
+		if rt.role == public {
+			mux.HandleFunc(rt.pattern, rt.handler)
+		} else {
+			mux.Handle(rt.pattern, editor.Require(rt.role, rt.handler))
+		}
+	}
 
 	// sending
 	var pollBeforeDigest func(context.Context)
@@ -175,6 +160,68 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	workers = append(workers, worker{name: "digest sender", run: sender.Run}, worker{name: "digest schedule", run: scheduler.Run})
 
 	return a.middleware(mux), workers, nil
+}
+
+// public marks an editor route that needs no login (the login itself, a set-password link).
+const public editors.Role = 0
+
+// adminRoute is one editor route: its pattern and the least role that may use it.
+type adminRoute struct {
+	pattern string
+	role    editors.Role
+	handler http.HandlerFunc
+}
+
+// editorRoutes lists every /admin route once, with the least role that may use it; build
+// registers each behind Require with that role. Writers edit and test, publishers also send,
+// admins also have the readers, the editors and the audit log. TestAdminRoleWalk walks them all.
+func editorRoutes(ed *digestweb.Editor) []adminRoute {
+	w, p, a := editors.Writer, editors.Publisher, editors.Admin
+	return []adminRoute{
+		{"GET /admin/login", public, ed.LoginForm},
+		{"POST /admin/login", public, ed.Login},
+		{"GET /admin/login/code", public, ed.CodeForm}, // a session waiting for its TOTP code
+		{"POST /admin/login/code", public, ed.Code},
+		{"GET /admin/setup/{token}", public, ed.SetPasswordForm}, // the one-time link is the credential
+		{"POST /admin/setup/{token}", public, ed.SetPassword},
+		{"POST /admin/logout", w, ed.Logout},
+		// the digest
+		{"GET /admin/{$}", w, ed.Home},
+		{"GET /admin/digest/{lang}", w, ed.Digest},
+		{"GET /admin/digest/{lang}/articles/new", w, ed.NewArticleForm},
+		{"POST /admin/digest/{lang}/articles", w, ed.AddArticle},
+		{"GET /admin/articles/{id}/edit", w, ed.EditArticleForm},
+		{"POST /admin/articles/{id}", w, ed.EditArticle},
+		{"POST /admin/articles/{id}/{action}", w, ed.ArticleAction}, // pin unpin hide unhide up down pick
+		{"GET /admin/issues/{id}", w, ed.IssuePage},
+		{"GET /admin/issues/{id}/preview.html", w, ed.Preview},
+		{"POST /admin/issues/{id}/text", w, ed.IssueText},
+		{"POST /admin/issues/{id}/test", w, ed.TestSend}, // a writer: to their own address only
+		{"POST /admin/issues/{id}/approve", p, ed.Approve},
+		{"POST /admin/issues/{id}/{action}", p, ed.IssueAction}, // pause resume cancel send
+		// my account
+		{"GET /admin/account", w, ed.Account},
+		{"POST /admin/account/name", w, ed.AccountName},
+		{"POST /admin/account/password", w, ed.AccountPassword},
+		{"GET /admin/account/totp", w, ed.TOTPPage},
+		{"POST /admin/account/totp", w, ed.TOTPOn},
+		{"POST /admin/account/totp/off", w, ed.TOTPOff},
+		{"POST /admin/account/sessions/{sid}/end", w, ed.EndMySession},
+		{"POST /admin/account/logout-everywhere", w, ed.LogoutEverywhere},
+		// the readers' pages: a reader is found by exact address in a POST and named by uuid after
+		{"GET /admin/readers", a, ed.Readers},
+		{"POST /admin/readers/lookup", a, ed.ReaderLookup},
+		{"GET /admin/readers/{uuid}", a, ed.ReaderPage},
+		{"GET /admin/readers/{uuid}/{action}", a, ed.ReaderConfirm}, // the confirm step of unsubscribe and erase
+		{"POST /admin/readers/{uuid}/{action}", a, ed.ReaderAction}, // unsubscribe erase resend lang
+		// the editors and the audit log
+		{"GET /admin/editors", a, ed.Editors},
+		{"POST /admin/editors", a, ed.Invite},
+		{"GET /admin/editors/{id}", a, ed.EditorPage},
+		{"POST /admin/editors/{id}/{action}", a, ed.EditorAction}, // role disable enable reset delete logout
+		{"POST /admin/editors/{id}/sessions/{sid}/end", a, ed.EndEditorSession},
+		{"GET /admin/audit", a, ed.Audit},
+	}
 }
 
 func (a *App) healthz(w http.ResponseWriter, r *http.Request) {

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"newsletter/digest"
+	"newsletter/internal/textclean"
 )
 
 type adminArticleData struct {
@@ -40,8 +42,13 @@ func (e *Editor) AddArticle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	art.Source = "editor"
-	if _, err := e.store.AddArticle(r.Context(), art); err != nil {
+	added, err := e.store.AddArticle(r.Context(), art)
+	if err != nil {
 		e.failErr(w, r, err, "/admin/digest/"+lang+"/articles/new")
+		return
+	}
+	// Recorded once added, as the id names it; the title says what it was.
+	if !e.record(w, r, "article.add", articleObject(added.ID), textclean.ClipBytes(art.Title, 200), "/admin/digest/"+lang) {
 		return
 	}
 	redirect(w, r, "/admin/digest/"+lang+"?done=added")
@@ -91,6 +98,9 @@ func (e *Editor) EditArticle(w http.ResponseWriter, r *http.Request) {
 		e.render(w, http.StatusBadRequest, "admin_article", "Edit article", adminArticleData{adminCommon: e.common(r, old.Lang), Lang: old.Lang, Article: art, Error: msg})
 		return
 	}
+	if !e.record(w, r, "article.edit", articleObject(art.ID), textclean.ClipBytes(art.Title, 200), "/admin/digest/"+old.Lang) {
+		return
+	}
 	if err := e.store.UpdateArticle(r.Context(), art); err != nil {
 		e.failErr(w, r, err, "/admin/articles/"+strconv.FormatInt(old.ID, 10)+"/edit")
 		return
@@ -129,6 +139,11 @@ func webURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
 }
 
+// articleActions are the POSTs of ArticleAction.
+var articleActions = []string{"pin", "unpin", "hide", "unhide", "up", "down", "pick"}
+
+func articleObject(id int64) string { return "article " + strconv.FormatInt(id, 10) }
+
 // ArticleAction is POST /admin/articles/{id}/{action}: pin, unpin, hide, unhide, up, down, pick.
 func (e *Editor) ArticleAction(w http.ResponseWriter, r *http.Request) {
 	art, ok := e.article(w, r)
@@ -145,9 +160,17 @@ func (e *Editor) ArticleAction(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusConflict, msg, back)
 		return
 	}
+	action := r.PathValue("action")
+	if !slices.Contains(articleActions, action) {
+		e.fail(w, http.StatusNotFound, "There is no such action.", back)
+		return
+	}
+	if !e.record(w, r, "article."+action, articleObject(art.ID), "", back) {
+		return
+	}
 	var err error
 	var done string
-	switch r.PathValue("action") {
+	switch action {
 	case "pin":
 		err, done = e.store.SetPinned(ctx, art.ID, true), "pinned"
 	case "unpin":

@@ -71,6 +71,10 @@ func (e *Editor) Digest(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	d := adminDigestData{adminCommon: e.common(r, lang), Lang: lang, TestTo: r.URL.Query().Get("to"), RequireApproval: e.opts.RequireApproval}
+	// A test goes to the editor's own address unless they choose another (a writer cannot).
+	if sess, _ := e.session(r); d.TestTo == "" || !d.CanPublish {
+		d.TestTo = sess.Editor.Email
+	}
 	is, err := e.coming(ctx, lang)
 	if err != nil {
 		e.failErr(w, r, err, "/admin/")

@@ -8,6 +8,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/render"
+	"newsletter/editors"
 	"newsletter/internal/httpx"
 	"newsletter/templates"
 )
@@ -18,13 +19,18 @@ type EditorOptions struct {
 	Publication     string
 	Languages       []string // the languages of the digest, in the order of the navigation
 	MaxArticles     int
-	Password        string // the editors' password; empty: every login is refused
+	BaseURL         string // NEWSLETTER_BASE_URL: the one-time links to set a password are under it
 	RequireApproval bool   // scheduled sends wait for an editor's approval
 	SecureCookies   bool   // editor cookies get Secure (the service runs behind https)
 	TrustProxy      bool   // the login throttle keys clients by the proxy's X-Forwarded-For entry
-	// DeviceKey signs the cookie an editor's browser gets at login, which exempts it from the
-	// global login throttle (nil: no such cookie).
+	// DeviceKey signs the cookie an editor's browser gets at login, which exempts it from its
+	// account's and the global login limits (nil: no such cookie).
 	DeviceKey []byte
+	// AdminTOTPRequired: an admin without TOTP must switch it on before anything else
+	// (NEWSLETTER_ADMIN_TOTP=required).
+	AdminTOTPRequired bool
+	// Device reduces a user agent to what the sessions list shows ("Firefox 128"); nil: nothing.
+	Device func(userAgent string) string
 	// TestSend sends issue issueID once to the address to ("send a test"); nil: not offered.
 	TestSend func(ctx context.Context, issueID int64, to string) error
 	// StartSend starts sending an approved issue now ("send now") and returns how many readers it
@@ -39,15 +45,16 @@ type EditorOptions struct {
 // throttle are in PostgreSQL), so any number of serve processes can answer the same editor.
 type Editor struct {
 	store    *digest.Store
-	sessions editorSessions
+	accounts *editors.Store
 	renderer *render.Renderer
 	pages    *templates.Pages
 	opts     EditorOptions
 	log      *slog.Logger
 }
 
-// NewEditor returns the editor pages over store; renderer draws the previews.
-func NewEditor(store *digest.Store, renderer *render.Renderer, pages *templates.Pages, opts EditorOptions, log *slog.Logger) *Editor {
+// NewEditor returns the editor pages over store; accounts holds the editors, their sessions and
+// the audit log; renderer draws the previews.
+func NewEditor(store *digest.Store, accounts *editors.Store, renderer *render.Renderer, pages *templates.Pages, opts EditorOptions, log *slog.Logger) *Editor {
 	if len(opts.Languages) == 0 {
 		opts.Languages = []string{"en"}
 	}
@@ -57,7 +64,7 @@ func NewEditor(store *digest.Store, renderer *render.Renderer, pages *templates.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Editor{store: store, sessions: editorSessions{db: store.DB(), now: store.Now}, renderer: renderer, pages: pages, opts: opts, log: log}
+	return &Editor{store: store, accounts: accounts, renderer: renderer, pages: pages, opts: opts, log: log}
 }
 
 const (
@@ -69,14 +76,20 @@ const (
 
 type ctxKey int
 
-const sessionIDKey ctxKey = iota
+const sessionKey ctxKey = iota
 
-// adminCommon is what every editor page carries: the form token and the navigation.
+// adminCommon is what every editor page carries: the form token, the navigation, and what the
+// editor's role lets them see (the server checks each route again: Require).
 type adminCommon struct {
 	CSRF   string
 	Langs  []string
 	Active string // the language whose digest is open, "" for the overview
 	Flash  string
+	Me     string // the editor's name or address
+	// CanPublish: approve, send now, pause, resume, cancel. CanAdmin: readers, editors, audit log.
+	CanPublish, CanAdmin bool
+	// SharedBanner: logged in with NEWSLETTER_ADMIN_PASSWORD; every page says how to move on.
+	SharedBanner bool
 }
 
 // flashes are the messages an action leaves for the page it redirects to (by key, so no request
@@ -100,8 +113,11 @@ var flashes = map[string]string{
 }
 
 func (e *Editor) common(r *http.Request, active string) adminCommon {
-	id, _ := r.Context().Value(sessionIDKey).(string)
-	return adminCommon{CSRF: csrfToken(id), Langs: e.opts.Languages, Active: active, Flash: flashes[r.URL.Query().Get("done")]}
+	sess, cookie := e.session(r)
+	role := sess.Editor.Role
+	return adminCommon{CSRF: csrfToken(cookie), Langs: e.opts.Languages, Active: active, Flash: flashes[r.URL.Query().Get("done")],
+		Me: sess.Editor.Display(), CanPublish: role.Allows(editors.Publisher), CanAdmin: role.Allows(editors.Admin),
+		SharedBanner: sess.Editor.Shared}
 }
 
 // render writes an editor page with status; editor pages are never cached.

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"newsletter/digest"
 	"newsletter/digest/render"
 	"newsletter/digest/send"
+	"newsletter/editors"
 	"newsletter/internal/digesttest"
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
@@ -40,155 +40,6 @@ func (c *testClock) add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
-}
-
-func TestAdminSessionLifecycle(t *testing.T) {
-	db := testdb.New(t)
-	ctx := context.Background()
-	clock := &testClock{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-	s := editorSessions{db: db, now: clock.now}
-
-	id, err := s.create(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(id) != sessionCookieLen {
-		t.Fatalf("session id length %d, want %d", len(id), sessionCookieLen)
-	}
-	if err := s.check(ctx, id); err != nil {
-		t.Fatalf("fresh session: %v", err)
-	}
-	var stored []byte
-	if err := db.Get(&stored, `SELECT id_hash FROM admin_sessions`); err != nil {
-		t.Fatal(err)
-	}
-	if string(stored) == id {
-		t.Fatal("the session id itself is stored; want only its hash")
-	}
-
-	t.Run("NewIDAtLogin", func(t *testing.T) {
-		id2, err := s.create(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id2 == id {
-			t.Fatal("login kept the old session id")
-		}
-		if err := s.check(ctx, id); !errors.Is(err, errNoSession) {
-			t.Fatalf("old session after a new login: %v, want errNoSession", err)
-		}
-		id = id2
-	})
-	t.Run("IdleExpiry", func(t *testing.T) {
-		clock.add(sessionIdle - time.Minute)
-		if err := s.check(ctx, id); err != nil {
-			t.Fatalf("used within the idle limit: %v", err)
-		}
-		clock.add(sessionIdle - time.Minute) // still alive: the last check touched it
-		if err := s.check(ctx, id); err != nil {
-			t.Fatalf("used again within the idle limit: %v", err)
-		}
-		clock.add(sessionIdle + time.Second)
-		if err := s.check(ctx, id); !errors.Is(err, errNoSession) {
-			t.Fatalf("after idle limit: %v, want errNoSession", err)
-		}
-	})
-	t.Run("AbsoluteExpiry", func(t *testing.T) {
-		id, err := s.create(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for elapsed := time.Duration(0); elapsed < sessionMax-sessionIdle; elapsed += sessionIdle / 2 {
-			clock.add(sessionIdle / 2)
-			if err := s.check(ctx, id); err != nil {
-				t.Fatalf("active session at %v: %v", elapsed, err)
-			}
-		}
-		clock.add(sessionIdle - time.Minute)
-		if err := s.check(ctx, id); err != nil {
-			t.Fatalf("a minute before %v: %v", sessionMax, err)
-		}
-		clock.add(2 * time.Minute)
-		if err := s.check(ctx, id); !errors.Is(err, errNoSession) {
-			t.Fatalf("a minute after %v, though active: %v, want errNoSession", sessionMax, err)
-		}
-	})
-	t.Run("Logout", func(t *testing.T) {
-		id, err := s.create(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.end(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.check(ctx, id); !errors.Is(err, errNoSession) {
-			t.Fatalf("after logout: %v, want errNoSession", err)
-		}
-	})
-	t.Run("Garbage", func(t *testing.T) {
-		for _, v := range []string{"", "x", newSessionID()} {
-			if err := s.check(ctx, v); !errors.Is(err, errNoSession) {
-				t.Errorf("check(%q) = %v, want errNoSession", v, err)
-			}
-		}
-	})
-}
-
-func TestAdminLoginThrottleStore(t *testing.T) {
-	db := testdb.New(t)
-	ctx := context.Background()
-	clock := &testClock{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-	s := editorSessions{db: db, now: clock.now}
-
-	for i := 0; i < loginClientLimit; i++ {
-		if err := s.throttled(ctx, "192.0.2.1", false); err != nil {
-			t.Fatalf("attempt %d: %v", i+1, err)
-		}
-		if err := s.failed(ctx, "192.0.2.1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.throttled(ctx, "192.0.2.1", false); !errors.Is(err, errLoginThrottled) {
-		t.Fatalf("after %d failures: %v, want errLoginThrottled", loginClientLimit, err)
-	}
-	if err := s.throttled(ctx, "192.0.2.2", false); err != nil {
-		t.Fatalf("another client: %v", err)
-	}
-	clock.add(loginWindow + time.Second)
-	if err := s.throttled(ctx, "192.0.2.1", false); err != nil {
-		t.Fatalf("after the window: %v", err)
-	}
-
-	// Many clients, each under its own limit, together hit the global one.
-	for i := 0; i < loginGlobalLimit; i++ {
-		if err := s.failed(ctx, "198.51.100."+string(rune('a'+i%26))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.throttled(ctx, "203.0.113.9", false); !errors.Is(err, errLoginThrottled) {
-		t.Fatalf("after %d failures from many clients: %v, want errLoginThrottled", loginGlobalLimit, err)
-	}
-}
-
-func TestPasswordMatches(t *testing.T) {
-	for _, c := range []struct {
-		name, configured, given string
-		want                    bool
-	}{
-		{"Right", "correct horse", "correct horse", true},
-		{"Wrong", "correct horse", "battery staple", false},
-		{"Prefix", "correct horse", "correct", false},
-		{"Longer", "correct horse", "correct horse ", false},
-		{"EmptyGiven", "correct horse", "", false},
-		{"NoneConfigured", "", "", false},
-		{"NoneConfiguredAnyGiven", "", "anything", false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			if got := passwordMatches(c.configured, c.given); got != c.want {
-				t.Errorf("passwordMatches(%q, %q) = %v, want %v", c.configured, c.given, got, c.want)
-			}
-		})
-	}
 }
 
 func TestCSRFToken(t *testing.T) {
@@ -223,26 +74,42 @@ func TestClientKey(t *testing.T) {
 	}
 }
 
-const testPassword = "correct horse battery staple"
+// The editor account every adminEnv starts with, an admin.
+const (
+	testEmail    = "admin@news.example"
+	testPassword = "correct horse battery staple"
+)
 
-// adminEnv is the editor pages over a real database, real templates and a real SMTP server.
+// adminEnv is the editor pages over a real database, real templates and a real SMTP server, with
+// one admin account (testEmail, testPassword).
 type adminEnv struct {
-	t     *testing.T
-	db    *sqlx.DB
-	store *digest.Store
-	admin *Editor
-	srv   *httptest.Server
-	smtp  *smtptest.Server
-	c     *http.Client
+	t        *testing.T
+	db       *sqlx.DB
+	store    *digest.Store
+	accounts *editors.Store
+	admin    *Editor
+	srv      *httptest.Server
+	smtp     *smtptest.Server
+	c        *http.Client
+	adminID  int64
 }
 
-func newAdminEnv(t *testing.T, password string) *adminEnv {
+func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
-	return newAdminEnvOn(t, testdb.New(t), password)
+	return newAdminEnvOn(t, testdb.New(t))
 }
 
 // newAdminEnvOn is newAdminEnv over the migrated database db.
-func newAdminEnvOn(t *testing.T, db *sqlx.DB, password string) *adminEnv {
+func newAdminEnvOn(t *testing.T, db *sqlx.DB) *adminEnv {
+	t.Helper()
+	e := newAdminEnvWith(t, db, editors.Options{})
+	e.adminID = e.addEditor(testEmail, editors.Admin)
+	return e
+}
+
+// newAdminEnvWith is the editor pages over db with no editor account yet, the accounts store made
+// with opts.
+func newAdminEnvWith(t *testing.T, db *sqlx.DB, opts editors.Options) *adminEnv {
 	t.Helper()
 	store := digest.NewStore(db, nil)
 	fsys := templates.FS("")
@@ -270,8 +137,10 @@ func newAdminEnvOn(t *testing.T, db *sqlx.DB, password string) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewEditor(store, renderer, pages, EditorOptions{Publication: "The Test Weekly", Languages: []string{"en", "ru"}, MaxArticles: 12,
-		Password: password, TestSend: sender.SendTest}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	accounts := editors.NewStore(db, secret, opts)
+	a := NewEditor(store, accounts, renderer, pages, EditorOptions{Publication: "The Test Weekly", Languages: []string{"en", "ru"}, MaxArticles: 12,
+		BaseURL: "http://news.example", TestSend: sender.SendTest, Device: func(string) string { return "Test browser 1" }},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mux := adminTestMux(a)
 	archive := NewArchive(store, renderer, pages, cat, ArchiveOptions{BaseURL: "http://news.example", Publication: "The Test Weekly",
 		Languages: []string{"en", "ru"}, MaxArticles: 12}, nil)
@@ -282,30 +151,70 @@ func newAdminEnvOn(t *testing.T, db *sqlx.DB, password string) *adminEnv {
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &adminEnv{t: t, db: db, store: store, admin: a, srv: srv, smtp: smtp, c: c}
+	return &adminEnv{t: t, db: db, store: store, accounts: accounts, admin: a, srv: srv, smtp: smtp, c: c}
 }
 
-// adminTestMux lists the editor routes as cmd/newsletter/routes.go does (newAdminEnv adds the
-// archive's).
+// addEditor adds an editor with role whose password is testPassword, as the one-time link sets
+// it, and returns their id.
+func (e *adminEnv) addEditor(email string, role editors.Role) int64 {
+	e.t.Helper()
+	ed, link, err := e.accounts.Add(context.Background(), email, "", role)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.accounts.UseLink(context.Background(), link.Token, testPassword); err != nil {
+		e.t.Fatal(err)
+	}
+	return ed.ID
+}
+
+// adminTestMux lists the editor routes with their roles as cmd/newsletter/routes.go does (whose
+// TestAdminRoleWalk walks the real table; newAdminEnv adds the archive's).
 func adminTestMux(a *Editor) *http.ServeMux {
 	mux := http.NewServeMux()
-	ed := a.RequireEditor
+	w, p, ad := editors.Writer, editors.Publisher, editors.Admin
 	mux.HandleFunc("GET /admin/login", a.LoginForm)
 	mux.HandleFunc("POST /admin/login", a.Login)
-	mux.Handle("POST /admin/logout", ed(a.Logout))
-	mux.Handle("GET /admin/{$}", ed(a.Home))
-	mux.Handle("GET /admin/digest/{lang}", ed(a.Digest))
-	mux.Handle("GET /admin/digest/{lang}/articles/new", ed(a.NewArticleForm))
-	mux.Handle("POST /admin/digest/{lang}/articles", ed(a.AddArticle))
-	mux.Handle("GET /admin/articles/{id}/edit", ed(a.EditArticleForm))
-	mux.Handle("POST /admin/articles/{id}", ed(a.EditArticle))
-	mux.Handle("POST /admin/articles/{id}/{action}", ed(a.ArticleAction))
-	mux.Handle("GET /admin/issues/{id}", ed(a.IssuePage))
-	mux.Handle("GET /admin/issues/{id}/preview.html", ed(a.Preview))
-	mux.Handle("POST /admin/issues/{id}/text", ed(a.IssueText))
-	mux.Handle("POST /admin/issues/{id}/approve", ed(a.Approve))
-	mux.Handle("POST /admin/issues/{id}/test", ed(a.TestSend))
-	mux.Handle("POST /admin/issues/{id}/{action}", ed(a.IssueAction))
+	mux.HandleFunc("GET /admin/login/code", a.CodeForm)
+	mux.HandleFunc("POST /admin/login/code", a.Code)
+	mux.HandleFunc("GET /admin/setup/{token}", a.SetPasswordForm)
+	mux.HandleFunc("POST /admin/setup/{token}", a.SetPassword)
+	for _, r := range []struct {
+		pattern string
+		role    editors.Role
+		h       http.HandlerFunc
+	}{
+		{"POST /admin/logout", w, a.Logout},
+		{"GET /admin/{$}", w, a.Home},
+		{"GET /admin/digest/{lang}", w, a.Digest},
+		{"GET /admin/digest/{lang}/articles/new", w, a.NewArticleForm},
+		{"POST /admin/digest/{lang}/articles", w, a.AddArticle},
+		{"GET /admin/articles/{id}/edit", w, a.EditArticleForm},
+		{"POST /admin/articles/{id}", w, a.EditArticle},
+		{"POST /admin/articles/{id}/{action}", w, a.ArticleAction},
+		{"GET /admin/issues/{id}", w, a.IssuePage},
+		{"GET /admin/issues/{id}/preview.html", w, a.Preview},
+		{"POST /admin/issues/{id}/text", w, a.IssueText},
+		{"POST /admin/issues/{id}/test", w, a.TestSend},
+		{"POST /admin/issues/{id}/approve", p, a.Approve},
+		{"POST /admin/issues/{id}/{action}", p, a.IssueAction},
+		{"GET /admin/account", w, a.Account},
+		{"POST /admin/account/name", w, a.AccountName},
+		{"POST /admin/account/password", w, a.AccountPassword},
+		{"GET /admin/account/totp", w, a.TOTPPage},
+		{"POST /admin/account/totp", w, a.TOTPOn},
+		{"POST /admin/account/totp/off", w, a.TOTPOff},
+		{"POST /admin/account/sessions/{sid}/end", w, a.EndMySession},
+		{"POST /admin/account/logout-everywhere", w, a.LogoutEverywhere},
+		{"GET /admin/editors", ad, a.Editors},
+		{"POST /admin/editors", ad, a.Invite},
+		{"GET /admin/editors/{id}", ad, a.EditorPage},
+		{"POST /admin/editors/{id}/{action}", ad, a.EditorAction},
+		{"POST /admin/editors/{id}/sessions/{sid}/end", ad, a.EndEditorSession},
+		{"GET /admin/audit", ad, a.Audit},
+	} {
+		mux.Handle(r.pattern, a.Require(r.role, r.h))
+	}
 	return mux
 }
 
@@ -352,23 +261,35 @@ func (e *adminEnv) csrf(path string) string {
 	return m[1]
 }
 
-// login posts the login form with a form token mirrored in its cookie, as the login page sets
-// them (the page itself redirects a browser that is logged in already, so the test sets both).
+// login posts the login form of the admin account with password.
 func (e *adminEnv) login(password string) page {
+	e.t.Helper()
+	return e.loginAs(testEmail, password)
+}
+
+// loginAs posts the login form with a form token mirrored in its cookie, as the login page sets
+// them (the page itself redirects a browser that is logged in already, so the test sets both).
+func (e *adminEnv) loginAs(email, password string) page {
 	e.t.Helper()
 	token := newSessionID()
 	u, _ := url.Parse(e.srv.URL + "/admin/login")
 	e.c.Jar.SetCookies(u, []*http.Cookie{{Name: loginCSRFCookie, Value: token, Path: "/admin/login"}})
-	return e.post("/admin/login", url.Values{"csrf": {token}, "password": {password}})
+	return e.post("/admin/login", url.Values{"csrf": {token}, "email": {email}, "password": {password}})
 }
 
-// mustLogin logs in and returns the form token of the new session.
+// mustLogin logs in as the admin and returns the form token of the new session.
 func (e *adminEnv) mustLogin() string {
 	e.t.Helper()
-	if p := e.login(testPassword); p.status != http.StatusSeeOther {
-		e.t.Fatalf("login: %d\n%s", p.status, p.body)
+	return e.mustLoginAs(testEmail)
+}
+
+// mustLoginAs logs in as the editor with email (password testPassword) and returns the form token.
+func (e *adminEnv) mustLoginAs(email string) string {
+	e.t.Helper()
+	if p := e.loginAs(email, testPassword); p.status != http.StatusSeeOther {
+		e.t.Fatalf("login as %s: %d\n%s", email, p.status, p.body)
 	}
-	return e.csrf("/admin/")
+	return e.csrf("/admin/account")
 }
 
 // action posts a form with the session's token and expects the redirect of a successful action.
@@ -377,7 +298,7 @@ func (e *adminEnv) action(path string, form url.Values) string {
 	if form == nil {
 		form = url.Values{}
 	}
-	form.Set("csrf", e.csrf("/admin/"))
+	form.Set("csrf", e.csrf("/admin/account"))
 	p := e.post(path, form)
 	if p.status != http.StatusSeeOther {
 		e.t.Fatalf("POST %s: %d, want 303\n%s", path, p.status, p.body)
@@ -408,315 +329,30 @@ func (e *adminEnv) addArticle(lang, title, section string, published time.Time) 
 	return id
 }
 
-func TestAdminLogin(t *testing.T) {
-	for _, c := range []struct {
-		name       string
-		configured string
-		given      string
-		token      string // "page": the login page's; "": none; else this value
-		wantStatus int
-		wantText   string
-	}{
-		{"Right", testPassword, testPassword, "page", http.StatusSeeOther, ""},
-		{"Wrong", testPassword, "hunter2", "page", http.StatusUnauthorized, "Wrong password"},
-		{"EmptyGiven", testPassword, "", "page", http.StatusUnauthorized, "Wrong password"},
-		{"NoneConfigured", "", "", "crafted", http.StatusForbidden, "switched off"},
-		{"NoneConfiguredAnyGiven", "", "guess", "crafted", http.StatusForbidden, "switched off"},
-		{"NoFormToken", testPassword, testPassword, "", http.StatusForbidden, "expired"},
-		{"WrongFormToken", testPassword, testPassword, "forged", http.StatusForbidden, "expired"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			e := newAdminEnv(t, c.configured)
-			form := url.Values{"password": {c.given}}
-			switch c.token {
-			case "page":
-				form.Set("csrf", e.csrf("/admin/login"))
-			case "crafted":
-				p := e.get("/admin/login")
-				if !strings.Contains(p.body, "switched off") || strings.Contains(p.body, `type="password"`) {
-					t.Errorf("login page with no password configured shows a form or no reason:\n%s", p.body)
-				}
-				token := newSessionID()
-				u, _ := url.Parse(e.srv.URL + "/admin/login")
-				e.c.Jar.SetCookies(u, []*http.Cookie{{Name: loginCSRFCookie, Value: token, Path: "/admin/login"}})
-				form.Set("csrf", token)
-			case "":
-				e.get("/admin/login") // the cookie is set, the form field missing
-			default:
-				e.get("/admin/login")
-				form.Set("csrf", c.token)
-			}
-			p := e.post("/admin/login", form)
-			if p.status != c.wantStatus {
-				t.Fatalf("status %d, want %d\n%s", p.status, c.wantStatus, p.body)
-			}
-			if !strings.Contains(p.body, c.wantText) {
-				t.Errorf("body lacks %q:\n%s", c.wantText, p.body)
-			}
-			got := e.sessionCookie()
-			if (got != nil) != (c.wantStatus == http.StatusSeeOther) {
-				t.Fatalf("session cookie %v after status %d", got, p.status)
-			}
-			if got == nil {
-				return
-			}
-			if loc := p.header.Get("Location"); loc != "/admin/" {
-				t.Errorf("redirect to %q, want /admin/", loc)
-			}
-			set := p.header.Get("Set-Cookie")
-			for _, want := range []string{"HttpOnly", "SameSite=Lax", "Path=/admin", "Max-Age="} {
-				if !strings.Contains(set, want) {
-					t.Errorf("session cookie %q lacks %s", set, want)
-				}
-			}
-			if strings.Contains(set, "Secure") {
-				t.Errorf("session cookie %q is Secure on plain http", set)
-			}
-			if p := e.get("/admin/"); p.status != http.StatusOK {
-				t.Errorf("GET /admin/ after login: %d", p.status)
-			}
-		})
+// audit returns the audit log's rows as "actor action object (detail)", oldest first.
+func (e *adminEnv) audit() []string {
+	e.t.Helper()
+	var rows []struct {
+		Actor  string `db:"actor"`
+		Action string `db:"action"`
+		Object string `db:"object"`
+		Detail string `db:"detail"`
 	}
-}
-
-func TestAdminSecureCookieOnHTTPS(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	e.admin.opts.SecureCookies = true
-	// The test server speaks plain http, so read the header rather than the jar.
-	token := e.csrf("/admin/login")
-	p := e.post("/admin/login", url.Values{"csrf": {token}, "password": {testPassword}})
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("login: %d", p.status)
+	if err := e.db.Select(&rows, `SELECT actor, action, object, detail FROM audit_log ORDER BY id`); err != nil {
+		e.t.Fatal(err)
 	}
-	if set := p.header.Values("Set-Cookie"); !strings.Contains(strings.Join(set, "\n"), "Secure") {
-		t.Errorf("cookies %q not Secure with an https base URL", set)
+	var out []string
+	for _, r := range rows {
+		s := r.Actor + " " + r.Action
+		if r.Object != "" {
+			s += " " + r.Object
+		}
+		if r.Detail != "" {
+			s += " (" + r.Detail + ")"
+		}
+		out = append(out, s)
 	}
-}
-
-func TestAdminLoginThrottled(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	for i := 0; i < loginClientLimit; i++ {
-		if p := e.login("wrong"); p.status != http.StatusUnauthorized {
-			t.Fatalf("attempt %d: %d, want 401", i+1, p.status)
-		}
-	}
-	p := e.login(testPassword)
-	if p.status != http.StatusTooManyRequests {
-		t.Fatalf("right password after %d failures: %d, want 429", loginClientLimit, p.status)
-	}
-	if p.header.Get("Retry-After") == "" || !strings.Contains(p.body, "Too many failed logins") {
-		t.Errorf("429 without Retry-After or message: %v\n%s", p.header, p.body)
-	}
-	if e.sessionCookie() != nil {
-		t.Error("a throttled login got a session")
-	}
-
-	t.Run("Global", func(t *testing.T) {
-		e := newAdminEnv(t, testPassword)
-		try := func(remote, password string) int {
-			token := newSessionID()
-			form := url.Values{"csrf": {token}, "password": {password}}
-			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: token})
-			req.RemoteAddr = remote
-			w := httptest.NewRecorder()
-			e.admin.Login(w, req)
-			return w.Code
-		}
-		for i := 0; i < loginGlobalLimit; i++ {
-			if code := try(fmt.Sprintf("10.0.%d.%d:4000", i/200, i%200), "wrong"); code != http.StatusUnauthorized {
-				t.Fatalf("attempt %d: %d", i+1, code)
-			}
-		}
-		if code := try("192.0.2.200:4000", testPassword); code != http.StatusTooManyRequests {
-			t.Fatalf("a fresh client after %d failures from many: %d, want 429", loginGlobalLimit, code)
-		}
-	})
-
-	// An editor's browser that logged in before holds a device cookie: guesses from everyone else
-	// cannot lock it out, though its own client limit still holds. A forged cookie counts for nothing.
-	t.Run("KnownDevice", func(t *testing.T) {
-		e := newAdminEnv(t, testPassword)
-		e.admin.opts.DeviceKey = []byte("device-key-for-the-test-0123456789")
-		try := func(remote, password string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
-			token := newSessionID()
-			form := url.Values{"csrf": {token}, "password": {password}}
-			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: token})
-			for _, c := range cookies {
-				req.AddCookie(c)
-			}
-			req.RemoteAddr = remote
-			w := httptest.NewRecorder()
-			e.admin.Login(w, req)
-			return w
-		}
-		first := try("192.0.2.50:4000", testPassword)
-		var device *http.Cookie
-		for _, c := range first.Result().Cookies() {
-			if c.Name == deviceCookie {
-				device = c
-			}
-		}
-		if first.Code != http.StatusSeeOther || device == nil || !device.HttpOnly || device.Path != "/admin/login" {
-			t.Fatalf("first login: %d, device cookie %+v", first.Code, device)
-		}
-		for i := 0; i < loginGlobalLimit; i++ {
-			try(fmt.Sprintf("10.1.%d.%d:4000", i/200, i%200), "wrong")
-		}
-		if code := try("192.0.2.51:4000", testPassword).Code; code != http.StatusTooManyRequests {
-			t.Fatalf("a new browser during the global lockout: %d, want 429", code)
-		}
-		forged := &http.Cookie{Name: deviceCookie, Value: "AAAAAAAAAAAAAAAAAAAAAA." + strings.Repeat("A", 43)}
-		if code := try("192.0.2.51:4000", testPassword, forged).Code; code != http.StatusTooManyRequests {
-			t.Errorf("a forged device cookie during the global lockout: %d, want 429", code)
-		}
-		if code := try("192.0.2.50:4000", testPassword, device).Code; code != http.StatusSeeOther {
-			t.Errorf("the editor's known browser during the global lockout: %d, want 303", code)
-		}
-		for i := 0; i < loginClientLimit; i++ {
-			try("192.0.2.60:4000", "wrong", device)
-		}
-		if code := try("192.0.2.60:4000", testPassword, device).Code; code != http.StatusTooManyRequests {
-			t.Errorf("a known device past its own client's limit: %d, want 429", code)
-		}
-	})
-
-	// Behind the operator's proxy (every request from its address), the throttle keys on the
-	// entry the proxy appended, so one guesser does not lock out the editors' clients.
-	t.Run("BehindProxy", func(t *testing.T) {
-		e := newAdminEnv(t, testPassword)
-		try := func(trust bool, forwarded, password string) int {
-			e.admin.opts.TrustProxy = trust
-			token := newSessionID()
-			form := url.Values{"csrf": {token}, "password": {password}}
-			req := httptest.NewRequest("POST", "/admin/login", strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("X-Forwarded-For", forwarded)
-			req.AddCookie(&http.Cookie{Name: loginCSRFCookie, Value: token})
-			req.RemoteAddr = "10.0.0.1:4000"
-			w := httptest.NewRecorder()
-			e.admin.Login(w, req)
-			return w.Code
-		}
-		for i := 0; i < loginClientLimit; i++ {
-			// The guesser forges a first entry each time; only the proxy's last one counts.
-			if code := try(true, fmt.Sprintf("192.0.2.%d, 198.51.100.66", i), "wrong"); code != http.StatusUnauthorized {
-				t.Fatalf("attempt %d: %d", i+1, code)
-			}
-		}
-		if code := try(true, "198.51.100.66", testPassword); code != http.StatusTooManyRequests {
-			t.Errorf("the guesser after %d failures: %d, want 429", loginClientLimit, code)
-		}
-		if code := try(true, "203.0.113.5", testPassword); code != http.StatusSeeOther {
-			t.Errorf("an editor behind the same proxy: %d, want 303 (logged in)", code)
-		}
-		// Without NEWSLETTER_TRUST_PROXY everyone is the proxy: the same guesses lock out all.
-		for i := 0; i < loginClientLimit; i++ {
-			try(false, "198.51.100.77", "wrong")
-		}
-		if code := try(false, "203.0.113.5", testPassword); code != http.StatusTooManyRequests {
-			t.Errorf("without trusting the proxy, an editor after %d failures through it: %d, want 429", loginClientLimit, code)
-		}
-	})
-}
-
-func TestAdminCSRF(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	e.mustLogin()
-	other := newSessionID()
-	for _, c := range []struct {
-		name  string
-		token string
-	}{
-		{"Missing", ""},
-		{"Wrong", "not-the-token"},
-		{"OtherSession", csrfToken(other)},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			form := url.Values{}
-			if c.token != "" {
-				form.Set("csrf", c.token)
-			}
-			p := e.post("/admin/logout", form)
-			if p.status != http.StatusForbidden {
-				t.Fatalf("status %d, want 403\n%s", p.status, p.body)
-			}
-			if !strings.Contains(p.body, "security token") {
-				t.Errorf("403 without a clear message:\n%s", p.body)
-			}
-		})
-	}
-	if p := e.get("/admin/"); p.status != http.StatusOK {
-		t.Fatalf("session ended by a forged logout: %d", p.status)
-	}
-}
-
-func TestAdminRequiresSession(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	for _, path := range []string{"/admin/", "/admin/digest/en", "/admin/issues/1", "/admin/issues/1/preview.html", "/admin/articles/1/edit"} {
-		p := e.get(path)
-		if p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin/login" {
-			t.Errorf("GET %s without session: %d to %q, want 303 to /admin/login", path, p.status, p.header.Get("Location"))
-		}
-	}
-	for _, path := range []string{"/admin/logout", "/admin/issues/1/approve", "/admin/articles/1/hide", "/admin/digest/en/articles"} {
-		p := e.post(path, url.Values{"csrf": {csrfToken(newSessionID())}})
-		if p.status != http.StatusForbidden {
-			t.Errorf("POST %s without session: %d, want 403", path, p.status)
-		}
-	}
-}
-
-func TestAdminSessionFixation(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	e.mustLogin()
-	before := e.sessionCookie().Value
-	// Logging in again while holding a session must replace its id, and the old one must die.
-	if p := e.login(testPassword); p.status != http.StatusSeeOther {
-		t.Fatalf("second login: %d", p.status)
-	}
-	after := e.sessionCookie().Value
-	if after == before {
-		t.Fatal("the session id did not change at login")
-	}
-	if err := e.admin.sessions.check(context.Background(), before); err == nil {
-		t.Fatal("the session id held before login still works")
-	}
-	// A planted cookie that names no session is replaced too.
-	planted := newSessionID()
-	u, _ := url.Parse(e.srv.URL + "/admin/")
-	e.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: planted, Path: "/admin"}})
-	if p := e.login(testPassword); p.status != http.StatusSeeOther {
-		t.Fatalf("login with a planted cookie: %d", p.status)
-	}
-	if e.sessionCookie().Value == planted {
-		t.Fatal("login kept a planted session id")
-	}
-}
-
-func TestAdminLogout(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
-	token := e.mustLogin()
-	id := e.sessionCookie().Value
-	p := e.post("/admin/logout", url.Values{"csrf": {token}})
-	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin/login" {
-		t.Fatalf("logout: %d to %q", p.status, p.header.Get("Location"))
-	}
-	if e.sessionCookie() != nil {
-		t.Error("the session cookie survived logout")
-	}
-	if p := e.get("/admin/"); p.status != http.StatusSeeOther {
-		t.Errorf("GET /admin/ after logout: %d, want 303 to the login", p.status)
-	}
-	// Replaying the old cookie does not help: the session is gone from the database.
-	u, _ := url.Parse(e.srv.URL + "/admin/")
-	e.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: id, Path: "/admin"}})
-	if p := e.get("/admin/"); p.status != http.StatusSeeOther {
-		t.Errorf("GET /admin/ with the logged-out cookie: %d, want 303", p.status)
-	}
+	return out
 }
 
 // comingIssue assembles the coming issue of lang as the digest page does and returns it.
@@ -747,7 +383,7 @@ func (e *adminEnv) order(lang string) []string {
 const hostileTitle = `<script>alert(1)</script><img src=x onerror=alert(2)> Budget "vote" & more`
 
 func TestAdminDigestPage(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	now := time.Now()
 	e.addArticle("en", "Harbour reopens", "City", now.Add(-3*time.Hour))
 	e.addArticle("en", hostileTitle, "Politics", now.Add(-2*time.Hour))
@@ -813,7 +449,7 @@ func TestAdminDigestPage(t *testing.T) {
 }
 
 func TestAdminOverview(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	if _, err := e.db.Exec(`INSERT INTO feeds (url, lang, last_fetched_at, last_error) VALUES
 		('https://feed.example/rss', 'en', now(), 'HTTP 500 <b>from</b> the server')`); err != nil {
@@ -836,7 +472,7 @@ func TestAdminOverview(t *testing.T) {
 }
 
 func TestAdminIssueText(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	e.mustLogin()
 	is := e.coming("en")
@@ -877,7 +513,7 @@ func TestAdminIssueText(t *testing.T) {
 }
 
 func TestAdminArticleActions(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	now := time.Now()
 	a := e.addArticle("en", "A", "World", now.Add(-1*time.Hour))
 	b := e.addArticle("en", "B", "World", now.Add(-2*time.Hour))
@@ -949,7 +585,7 @@ func TestAdminArticleActions(t *testing.T) {
 }
 
 func TestAdminAddEditArticle(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	e.addArticle("en", "Feed story", "World", time.Now().Add(-time.Hour))
 	e.mustLogin()
 	if p := e.get("/admin/digest/en/articles/new"); p.status != http.StatusOK || !strings.Contains(p.body, `name="title"`) {
@@ -1003,7 +639,7 @@ func TestAdminAddEditArticle(t *testing.T) {
 }
 
 func TestAdminTestSend(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	e.mustLogin()
 	is := e.coming("en")
@@ -1060,7 +696,7 @@ func TestAdminTestSend(t *testing.T) {
 }
 
 func TestAdminApprove(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	id := e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	e.mustLogin()
 	is := e.coming("en")
@@ -1081,7 +717,7 @@ func TestAdminApprove(t *testing.T) {
 }
 
 func TestAdminIssueReportAndControl(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	e.mustLogin()
 	is := e.coming("en")
@@ -1187,7 +823,7 @@ func TestAdminIssueReportAndControl(t *testing.T) {
 }
 
 func TestAdminFormTooLarge(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	token := e.mustLogin()
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	is := e.coming("en")
@@ -1260,7 +896,7 @@ func TestMoveRow(t *testing.T) {
 // confirmed reader; a draft cannot (its articles may change under the editor), nor an issue
 // already sending.
 func TestAdminSendNow(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	digesttest.SeedReaders(t, e.db, "en", 3)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	client, err := gomail.NewClient(e.smtp.Host, gomail.WithPort(e.smtp.Port), gomail.WithTLSPolicy(gomail.NoTLS), gomail.WithTimeout(5*time.Second))
@@ -1321,25 +957,26 @@ func TestAdminSendNow(t *testing.T) {
 
 func TestDeviceToken(t *testing.T) {
 	key := []byte("device-key-for-the-test-0123456789")
-	tok := deviceToken(key)
-	if !deviceValid(key, tok) {
-		t.Fatalf("a token this key issued is refused: %q", tok)
+	tok := deviceToken(key, 7)
+	if got := deviceEditor(key, tok); got != 7 {
+		t.Fatalf("a token this key issued for editor 7 reads %d: %q", got, tok)
 	}
-	if deviceToken(key) == tok {
+	if deviceToken(key, 7) == tok {
 		t.Error("two tokens alike")
 	}
-	id, mac, _ := strings.Cut(tok, ".")
-	flipped := []byte(mac)
+	parts := strings.Split(tok, ".")
+	flipped := []byte(parts[2])
 	flipped[0] ^= 1
 	for name, bad := range map[string]string{
-		"OtherKey": deviceToken([]byte("another-key-0123456789-0123456789")), "AlteredMAC": id + "." + string(flipped),
-		"NoMAC": id, "Empty": "", "ShortID": "AAAA." + mac, "Long": tok + strings.Repeat("A", 300),
+		"OtherKey": deviceToken([]byte("another-key-0123456789-0123456789"), 7), "AlteredMAC": parts[0] + "." + parts[1] + "." + string(flipped),
+		"OtherEditor": parts[0] + ".8." + parts[2], "NoMAC": parts[0] + "." + parts[1], "Empty": "", "ShortID": "AAAA.7." + parts[2],
+		"Long": tok + strings.Repeat("A", 300),
 	} {
-		if deviceValid(key, bad) {
+		if deviceEditor(key, bad) != 0 {
 			t.Errorf("%s: %q accepted", name, bad)
 		}
 	}
-	if deviceValid(nil, tok) {
+	if deviceEditor(nil, tok) != 0 {
 		t.Error("accepted without a key")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"newsletter/digest"
+	"newsletter/editors"
 	"newsletter/internal/httpx"
 )
 
@@ -27,6 +28,18 @@ func errorStatus(err error) (status int, msg string) {
 		return http.StatusNotFound, "There is no such reader (any more)."
 	case errors.Is(err, ErrReaderChanged):
 		return http.StatusConflict, "The reader changed in the meantime. Reload their page and try again."
+	case errors.Is(err, editors.ErrNotFound):
+		return http.StatusNotFound, "That editor does not exist (any more)."
+	case errors.Is(err, editors.ErrInvalid):
+		return http.StatusBadRequest, "That was not accepted: check the form and try again."
+	case errors.Is(err, editors.ErrLastAdmin):
+		return http.StatusConflict, "That would leave no enabled admin. Make another editor an admin first."
+	case errors.Is(err, editors.ErrThrottled):
+		return http.StatusTooManyRequests, "Too many attempts. Wait a few minutes, then try again."
+	case errors.Is(err, editors.ErrLinkExpired):
+		return http.StatusGone, "That link does not work (any more)."
+	case errors.Is(err, editors.ErrCredentials):
+		return http.StatusBadRequest, "Wrong password or code."
 	case errors.Is(err, digest.ErrRelay):
 		return http.StatusBadGateway, "The mail server did not take the message. Check NEWSLETTER_SMTP_URL and the log."
 	case httpx.Unavailable(err):

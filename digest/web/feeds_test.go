@@ -32,7 +32,7 @@ func storyItem(guid string, published *time.Time) string {
 }
 
 func TestAdminFeedStatus(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	published := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
@@ -99,7 +99,7 @@ func TestAdminFeedStatus(t *testing.T) {
 }
 
 func TestWindowEditorPicksBaseline(t *testing.T) {
-	e := newAdminEnv(t, testPassword)
+	e := newAdminEnv(t)
 	now := time.Now().UTC()
 	fresh, old := now.Add(-time.Hour), now.AddDate(0, 0, -40)
 	body := storyFeed(storyItem("fresh", &fresh), storyItem("old", &old), storyItem("undated", nil))

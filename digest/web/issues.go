@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/render"
+	"newsletter/editors"
+	"newsletter/internal/textclean"
 )
 
 // issue is the issue of the path's {id} (see loadByID).
@@ -64,6 +67,9 @@ func (e *Editor) IssueText(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusBadRequest, msg, back)
 		return
 	}
+	if !e.record(w, r, "issue.text", issueObject(is.ID), "subject "+strconv.Quote(textclean.ClipBytes(subject, 200)), back) {
+		return
+	}
 	if err := e.store.UpdateIssueText(r.Context(), is.ID, subject, note); err != nil {
 		e.failErr(w, r, err, back)
 		return
@@ -78,6 +84,9 @@ func (e *Editor) Approve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := "/admin/digest/" + is.Lang
+	if !e.record(w, r, "issue.approve", issueObject(is.ID), "", back) {
+		return
+	}
 	if err := e.store.Approve(r.Context(), is.ID); err != nil {
 		e.failErr(w, r, err, back)
 		return
@@ -100,8 +109,23 @@ func (e *Editor) TestSend(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusBadRequest, "Give one valid email address to send the test to.", back)
 		return
 	}
+	// A writer sends tests to their own address only: a test is the whole issue, and sending it
+	// to anyone else is publishing it.
+	sess, _ := e.session(r)
+	if !sess.Editor.Role.Allows(editors.Publisher) && !strings.EqualFold(to, sess.Editor.Email) {
+		e.fail(w, http.StatusForbidden, "As a writer you can send a test to your own address only ("+sess.Editor.Email+").", back)
+		return
+	}
 	if e.opts.TestSend == nil {
 		e.fail(w, http.StatusServiceUnavailable, "Test sending is not set up in this service.", back)
+		return
+	}
+	// The address is the editor's business, not the log's: own address or another.
+	detail := "to another address"
+	if strings.EqualFold(to, sess.Editor.Email) {
+		detail = "to their own address"
+	}
+	if !e.record(w, r, "issue.test", issueObject(is.ID), detail, back) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
@@ -197,7 +221,12 @@ func (e *Editor) IssuePage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// IssueAction is POST /admin/issues/{id}/{action}: pause, resume, cancel.
+// issueActions are the POSTs of IssueAction.
+var issueActions = []string{"pause", "resume", "cancel", "send"}
+
+func issueObject(id int64) string { return "issue " + strconv.FormatInt(id, 10) }
+
+// IssueAction is POST /admin/issues/{id}/{action}: pause, resume, cancel, send (now).
 func (e *Editor) IssueAction(w http.ResponseWriter, r *http.Request) {
 	is, ok := e.issue(w, r)
 	if !ok {
@@ -205,9 +234,14 @@ func (e *Editor) IssueAction(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	back := "/admin/issues/" + strconv.FormatInt(is.ID, 10)
+	action := r.PathValue("action")
+	if !slices.Contains(issueActions, action) {
+		e.fail(w, http.StatusNotFound, "There is no such action.", back)
+		return
+	}
 	var err error
 	var done string
-	switch r.PathValue("action") {
+	switch action {
 	case "pause":
 		reason := strings.TrimSpace(r.PostForm.Get("reason"))
 		if m := checkText("Reason", reason, 200, false); m != "" {
@@ -217,10 +251,19 @@ func (e *Editor) IssueAction(w http.ResponseWriter, r *http.Request) {
 		if reason == "" {
 			reason = "paused by an editor"
 		}
+		if !e.record(w, r, "issue.pause", issueObject(is.ID), reason, back) {
+			return
+		}
 		err, done = e.store.Pause(ctx, is.ID, reason), "paused"
 	case "resume":
+		if !e.record(w, r, "issue.resume", issueObject(is.ID), "", back) {
+			return
+		}
 		err, done = e.store.Resume(ctx, is.ID), "resumed"
 	case "cancel":
+		if !e.record(w, r, "issue.cancel", issueObject(is.ID), "was "+is.Status, back) {
+			return
+		}
 		err, done = e.store.Cancel(ctx, is.ID), "cancelled"
 	case "send":
 		// Only an approved issue: its content is locked, so what starts is what the editor
@@ -232,6 +275,9 @@ func (e *Editor) IssueAction(w http.ResponseWriter, r *http.Request) {
 		}
 		if e.opts.StartSend == nil {
 			e.fail(w, http.StatusServiceUnavailable, "Sending is not set up in this service.", back)
+			return
+		}
+		if !e.record(w, r, "issue.send", issueObject(is.ID), "", back) {
 			return
 		}
 		var n int

@@ -31,7 +31,6 @@ type ReaderList interface {
 	// consent rules allow none now.
 	Resend(ctx context.Context, uuid string) error
 	SetLang(ctx context.Context, uuid, lang string) error
-	Audit(ctx context.Context, e AuditEntry) error
 }
 
 // Errors of a ReaderList that the pages answer with a 4xx.
@@ -119,20 +118,6 @@ type ReaderAudit struct {
 	Actor, Action, Detail string
 }
 
-// AuditEntry is one line for the audit log: who did what to which reader (their uuid, never the
-// address).
-type AuditEntry struct {
-	Actor   string
-	Session []byte
-	Action  string
-	Target  string
-	Detail  string
-}
-
-// editorActor names who acts in the audit log. Editors share one login today, so it names the
-// login, and the entry's session hash tells sessions apart; editor accounts will name the editor.
-const editorActor = "editor (shared login)"
-
 // The codes of Reader.NoResend.
 const (
 	resendConfirmed = "confirmed"
@@ -174,15 +159,14 @@ func (e *Editor) readers(w http.ResponseWriter) (ReaderList, bool) {
 	return e.opts.Readers, true
 }
 
-// audit records what the editor of the request does; on failure it has answered.
-func (e *Editor) audit(w http.ResponseWriter, r *http.Request, rl ReaderList, action, target, detail, back string) bool {
-	id, _ := r.Context().Value(sessionIDKey).(string)
-	err := rl.Audit(r.Context(), AuditEntry{Actor: editorActor, Session: hashSessionID(id), Action: action, Target: target, Detail: detail})
-	if err != nil {
-		e.failErr(w, r, err, back)
-		return false
+// audit records what the editor of the request does to a reader (target: their uuid, "" for a
+// lookup that found nobody), before it is shown or done; on failure it has answered.
+func (e *Editor) audit(w http.ResponseWriter, r *http.Request, action, target, detail, back string) bool {
+	object := ""
+	if target != "" {
+		object = "reader " + target
 	}
-	return true
+	return e.recordTarget(w, r, "reader."+action, object, target, detail, back)
 }
 
 type adminReadersData struct {
@@ -271,17 +255,17 @@ func (e *Editor) ReaderLookup(w http.ResponseWriter, r *http.Request) {
 	shown := textclean.ClipBytes(strings.TrimSpace(typed), 320)
 	switch {
 	case errors.Is(err, ErrNotAnAddress):
-		if e.audit(w, r, rl, "lookup", "", "not an address", "/admin/readers") {
+		if e.audit(w, r, "lookup", "", "not an address", "/admin/readers") {
 			e.readersPage(w, r, http.StatusBadRequest, shown, "That is not an email address. Type the reader's whole address, such as ann@example.org.")
 		}
 	case errors.Is(err, ErrNoReader):
-		if e.audit(w, r, rl, "lookup", "", "no reader", "/admin/readers") {
+		if e.audit(w, r, "lookup", "", "no reader", "/admin/readers") {
 			e.readersPage(w, r, http.StatusNotFound, shown, "No reader has that address. Only an exact address finds a reader.")
 		}
 	case err != nil:
 		e.failErr(w, r, err, "/admin/readers")
 	default:
-		if e.audit(w, r, rl, "lookup", uuid, "found", "/admin/readers") {
+		if e.audit(w, r, "lookup", uuid, "found", "/admin/readers") {
 			redirect(w, r, "/admin/readers/"+uuid)
 		}
 	}
@@ -311,8 +295,8 @@ type adminReaderData struct {
 // ReaderPage is GET /admin/readers/{uuid}: the reader's status, language, consent, deliveries,
 // reports and the editors' actions on them.
 func (e *Editor) ReaderPage(w http.ResponseWriter, r *http.Request) {
-	rl, rd, ok := e.reader(w, r)
-	if !ok || !e.audit(w, r, rl, "view", rd.UUID, "", "/admin/readers") {
+	_, rd, ok := e.reader(w, r)
+	if !ok || !e.audit(w, r, "view", rd.UUID, "", "/admin/readers") {
 		return
 	}
 	d := adminReaderData{adminCommon: e.readersCommon(r), R: rd, CanUnsubscribe: onList(rd), ResendWhy: resendWhy(rd)}
@@ -355,7 +339,7 @@ func (e *Editor) ReaderConfirm(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusNotFound, "There is no such page.", "/admin/readers")
 		return
 	}
-	rl, rd, ok := e.reader(w, r)
+	_, rd, ok := e.reader(w, r)
 	if !ok {
 		return
 	}
@@ -363,7 +347,7 @@ func (e *Editor) ReaderConfirm(w http.ResponseWriter, r *http.Request) {
 		e.notOnList(w, rd)
 		return
 	}
-	if e.audit(w, r, rl, "view", rd.UUID, "before "+action, "/admin/readers/"+rd.UUID) {
+	if e.audit(w, r, "view", rd.UUID, "before "+action, "/admin/readers/"+rd.UUID) {
 		e.confirmPage(w, r, http.StatusOK, rd, action, "")
 	}
 }
@@ -407,12 +391,12 @@ func (e *Editor) ReaderAction(w http.ResponseWriter, r *http.Request) {
 			e.notOnList(w, rd)
 			return
 		}
-		if !e.audit(w, r, rl, "unsubscribe", rd.UUID, "was "+rd.Status, back) {
+		if !e.audit(w, r, "unsubscribe", rd.UUID, "was "+rd.Status, back) {
 			return
 		}
 		err, done = rl.Unsubscribe(ctx, rd.UUID), back+"?done=unsubscribed"
 	case "erase":
-		if !e.audit(w, r, rl, "erase", rd.UUID, "was "+rd.Status, back) {
+		if !e.audit(w, r, "erase", rd.UUID, "was "+rd.Status, back) {
 			return
 		}
 		err, done = rl.Erase(ctx, rd.UUID), "/admin/readers?done=erased"
@@ -421,7 +405,7 @@ func (e *Editor) ReaderAction(w http.ResponseWriter, r *http.Request) {
 			e.fail(w, http.StatusConflict, why, back)
 			return
 		}
-		if !e.audit(w, r, rl, "resend", rd.UUID, "", back) {
+		if !e.audit(w, r, "resend", rd.UUID, "", back) {
 			return
 		}
 		err, done = rl.Resend(ctx, rd.UUID), back+"?done=resent"
@@ -431,7 +415,7 @@ func (e *Editor) ReaderAction(w http.ResponseWriter, r *http.Request) {
 			e.fail(w, http.StatusBadRequest, "Choose one of the languages: "+strings.Join(e.opts.Languages, ", ")+".", back)
 			return
 		}
-		if !e.audit(w, r, rl, "language", rd.UUID, rd.Lang+" to "+lang, back) {
+		if !e.audit(w, r, "language", rd.UUID, rd.Lang+" to "+lang, back) {
 			return
 		}
 		err, done = rl.SetLang(ctx, rd.UUID, lang), back+"?done=lang"

@@ -1,175 +1,35 @@
 package web
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"database/sql"
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jmoiron/sqlx"
-
+	"newsletter/editors"
 	"newsletter/internal/clientaddr"
-)
-
-// Limits of the editors' sessions and of the login throttle.
-const (
-	sessionIdle     = 12 * time.Hour
-	sessionMax      = 7 * 24 * time.Hour
-	sessionTouchGap = time.Minute // last_seen_at is written at most this often per session
-
-	loginWindow      = 15 * time.Minute
-	loginClientLimit = 10  // failed logins one client may make per window
-	loginGlobalLimit = 100 // failed logins all clients together may make per window
 )
 
 // Cookie names of the editor pages.
 const (
-	sessionCookie    = "newsletter_admin"
-	loginCSRFCookie  = "newsletter_admin_login"
-	deviceCookie     = "newsletter_admin_device"
-	sessionCookieLen = 43 // base64url of 32 random bytes
-	deviceMaxAge     = 90 * 24 * time.Hour
+	sessionCookie   = "newsletter_admin"
+	loginCSRFCookie = "newsletter_admin_login"
+	deviceCookie    = "newsletter_admin_device"
+	deviceMaxAge    = 90 * 24 * time.Hour
 )
 
-var (
-	errLoginThrottled = errors.New("too many failed logins; wait a few minutes and try again")
-	errNoSession      = errors.New("no valid editor session")
-)
-
-// editorSessions keeps the editors' sessions and the failed-login counts in PostgreSQL, so several
-// serve processes on one database share them. It holds no state of its own.
-type editorSessions struct {
-	db  *sqlx.DB
-	now func() time.Time
-}
-
-// newSessionID returns a fresh random cookie value (32 bytes).
+// newSessionID returns a fresh random value (32 bytes), for the login form's token.
 func newSessionID() string {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		panic("crypto/rand: " + err.Error()) // never fails on supported platforms
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func hashSessionID(id string) []byte {
-	sum := sha256.Sum256([]byte(id))
-	return sum[:]
-}
-
-// create starts a session and returns its cookie value. The old session, if the browser brought
-// one, ends here: a login always gets a new id, so a planted cookie is worth nothing.
-func (s editorSessions) create(ctx context.Context, oldID string) (string, error) {
-	id := newSessionID()
-	now := s.now()
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("digest: session: %w", err)
-	}
-	defer tx.Rollback()
-	if oldID != "" {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM admin_sessions WHERE id_hash = $1`, hashSessionID(oldID)); err != nil {
-			return "", fmt.Errorf("digest: session: %w", err)
-		}
-	}
-	// Expired sessions are swept at each login; nothing else needs them.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM admin_sessions WHERE last_seen_at < $1 OR created_at < $2`,
-		now.Add(-sessionIdle), now.Add(-sessionMax)); err != nil {
-		return "", fmt.Errorf("digest: session: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO admin_sessions (id_hash, created_at, last_seen_at) VALUES ($1, $2, $2)`,
-		hashSessionID(id), now); err != nil {
-		return "", fmt.Errorf("digest: session: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return "", fmt.Errorf("digest: session: %w", err)
-	}
-	return id, nil
-}
-
-// check reports whether id names a live session, and keeps it alive.
-func (s editorSessions) check(ctx context.Context, id string) error {
-	if len(id) != sessionCookieLen {
-		return errNoSession
-	}
-	var row struct {
-		CreatedAt  time.Time `db:"created_at"`
-		LastSeenAt time.Time `db:"last_seen_at"`
-	}
-	err := s.db.GetContext(ctx, &row, `SELECT created_at, last_seen_at FROM admin_sessions WHERE id_hash = $1`, hashSessionID(id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return errNoSession
-	}
-	if err != nil {
-		return fmt.Errorf("digest: session: %w", err)
-	}
-	now := s.now()
-	if now.Sub(row.LastSeenAt) > sessionIdle || now.Sub(row.CreatedAt) > sessionMax {
-		return errNoSession
-	}
-	if now.Sub(row.LastSeenAt) > sessionTouchGap {
-		if _, err := s.db.ExecContext(ctx, `UPDATE admin_sessions SET last_seen_at = $2 WHERE id_hash = $1`, hashSessionID(id), now); err != nil {
-			return fmt.Errorf("digest: session: %w", err)
-		}
-	}
-	return nil
-}
-
-// end deletes a session (logout).
-func (s editorSessions) end(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM admin_sessions WHERE id_hash = $1`, hashSessionID(id)); err != nil {
-		return fmt.Errorf("digest: session: %w", err)
-	}
-	return nil
-}
-
-// throttled reports whether client, or everyone together, failed to log in too often lately. It
-// is asked before the password is even compared, so a throttled guess learns nothing. A known
-// device (knownDevice) is held to its own client's limit only, so guesses from elsewhere cannot
-// lock out an editor's own browser.
-func (s editorSessions) throttled(ctx context.Context, client string, knownDevice bool) error {
-	var n struct {
-		Client int `db:"client"`
-		All    int `db:"total"`
-	}
-	err := s.db.GetContext(ctx, &n, `SELECT count(*) FILTER (WHERE client = $1) AS client, count(*) AS total
-		FROM admin_login_failures WHERE at > $2`, client, s.now().Add(-loginWindow))
-	if err != nil {
-		return fmt.Errorf("digest: login throttle: %w", err)
-	}
-	if n.Client >= loginClientLimit || (n.All >= loginGlobalLimit && !knownDevice) {
-		return errLoginThrottled
-	}
-	return nil
-}
-
-// failed records a failed login of client and forgets the ones too old to count.
-func (s editorSessions) failed(ctx context.Context, client string) error {
-	now := s.now()
-	if _, err := s.db.ExecContext(ctx, `WITH old AS (DELETE FROM admin_login_failures WHERE at <= $3)
-		INSERT INTO admin_login_failures (client, at) VALUES ($1, $2)`, client, now, now.Add(-loginWindow)); err != nil {
-		return fmt.Errorf("digest: login throttle: %w", err)
-	}
-	return nil
-}
-
-// passwordMatches compares the SHA-256 digests of both, in constant time; hashing first makes the
-// comparison independent of the lengths too. An empty configured password matches nothing.
-func passwordMatches(configured, given string) bool {
-	if configured == "" {
-		return false
-	}
-	a := sha256.Sum256([]byte(configured))
-	b := sha256.Sum256([]byte(given))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // csrfToken is the session's form token: an HMAC of a fixed label keyed by the session id. It is
@@ -198,33 +58,43 @@ func clientKey(r *http.Request, trustProxy bool) string {
 	return clientaddr.Key(clientaddr.Of(r, trustProxy))
 }
 
-// deviceToken is the value of the device cookie a browser gets at a successful login: a random id
-// and its HMAC under key, so only this service can have issued it. It holds no session and grants
-// nothing but an exemption from the global login throttle (see throttled).
-func deviceToken(key []byte) string {
+// deviceToken is the value of the device cookie a browser gets at a successful login: a random id,
+// the editor's id and an HMAC of both under key, so only this service can have issued it. It holds
+// no session and grants nothing but an exemption from that account's and the global login limits
+// (editors.Store.Login): guesses from elsewhere cannot lock the editor's own browser out.
+func deviceToken(key []byte, editorID int64) string {
 	id := make([]byte, 16)
 	rand.Read(id)
-	return base64.RawURLEncoding.EncodeToString(id) + "." + deviceMAC(key, id)
+	return base64.RawURLEncoding.EncodeToString(id) + "." + strconv.FormatInt(editorID, 10) + "." + deviceMAC(key, id, editorID)
 }
 
-func deviceMAC(key, id []byte) string {
+func deviceMAC(key, id []byte, editorID int64) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("newsletter editor device\x00"))
+	m.Write([]byte("newsletter editor device v2\x00"))
 	m.Write(id)
+	m.Write([]byte(strconv.FormatInt(editorID, 10)))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// deviceValid reports whether token is a device cookie this service issued (with key; none without).
-func deviceValid(key []byte, token string) bool {
+// deviceEditor returns the editor a device cookie this service issued names (with key; none
+// without), or 0.
+func deviceEditor(key []byte, token string) int64 {
 	if len(key) == 0 || len(token) > 200 {
-		return false
+		return 0
 	}
-	idPart, mac, ok := strings.Cut(token, ".")
-	id, err := base64.RawURLEncoding.DecodeString(idPart)
-	if !ok || err != nil || len(id) != 16 {
-		return false
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return 0
 	}
-	return hmac.Equal([]byte(mac), []byte(deviceMAC(key, id)))
+	id, err := base64.RawURLEncoding.DecodeString(parts[0])
+	editorID, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || err2 != nil || len(id) != 16 || editorID <= 0 {
+		return 0
+	}
+	if !hmac.Equal([]byte(parts[2]), []byte(deviceMAC(key, id, editorID))) {
+		return 0
+	}
+	return editorID
 }
 
 // sessionCookieFor builds the session cookie; an empty value (with MaxAge -1) removes it.
@@ -240,7 +110,7 @@ func sessionCookieFor(value string, secure bool) *http.Cookie {
 	if value == "" {
 		c.MaxAge = -1
 	} else {
-		c.MaxAge = int(sessionMax / time.Second)
+		c.MaxAge = int(editors.SessionMax / time.Second)
 	}
 	return c
 }

@@ -27,7 +27,7 @@ func TestDatabaseAwayIs503(t *testing.T) {
 	if err := migrations.Apply(ctx, db.DB, nil); err != nil {
 		t.Fatal(err)
 	}
-	e := newAdminEnvOn(t, db, testPassword)
+	e := newAdminEnvOn(t, db)
 	e.addArticle("en", "Harbour reopens", "City", time.Now().Add(-time.Hour))
 	csrf := e.mustLogin()
 	is := e.coming("en")

@@ -3,10 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"newsletter/digest"
+	digestweb "newsletter/digest/web"
+	"newsletter/editors"
 )
 
 // editorPassword is the password every test editor sets through their one-time link.
@@ -61,4 +70,221 @@ func loginAs(t *testing.T, s *service, email, password string) (cookie, csrf str
 		t.Fatalf("my account page: %d", account.Status)
 	}
 	return cookie, hiddenCSRF(t, account.Body)
+}
+
+// roleWalk is the least role each /admin route needs, written here on its own so that a route
+// whose role in editorRoutes differs, or a route with no entry here, fails TestAdminRoleWalk.
+var roleWalk = map[string]editors.Role{
+	"GET /admin/login": public, "POST /admin/login": public, "GET /admin/login/code": public, "POST /admin/login/code": public,
+	"GET /admin/setup/{token}": public, "POST /admin/setup/{token}": public,
+
+	"POST /admin/logout": editors.Writer, "GET /admin/{$}": editors.Writer, "GET /admin/digest/{lang}": editors.Writer,
+	"GET /admin/digest/{lang}/articles/new": editors.Writer, "POST /admin/digest/{lang}/articles": editors.Writer,
+	"GET /admin/articles/{id}/edit": editors.Writer, "POST /admin/articles/{id}": editors.Writer,
+	"POST /admin/articles/{id}/{action}": editors.Writer, "GET /admin/issues/{id}": editors.Writer,
+	"GET /admin/issues/{id}/preview.html": editors.Writer, "POST /admin/issues/{id}/text": editors.Writer,
+	"POST /admin/issues/{id}/test": editors.Writer,
+	"GET /admin/account": editors.Writer, "POST /admin/account/name": editors.Writer, "POST /admin/account/password": editors.Writer,
+	"GET /admin/account/totp": editors.Writer, "POST /admin/account/totp": editors.Writer, "POST /admin/account/totp/off": editors.Writer,
+	"POST /admin/account/sessions/{sid}/end": editors.Writer, "POST /admin/account/logout-everywhere": editors.Writer,
+
+	"POST /admin/issues/{id}/approve": editors.Publisher, "POST /admin/issues/{id}/{action}": editors.Publisher,
+
+	"GET /admin/readers": editors.Admin, "POST /admin/readers/lookup": editors.Admin, "GET /admin/readers/{uuid}": editors.Admin,
+	"GET /admin/readers/{uuid}/{action}": editors.Admin, "POST /admin/readers/{uuid}/{action}": editors.Admin,
+	"GET /admin/editors": editors.Admin, "POST /admin/editors": editors.Admin, "GET /admin/editors/{id}": editors.Admin,
+	"POST /admin/editors/{id}/{action}": editors.Admin, "POST /admin/editors/{id}/sessions/{sid}/end": editors.Admin,
+	"GET /admin/audit": editors.Admin,
+}
+
+// TestAdminRoleWalk walks every /admin route of the route table (editorRoutes) with no session
+// and with a writer, a publisher and an admin, against serve: below the route's role the answer is
+// 403 (without a session: a GET goes to the login, a POST gets 403); from it up, anything but
+// 403, the login or a 5xx. A route missing from roleWalk, or one registered outside the table,
+// fails it.
+func TestAdminRoleWalk(t *testing.T) {
+	src, err := os.ReadFile("routes.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`mux\.Handle(Func)?\("[A-Z]+ /admin[^"]*"`).FindAllString(string(src), -1); len(m) > 0 {
+		t.Errorf("routes.go registers /admin routes outside editorRoutes, so without a role: %v", m)
+	}
+	routes := editorRoutes(&digestweb.Editor{})
+	seen := map[string]bool{}
+	for _, rt := range routes {
+		seen[rt.pattern] = true
+		want, ok := roleWalk[rt.pattern]
+		if !ok {
+			t.Errorf("route %q has no entry in roleWalk: say which role it needs", rt.pattern)
+		} else if want != rt.role {
+			t.Errorf("route %q: editorRoutes gives it %s, roleWalk %s", rt.pattern, rt.role, want)
+		}
+	}
+	for p := range roleWalk {
+		if !seen[p] {
+			t.Errorf("roleWalk names %q, which is no route", p)
+		}
+	}
+
+	s := startService(t, nil)
+	ctx := context.Background()
+	if _, err := digest.NewStore(s.DB, nil).SeedDemo(ctx, []string{"en", "ru"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.PostForm(t, "/subscribe", url.Values{"email": {"ann@gazette.test"}, "lang": {"en"}}); r.Status != http.StatusOK {
+		t.Fatalf("subscribe: %d", r.Status)
+	}
+	emails := map[editors.Role]string{editors.Writer: "writer@gazette.test", editors.Publisher: "publisher@gazette.test", editors.Admin: "admin@gazette.test"}
+	for role, email := range emails {
+		addEditor(t, s, email, role.String())
+	}
+	addEditor(t, s, "victim@gazette.test", "writer")
+	type session struct{ cookie, csrf string }
+	sessions := map[editors.Role]session{}
+	login := func(role editors.Role) session {
+		t.Helper()
+		if sess, ok := sessions[role]; ok {
+			if r := s.Get(t, "/admin/account", "Cookie", sess.cookie); r.Status == http.StatusOK {
+				return sess
+			}
+		}
+		cookie, csrf := loginAs(t, s, emails[role], editorPassword)
+		sessions[role] = session{cookie, csrf}
+		return sessions[role]
+	}
+	login(editors.Admin)
+	if r := s.Get(t, "/admin/digest/en", "Cookie", sessions[editors.Admin].cookie); r.Status != http.StatusOK {
+		t.Fatalf("digest page: %d", r.Status)
+	}
+	var issueID, articleID, victimID int64
+	var reader string
+	s.DB.Get(&issueID, `SELECT id FROM issues WHERE lang = 'en' ORDER BY id DESC LIMIT 1`)
+	s.DB.Get(&articleID, `SELECT article_id FROM issue_articles WHERE issue_id = $1 LIMIT 1`, issueID)
+	s.DB.Get(&victimID, `SELECT id FROM editors WHERE email = 'victim@gazette.test'`)
+	s.DB.Get(&reader, `SELECT uuid::text FROM subscribers LIMIT 1`)
+	if issueID == 0 || articleID == 0 || victimID == 0 || reader == "" {
+		t.Fatalf("fixtures: issue %d, article %d, editor %d, reader %q", issueID, articleID, victimID, reader)
+	}
+	fill := strings.NewReplacer("{lang}", "en", "{uuid}", reader, "{sid}", "999999", "{token}", strings.Repeat("A", 43), "{$}", "")
+	pathOf := func(pattern string) (method, path string) {
+		method, path, _ = strings.Cut(pattern, " ")
+		id := issueID
+		switch {
+		case strings.HasPrefix(path, "/admin/articles/"):
+			id = articleID
+		case strings.HasPrefix(path, "/admin/editors/"):
+			id = victimID
+		}
+		path = strings.Replace(path, "{id}", strconv.FormatInt(id, 10), 1)
+		action := map[string]string{"/admin/articles/": "hide", "/admin/issues/": "pause", "/admin/editors/": "logout"}
+		for prefix, a := range action {
+			if strings.HasPrefix(path, prefix) {
+				path = strings.Replace(path, "{action}", a, 1)
+			}
+		}
+		if method == "GET" {
+			path = strings.Replace(path, "{action}", "unsubscribe", 1)
+		}
+		return method, fill.Replace(strings.Replace(path, "{action}", "lang", 1))
+	}
+	form := func(path string, role editors.Role) url.Values {
+		return url.Values{"to": {emails[role]}, "title": {"A walk"}, "link": {"https://site.example/walk"}, "subject": {"Walk"},
+			"email": {"walk-" + role.String() + "@gazette.test"}, "role": {"writer"}, "lang": {"ru"}, "name": {"Walker"},
+			"current": {"not the password"}, "new": {"a new password that is long"}, "confirm": {"a new password that is long"}, "code": {"000000"}}
+	}
+	for _, rt := range routes {
+		if rt.role == public {
+			continue
+		}
+		method, path := pathOf(rt.pattern)
+		for _, role := range []editors.Role{public, editors.Writer, editors.Publisher, editors.Admin} {
+			t.Run(rt.pattern+"/"+role.String(), func(t *testing.T) {
+				var r httpResult
+				if role == public {
+					if method == "GET" {
+						r = s.Get(t, path)
+					} else {
+						r = s.PostForm(t, path, url.Values{"csrf": {"no-session"}})
+					}
+					if (method == "GET" && (r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/admin/login")) ||
+						(method == "POST" && r.Status != http.StatusForbidden) {
+						t.Fatalf("%s %s without a session: %d to %q", method, path, r.Status, r.Header.Get("Location"))
+					}
+					return
+				}
+				sess := login(role)
+				if method == "GET" {
+					r = s.Get(t, path, "Cookie", sess.cookie)
+				} else {
+					v := form(path, role)
+					v.Set("csrf", sess.csrf)
+					r = s.PostForm(t, path, v, "Cookie", sess.cookie)
+				}
+				allowed := role.Allows(rt.role)
+				switch {
+				case !allowed && r.Status != http.StatusForbidden:
+					t.Errorf("%s %s as %s: %d, want 403", method, path, role, r.Status)
+				case !allowed && !strings.Contains(r.Body, "does not allow this"):
+					t.Errorf("%s %s as %s: 403 without saying why:\n%s", method, path, role, r.Body)
+				case allowed && (r.Status == http.StatusForbidden || r.Status >= 500 || r.Header.Get("Location") == "/admin/login" && rt.pattern != "POST /admin/logout" && rt.pattern != "POST /admin/account/logout-everywhere"):
+					t.Errorf("%s %s as %s: %d to %q, want it allowed\n%s", method, path, role, r.Status, r.Header.Get("Location"), r.Body)
+				}
+			})
+		}
+	}
+}
+
+// TestLoginThrottleAtomic fires 200 wrong logins at once against serve and PostgreSQL: from one
+// client with one valid form token; at one account from 200 clients; at 200 accounts from 200
+// clients. At most the limit of each gets its password compared (401); the rest get 429.
+func TestLoginThrottleAtomic(t *testing.T) {
+	const n = 200
+	for _, c := range []struct {
+		name    string
+		limit   int
+		client  func(i int) string // X-Forwarded-For; "" none (every request from 127.0.0.1)
+		account func(i int) string
+	}{
+		{"OneClient", editors.ClientLimit, func(int) string { return "" }, func(int) string { return "admin@gazette.test" }},
+		{"OneAccount", editors.AccountLimit, func(i int) string { return fmt.Sprintf("198.51.%d.%d", i/200, i%200) },
+			func(int) string { return "admin@gazette.test" }},
+		{"Global", editors.GlobalLimit, func(i int) string { return fmt.Sprintf("203.0.%d.%d", i/200, i%200) },
+			func(i int) string { return fmt.Sprintf("guess%d@gazette.test", i) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startService(t, map[string]string{"NEWSLETTER_TRUST_PROXY": "true", "NEWSLETTER_LOG_LEVEL": "error"})
+			addEditor(t, s, "admin@gazette.test", "admin")
+			login := s.Get(t, "/admin/login")
+			token, cookie := hiddenCSRF(t, login.Body), cookieHeader(t, login.Header, "newsletter_admin_login")
+			statuses := make([]int, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					header := []string{"Cookie", cookie}
+					if xff := c.client(i); xff != "" {
+						header = append(header, "X-Forwarded-For", xff)
+					}
+					<-start
+					statuses[i] = s.PostForm(t, "/admin/login", url.Values{"csrf": {token}, "email": {c.account(i)}, "password": {"not the password"}}, header...).Status
+				})
+			}
+			close(start)
+			wg.Wait()
+			counts := map[int]int{}
+			for _, st := range statuses {
+				counts[st]++
+			}
+			if counts[http.StatusUnauthorized] > c.limit || counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != n {
+				t.Fatalf("%d wrong logins at once: %v; want at most %d compared (401), the rest 429", n, counts, c.limit)
+			}
+			var recorded int
+			s.DB.Get(&recorded, `SELECT count(*) FROM editor_login_attempts`)
+			if recorded != counts[http.StatusUnauthorized] {
+				t.Errorf("%d attempts recorded, %d compared", recorded, counts[http.StatusUnauthorized])
+			}
+			t.Logf("%d at once: %d compared (401), %d refused (429)", n, counts[http.StatusUnauthorized], counts[http.StatusTooManyRequests])
+		})
+	}
 }

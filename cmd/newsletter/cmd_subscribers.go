@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
+	"newsletter/editors"
 	"newsletter/subscribers"
 )
 
 // subscribersCmd runs `newsletter subscribers import|export`.
 func (a *App) subscribersCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{"subscribers: want import or export"}
+		return usageError{"subscribers: want import, export or erase"}
 	}
 	switch args[0] {
 	case "import":
@@ -26,7 +28,16 @@ func (a *App) subscribersCmd(ctx context.Context, args []string) error {
 		if err := a.open(ctx); err != nil {
 			return err
 		}
+		// Recorded before a byte is written: an export that then fails was still attempted.
+		if err := a.editorStore().Audit(ctx, editors.AuditEntry{Actor: editors.CLIActor, Action: "readers.export", Detail: "CSV to standard output"}); err != nil {
+			return err
+		}
 		return subscribers.NewStore(a.db, a.secret).ExportCSV(ctx, a.stdout)
+	case "erase":
+		if len(args) != 2 || strings.HasPrefix(args[1], "-") {
+			return usageError{"subscribers erase: want one EMAIL"}
+		}
+		return a.subscribersErase(ctx, args[1])
 	}
 	return usageError{fmt.Sprintf("subscribers: unknown subcommand %q", args[0])}
 }
@@ -95,6 +106,11 @@ func (a *App) subscribersImport(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+	if err := a.editorStore().Audit(ctx, editors.AuditEntry{Actor: editors.CLIActor, Action: "readers.import",
+		Object: "import " + strconv.FormatInt(rep.ImportID, 10), Detail: fmt.Sprintf("%d rows: %d new, %d updated, %d unchanged, %d erased skipped, %d bad skipped",
+			rep.Rows, rep.Inserted, rep.Updated, rep.Unchanged, len(rep.Suppressed), len(rep.Invalid))}); err != nil {
+		return err
+	}
 	if len(rep.Invalid) > 0 {
 		fmt.Fprintf(a.stderr, "newsletter: subscribers import: skipped %d bad rows: %s\n", len(rep.Invalid), listRows(rep.Invalid))
 	}
@@ -108,6 +124,34 @@ func (a *App) subscribersImport(ctx context.Context, args []string) error {
 		// The new readers' consent evidence: this record, and the file whose hash it keeps.
 		fmt.Fprintf(a.stdout, "recorded as import %d, file SHA-256 %x\n", rep.ImportID, rep.FileSHA256)
 	}
+	return nil
+}
+
+// subscribersErase runs `newsletter subscribers erase EMAIL`: the reader's data goes, the address
+// stays only as a keyed hash (as the readers' pages and the reader's own manage link erase).
+func (a *App) subscribersErase(ctx context.Context, email string) error {
+	if err := a.open(ctx); err != nil {
+		return err
+	}
+	store := subscribers.NewStore(a.db, a.secret)
+	s, err := store.FindByEmail(ctx, email)
+	var fe *subscribers.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return usageError{"subscribers erase: that is not an email address"}
+	case errors.Is(err, subscribers.ErrNotFound):
+		return errors.New("subscribers erase: no reader has that address")
+	case err != nil:
+		return err
+	}
+	if err := a.editorStore().Audit(ctx, editors.AuditEntry{Actor: editors.CLIActor, Action: "reader.erase", Object: "reader " + s.UUID,
+		Target: s.UUID, Detail: "was " + string(s.Status)}); err != nil {
+		return err
+	}
+	if err := store.Erase(ctx, s.UUID); err != nil {
+		return fmt.Errorf("subscribers erase: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "erased reader %s; the address is kept only as a keyed hash\n", s.UUID)
 	return nil
 }
 

@@ -288,3 +288,116 @@ func TestLoginThrottleAtomic(t *testing.T) {
 		})
 	}
 }
+
+// TestEditorsCLI: `newsletter editors add|list|disable|enable|reset` and their exit statuses, the
+// one-time link (a second use is 410), and the audit log of the command line (actor cli), with
+// `subscribers import`, `export` and `erase`.
+func TestEditorsCLI(t *testing.T) {
+	s := startService(t, nil)
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		out  string // in stderr
+	}{
+		{"NoSubcommand", []string{"editors"}, exitUsage, "want add, list"},
+		{"NoRole", []string{"editors", "add", "ann@gazette.test"}, exitUsage, "--role"},
+		{"BadRole", []string{"editors", "add", "ann@gazette.test", "--role", "owner"}, exitUsage, "want writer, publisher or admin"},
+		{"NotAnAddress", []string{"editors", "add", "ann", "--role", "admin"}, exitUsage, "not an email address"},
+		{"UnknownFlag", []string{"editors", "add", "ann@gazette.test", "--role", "admin", "--force"}, exitUsage, "unknown flag"},
+		{"DisableNobody", []string{"editors", "disable", "nobody@gazette.test"}, exitFailure, "no editor has the address"},
+		{"ResetTwo", []string{"editors", "reset", "a@gazette.test", "b@gazette.test"}, exitUsage, "want one EMAIL"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errOut := s.cli(t, c.args...)
+			if code != c.code || !strings.Contains(errOut, c.out) {
+				t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errOut, c.code, c.out)
+			}
+			if c.code == exitFailure && strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("%v: more than one line on stderr:\n%s", c.args, errOut)
+			}
+		})
+	}
+	code, out, _ := s.cli(t, "editors", "add", "Ann@Gazette.test", "--name", "Ann Editor", "--role=admin")
+	link := strings.TrimSpace(out)
+	if code != exitOK || !strings.HasPrefix(link, s.URL+"/admin/setup/") {
+		t.Fatalf("editors add: exit %d, %q", code, out)
+	}
+	if code, _, errOut := s.cli(t, "editors", "add", "ann@gazette.test", "--role", "writer"); code != exitFailure || !strings.Contains(errOut, "is an editor already") {
+		t.Errorf("the same address again: exit %d, %q", code, errOut)
+	}
+	if r := s.Get(t, link); r.Status != http.StatusOK || !strings.Contains(r.Body, "ann@gazette.test") {
+		t.Fatalf("the link: %d", r.Status)
+	}
+	if r := s.PostForm(t, link, url.Values{"password": {"short"}, "confirm": {"short"}}); r.Status != http.StatusBadRequest {
+		t.Errorf("a short password: %d, want 400", r.Status)
+	}
+	if r := s.PostForm(t, link, url.Values{"password": {editorPassword}, "confirm": {editorPassword}}); r.Status != http.StatusOK {
+		t.Fatalf("setting the password: %d", r.Status)
+	}
+	for _, method := range []string{"GET", "POST"} {
+		if r := s.Do(t, method, link, "application/x-www-form-urlencoded", "password=x&confirm=x"); r.Status != http.StatusGone {
+			t.Errorf("%s of a used link: %d, want 410", method, r.Status)
+		}
+	}
+	loginAs(t, s, "ann@gazette.test", editorPassword)
+	if code, _, errOut := s.cli(t, "editors", "disable", "ann@gazette.test"); code != exitFailure || !strings.Contains(errOut, "last enabled admin") {
+		t.Errorf("disabling the last admin: exit %d, %q", code, errOut)
+	}
+	addEditor(t, s, "bob@gazette.test", "writer")
+	if code, out, _ := s.cli(t, "editors", "disable", "bob@gazette.test"); code != exitOK || !strings.Contains(out, "disabled") {
+		t.Errorf("disable: exit %d, %q", code, out)
+	}
+	code, out, _ = s.cli(t, "editors", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != exitOK || len(lines) != 3 || !strings.Contains(lines[1], "ann@gazette.test") || !strings.Contains(lines[1], "admin") ||
+		!strings.Contains(lines[1], "active") || !strings.Contains(lines[2], "bob@gazette.test") || !strings.Contains(lines[2], "disabled") {
+		t.Errorf("editors list: exit %d\n%s", code, out)
+	}
+	if code, _, _ := s.cli(t, "editors", "enable", "bob@gazette.test"); code != exitOK {
+		t.Errorf("enable: exit %d", code)
+	}
+	code, out, _ = s.cli(t, "editors", "reset", "ann@gazette.test")
+	if code != exitOK || !strings.HasPrefix(strings.TrimSpace(out), s.URL+"/admin/setup/") {
+		t.Errorf("reset: exit %d, %q", code, out)
+	}
+	login := s.Get(t, "/admin/login")
+	if r := s.PostForm(t, "/admin/login", url.Values{"csrf": {hiddenCSRF(t, login.Body)}, "email": {"ann@gazette.test"}, "password": {editorPassword}},
+		"Cookie", cookieHeader(t, login.Header, "newsletter_admin_login")); r.Status != http.StatusUnauthorized {
+		t.Errorf("the old password after a reset: %d, want 401", r.Status)
+	}
+
+	// The reader list from the command line: import, export, erase, each in the audit log as cli.
+	csv, err := os.CreateTemp(t.TempDir(), "*.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv.WriteString("email,lang\ncarol@gazette.test,en\n")
+	csv.Close()
+	for _, args := range [][]string{{"subscribers", "import", csv.Name()}, {"subscribers", "export"}, {"subscribers", "erase", "carol@gazette.test"}} {
+		if code, _, errOut := s.cli(t, args...); code != exitOK {
+			t.Fatalf("%v: exit %d\n%s", args, code, errOut)
+		}
+	}
+	if code, _, _ := s.cli(t, "subscribers", "erase", "carol@gazette.test"); code != exitFailure {
+		t.Errorf("erasing an erased reader: exit %d, want 1", code)
+	}
+	var got []string
+	s.DB.Select(&got, `SELECT action || ' ' || object FROM audit_log WHERE actor = 'cli' ORDER BY id`)
+	// Each is recorded before it is done: the refused disable of the last admin was attempted.
+	want := []string{"editor.add editor ", "editor.disable editor ", "editor.add editor ", "editor.disable editor ", "editor.enable editor ",
+		"editor.reset editor ", "readers.import import 1", "readers.export ", "reader.erase reader "}
+	if len(got) != len(want) {
+		t.Fatalf("audit log of the command line:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("entry %d: %q, want %q…", i, got[i], want[i])
+		}
+	}
+	var addresses int
+	s.DB.Get(&addresses, `SELECT count(*) FROM audit_log WHERE detail LIKE '%carol%' OR object LIKE '%carol%'`)
+	if addresses != 0 {
+		t.Error("the audit log holds a reader's address")
+	}
+}

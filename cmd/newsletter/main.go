@@ -47,6 +47,7 @@ commands:
   digest pause|resume|cancel ISSUE_ID
   subscribers import [--skip-invalid] [--consent-text VERSION] FILE|-
   subscribers export
+  subscribers erase EMAIL                erase one reader (the address kept as a keyed hash)
   editors add EMAIL --role writer|publisher|admin [--name NAME]
                                          add an editor; prints a one-time link to set the password
   editors list                           every editor: address, role, state

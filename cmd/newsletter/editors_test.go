@@ -84,7 +84,7 @@ var roleWalk = map[string]editors.Role{
 	"POST /admin/articles/{id}/{action}": editors.Writer, "GET /admin/issues/{id}": editors.Writer,
 	"GET /admin/issues/{id}/preview.html": editors.Writer, "POST /admin/issues/{id}/text": editors.Writer,
 	"POST /admin/issues/{id}/test": editors.Writer,
-	"GET /admin/account": editors.Writer, "POST /admin/account/name": editors.Writer, "POST /admin/account/password": editors.Writer,
+	"GET /admin/account":           editors.Writer, "POST /admin/account/name": editors.Writer, "POST /admin/account/password": editors.Writer,
 	"GET /admin/account/totp": editors.Writer, "POST /admin/account/totp": editors.Writer, "POST /admin/account/totp/off": editors.Writer,
 	"POST /admin/account/sessions/{sid}/end": editors.Writer, "POST /admin/account/logout-everywhere": editors.Writer,
 

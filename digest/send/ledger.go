@@ -111,12 +111,15 @@ func (l ledger) claim(ctx context.Context, issueID, owner int64, n int, lease ti
 			LIMIT $2
 			FOR UPDATE OF d SKIP LOCKED
 		), reader AS (
-			-- gets: confirmed and still subscribed to the issue's newsletter.
+			-- gets: confirmed and still subscribed to the issue's newsletter. The lateral
+			-- LIMIT 1 keeps it one key probe per row: a join or EXISTS was planned as a scan
+			-- of the newsletter's every subscription on each claim.
 			SELECT due.subscriber_id, s.id, s.status, s.uuid, s.email, s.name,
-				coalesce(s.status = 'confirmed' AND sub.subscriber_id IS NOT NULL, false) AS gets
+				coalesce(s.status = 'confirmed' AND sub.active, false) AS gets
 			FROM due LEFT JOIN subscribers s ON s.id = due.subscriber_id
-			LEFT JOIN subscriptions sub ON sub.subscriber_id = due.subscriber_id AND sub.state = 'active'
-				AND sub.newsletter_id = (SELECT newsletter_id FROM issues WHERE id = $1)
+			LEFT JOIN LATERAL (SELECT true AS active FROM subscriptions sub
+				WHERE sub.subscriber_id = due.subscriber_id AND sub.state = 'active'
+				  AND sub.newsletter_id = (SELECT newsletter_id FROM issues WHERE id = $1) LIMIT 1) sub ON true
 		), leased AS (
 			UPDATE deliveries d SET
 				status = CASE WHEN s.gets THEN 'queued' ELSE 'skipped' END,

@@ -37,11 +37,12 @@ func newTestStore(t *testing.T, opts Options) (*Store, *clock) {
 // active adds an editor with role and password pw.
 func active(t *testing.T, s *Store, email string, role Role) Editor {
 	t.Helper()
-	ed, link, err := s.Add(context.Background(), email, "", role)
+	_, link, err := s.Add(context.Background(), email, "", role)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ed, err = s.UseLink(context.Background(), link.Token, pw); err != nil {
+	ed, err := s.UseLink(context.Background(), link.Token, pw)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return ed

@@ -2,53 +2,17 @@ package subscribers
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"strings"
 	"time"
-
-	"newsletter/internal/textclean"
 )
 
-// AuditEntry is one line of the audit log: who (Actor, and the session they acted in) did what
-// (Action) to which reader (Target, their uuid: never the address), and anything else worth
-// keeping (Detail, such as the language set).
-type AuditEntry struct {
-	Actor   string
-	Session []byte // a hash of the session, never the session id itself
-	Action  string
-	Target  string // the reader's uuid; "" when there is none (a lookup that found nobody)
-	Detail  string
-}
-
-// AuditRecord is a stored AuditEntry, as a reader's page lists it.
+// AuditRecord is one audit log entry about a reader, as the reader's page lists it. The log is
+// written by package editors, which names the editor; this store only reads a reader's trail.
 type AuditRecord struct {
 	At     time.Time `db:"at"`
 	Actor  string    `db:"actor"`
 	Action string    `db:"action"`
 	Detail string    `db:"detail"`
-}
-
-// Audit records e in the audit log. A Target that is not a uuid is refused (ErrInvalid), so no
-// address can land in the log by mistake.
-func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
-	var target sql.NullString
-	if e.Target != "" {
-		if _, ok := parseUUID(e.Target); !ok {
-			return fmt.Errorf("audit: target %w", ErrInvalid)
-		}
-		target = sql.NullString{String: e.Target, Valid: true}
-	}
-	actor, action := strings.TrimSpace(e.Actor), strings.TrimSpace(e.Action)
-	if actor == "" || action == "" {
-		return fmt.Errorf("audit: actor and action: %w", ErrInvalid)
-	}
-	if _, err := s.db.ExecContext(ctx, `
-		INSERT INTO audit_log (actor, session_hash, action, target, detail) VALUES ($1, $2, $3, $4, $5)`,
-		textclean.ClipBytes(actor, 200), e.Session, textclean.ClipBytes(action, 50), target, textclean.ClipBytes(e.Detail, 500)); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	return nil
 }
 
 // AuditTrail returns the latest limit entries about the reader with that uuid, newest first.

@@ -693,6 +693,23 @@ func TestAdminTestSend(t *testing.T) {
 	if got := len(e.smtp.Messages()); got != 1 {
 		t.Errorf("%d messages sent, want 1", got)
 	}
+
+	// A writer sends a test to their own address only: to anyone else it is publishing the issue.
+	e.addEditor("writer@example.org", editors.Writer)
+	e.mustLoginAs("writer@example.org")
+	if p := e.post(path, url.Values{"csrf": {e.csrf("/admin/account")}, "to": {"someone@example.org"}}); p.status != http.StatusForbidden {
+		t.Errorf("a writer's test to another address: %d, want 403", p.status)
+	}
+	if got := len(e.smtp.Messages()); got != 1 {
+		t.Errorf("%d messages sent after the writer's refused test, want 1", got)
+	}
+	if loc := e.action(path, url.Values{"to": {"Writer@Example.org"}}); !strings.Contains(loc, "done=test") {
+		t.Errorf("a writer's test to their own address: redirect to %q", loc)
+	}
+	msgs = e.smtp.WaitFor(t, 2, 10*time.Second)
+	if to := msgs[1].To; len(to) != 1 || !strings.EqualFold(to[0], "writer@example.org") {
+		t.Errorf("the writer's test went to %v", to)
+	}
 }
 
 func TestAdminApprove(t *testing.T) {

@@ -55,13 +55,15 @@ type Options struct {
 // Renderer turns an issue into the HTML and text of its email. Its templates are parsed once; one
 // Renderer serves any number of goroutines.
 type Renderer struct {
-	html *htmltemplate.Template
-	text *texttemplate.Template
-	cat  *templates.Catalog
-	opts Options
+	html, editionHTML *htmltemplate.Template
+	text, editionText *texttemplate.Template
+	cat               *templates.Catalog
+	opts              Options
 }
 
-// NewRenderer parses email/digest.html and email/digest.txt from fsys.
+// NewRenderer parses the digest's and the edition's templates from fsys: email/digest.html and
+// email/edition.html, each with email/frame.html (the shared header and footer), and the same for
+// .txt.
 func NewRenderer(fsys fs.FS, cat *templates.Catalog, opts Options) (*Renderer, error) {
 	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
 	opts.SiteURL = strings.TrimRight(opts.SiteURL, "/")
@@ -69,54 +71,97 @@ func NewRenderer(fsys fs.FS, cat *templates.Catalog, opts Options) (*Renderer, e
 		opts.SiteURL = opts.BaseURL
 	}
 	r := &Renderer{cat: cat, opts: opts}
-	src, err := fs.ReadFile(fsys, "email/digest.html")
-	if err != nil {
-		return nil, fmt.Errorf("digest templates: %w", err)
-	}
 	htmlFuncs := templates.Funcs(cat)
 	// html/template drops comments, so Outlook's conditional "ghost table" comes from here.
 	htmlFuncs["msoOpen"] = func() htmltemplate.HTML {
 		return `<!--[if mso]><table role="presentation" width="600" align="center" cellpadding="0" cellspacing="0" border="0"><tr><td><![endif]-->`
 	}
 	htmlFuncs["msoClose"] = func() htmltemplate.HTML { return `<!--[if mso]></td></tr></table><![endif]-->` }
-	if r.html, err = htmltemplate.New("digest.html").Funcs(htmlFuncs).Parse(string(src)); err != nil {
-		return nil, fmt.Errorf("digest templates: %w", err)
-	}
-	if src, err = fs.ReadFile(fsys, "email/digest.txt"); err != nil {
-		return nil, fmt.Errorf("digest templates: %w", err)
-	}
 	textFuncs := texttemplate.FuncMap{"t": cat.T, "n": cat.N, "wrap": wrapText, "upper": strings.ToUpper,
 		"withRef": withRef, "rule": rule, "inc": func(i int) int { return i + 1 }}
-	if r.text, err = texttemplate.New("digest.txt").Funcs(textFuncs).Parse(string(src)); err != nil {
-		return nil, fmt.Errorf("digest templates: %w", err)
+	var err error
+	for _, set := range []struct {
+		name string
+		html **htmltemplate.Template
+		text **texttemplate.Template
+	}{{"digest", &r.html, &r.text}} {
+		if *set.html, err = parseHTML(fsys, set.name+".html", htmlFuncs); err != nil {
+			return nil, fmt.Errorf("%s templates: %w", set.name, err)
+		}
+		if *set.text, err = parseText(fsys, set.name+".txt", textFuncs); err != nil {
+			return nil, fmt.Errorf("%s templates: %w", set.name, err)
+		}
 	}
 	return r, nil
 }
 
-// emailView is what both digest templates receive. Everything is prepared here: links are checked,
-// dates localised, text folded, so the templates only lay it out.
-type emailView struct {
+// parseHTML parses email/frame.html, then email/name, as the template name.
+func parseHTML(fsys fs.FS, name string, funcs htmltemplate.FuncMap) (*htmltemplate.Template, error) {
+	t := htmltemplate.New(name).Funcs(funcs)
+	frame, err := fs.ReadFile(fsys, "email/frame.html")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.New("frame.html").Parse(string(frame)); err != nil {
+		return nil, err
+	}
+	src, err := fs.ReadFile(fsys, "email/"+name)
+	if err != nil {
+		return nil, err
+	}
+	return t.Parse(string(src))
+}
+
+// parseText parses email/frame.txt, then email/name, as the template name.
+func parseText(fsys fs.FS, name string, funcs texttemplate.FuncMap) (*texttemplate.Template, error) {
+	t := texttemplate.New(name).Funcs(funcs)
+	frame, err := fs.ReadFile(fsys, "email/frame.txt")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.New("frame.txt").Parse(string(frame)); err != nil {
+		return nil, err
+	}
+	src, err := fs.ReadFile(fsys, "email/"+name)
+	if err != nil {
+		return nil, err
+	}
+	return t.Parse(string(src))
+}
+
+// frameView is what the shared header and footer (email/frame.html and frame.txt) show. Everything
+// is prepared here: links are checked, dates localised, text folded, so the templates only lay it
+// out.
+type frameView struct {
 	Lang          string
 	Publication   string
 	Subject       string
 	Preheader     string
+	Kicker        string // the masthead's line before the date: "Weekly digest", a newsletter's name
 	Date          string // the issue's date, localised
-	Note          []string
-	Lead          *articleView
-	Sections      []sectionView
-	More          string // "And N more stories this week", empty when none
-	MoreURL       string
-	MoreRef       int
+	Teaser        string // the top line beside "view in browser", the first text an inbox shows
 	ViewURL       string // the archive copy ("view in browser")
 	ViewRef       int
 	Recipient     Recipient
-	Archive       bool // the copy without a reader: subscribe link instead of manage/unsubscribe
+	Archive       bool   // the copy without a reader: subscribe link instead of manage/unsubscribe
+	Why           string // why the reader gets this email, or what the archive copy is
 	SubscribeURL  string
 	SubscribeRef  int
 	ManageRef     int
 	UnsubRef      int
 	PostalAddress string
 	Links         []string // the text part's numbered references, [1] first
+}
+
+// emailView is what both digest templates receive.
+type emailView struct {
+	frameView
+	Note     []string
+	Lead     *articleView
+	Sections []sectionView
+	More     string // "And N more stories this week", empty when none
+	MoreURL  string
+	MoreRef  int
 }
 
 type sectionView struct {
@@ -168,16 +213,17 @@ func (r *Renderer) view(c digest.IssueContent, rcpt Recipient) emailView {
 	if lang == "" {
 		lang = c.Lead.Lang
 	}
-	v := emailView{
-		Lang:          lang,
-		Publication:   r.opts.Publication,
-		Subject:       r.Subject(c),
-		Preheader:     r.preheader(c),
-		Date:          FormatDate(lang, issueDate(c)),
-		Recipient:     rcpt,
-		Archive:       rcpt.UnsubscribeURL == "" && rcpt.ManageURL == "",
-		SubscribeURL:  r.opts.BaseURL + "/",
-		PostalAddress: oneLine(r.opts.PostalAddress),
+	v := emailView{frameView: r.frame(lang, rcpt)}
+	v.Subject = r.Subject(c)
+	v.Preheader = r.preheader(c)
+	v.Kicker = r.cat.T(lang, "digest.weekly")
+	v.Date = FormatDate(lang, issueDate(c))
+	if len(c.Sections) > 0 {
+		v.Teaser = v.Preheader
+	}
+	v.Why = r.cat.T(lang, "digest.why", r.opts.Publication)
+	if v.Archive {
+		v.Why = r.cat.T(lang, "digest.why_archive", r.opts.Publication)
 	}
 	if c.Issue.ID != 0 {
 		v.ViewURL = r.opts.BaseURL + "/archive/" + strconv.FormatInt(c.Issue.ID, 10)
@@ -217,15 +263,41 @@ func (r *Renderer) view(c digest.IssueContent, rcpt Recipient) emailView {
 		}
 		v.MoreRef = ref(v.MoreURL)
 	}
+	v.frameRefs()
+	return v
+}
+
+// frame is the header's and footer's view for a reader (or for nobody) in lang, without the
+// email's own subject, date, kicker and reason.
+func (r *Renderer) frame(lang string, rcpt Recipient) frameView {
+	return frameView{
+		Lang:          lang,
+		Publication:   r.opts.Publication,
+		Recipient:     rcpt,
+		Archive:       rcpt.UnsubscribeURL == "" && rcpt.ManageURL == "",
+		SubscribeURL:  r.opts.BaseURL + "/",
+		PostalAddress: oneLine(r.opts.PostalAddress),
+	}
+}
+
+// frameRefs numbers the header's and footer's links after the body's: "view in browser", then
+// subscribe (archive copy) or manage and unsubscribe.
+func (v *frameView) frameRefs() {
+	ref := func(u string) int {
+		if u == "" {
+			return 0
+		}
+		v.Links = append(v.Links, u)
+		return len(v.Links)
+	}
 	v.ViewRef = ref(v.ViewURL)
 	if v.Archive {
 		v.SubscribeRef = ref(v.SubscribeURL)
 	} else {
 		// The recipient's links go in verbatim (not re-encoded), so marker values survive.
-		v.ManageRef = ref(rcpt.ManageURL)
-		v.UnsubRef = ref(rcpt.UnsubscribeURL)
+		v.ManageRef = ref(v.Recipient.ManageURL)
+		v.UnsubRef = ref(v.Recipient.UnsubscribeURL)
 	}
-	return v
 }
 
 func (r *Renderer) article(lang string, a digest.Article) articleView {

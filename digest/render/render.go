@@ -84,7 +84,7 @@ func NewRenderer(fsys fs.FS, cat *templates.Catalog, opts Options) (*Renderer, e
 		name string
 		html **htmltemplate.Template
 		text **texttemplate.Template
-	}{{"digest", &r.html, &r.text}} {
+	}{{"digest", &r.html, &r.text}, {"edition", &r.editionHTML, &r.editionText}} {
 		if *set.html, err = parseHTML(fsys, set.name+".html", htmlFuncs); err != nil {
 			return nil, fmt.Errorf("%s templates: %w", set.name, err)
 		}

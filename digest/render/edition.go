@@ -63,6 +63,9 @@ func (r *Renderer) RenderEdition(e digest.Edition, rcpt Recipient) (Rendered, er
 	}
 	src := []byte(cleanMarkdown(e.Markdown))
 	doc := editionMarkdown.Parser().Parse(text.NewReader(src))
+	if d := depth(doc); d > maxEditionDepth {
+		return Rendered{}, fmt.Errorf("edition: quotes, lists or emphasis nested %d deep, at most %d: %w", d, maxEditionDepth, digest.ErrInvalid)
+	}
 	tw := &textWriter{src: src, cat: r.cat, lang: e.Lang, refs: map[string]int{}}
 	body := tw.blocks(doc, "", "", false)
 	if strings.TrimSpace(body) == "" {
@@ -126,6 +129,26 @@ func (r *Renderer) RenderEdition(e digest.Edition, rcpt Recipient) (Rendered, er
 	return Rendered{Subject: v.Subject, Preheader: v.Preheader, HTML: out, Text: tidyText(hb.String())}, nil
 }
 
+// maxEditionDepth bounds how deep an edition's Markdown nests (a quote in a list in a quote...):
+// far past what an editor writes, and far below the 512 open elements the HTML parser of the CSS
+// inliner takes.
+const maxEditionDepth = 32
+
+// depth is how many levels n's tree has below it.
+func depth(n ast.Node) int {
+	deepest, d := 0, 0
+	_ = ast.Walk(n, func(_ ast.Node, entering bool) (ast.WalkStatus, error) {
+		if entering {
+			d++
+			deepest = max(deepest, d)
+		} else {
+			d--
+		}
+		return ast.WalkContinue, nil
+	})
+	return deepest - 1
+}
+
 // invisible reports a control character other than a line break or tab, an invisible format
 // character (bidi controls, zero-width ones) or a decoding error: what the ingester drops from a
 // feed's titles, dropped here from an editor's text the same way.
@@ -183,9 +206,11 @@ func editionLink(u string) string {
 }
 
 // emailNodes overrides how goldmark writes the nodes that could carry anything active or out of
-// place in an email: raw HTML writes nothing (not even goldmark's comment), a link or image only
-// with an address editionLink or safeURL allows (else its text alone), headings as h2 and h3 only
-// (h1 would outrank the masthead), code without a language class.
+// place in an email. Raw HTML writes nothing (not even goldmark's comment); a link or image only
+// with an address editionLink or safeURL allows (else its text alone); headings are of two levels
+// (h1 would outrank the masthead). Each top-level block is a row of the email's body table, as the
+// digest's blocks are, and nested ones are divs: spacing is padding on cells, as mail clients
+// keep it, where <p>, <hN>, <blockquote> and <hr> would bring margins each client sets its own way.
 type emailNodes struct{}
 
 func (emailNodes) RegisterFuncs(reg renderer.NodeRendererFuncRegisterer) {
@@ -194,25 +219,114 @@ func (emailNodes) RegisterFuncs(reg renderer.NodeRendererFuncRegisterer) {
 	}
 	reg.Register(ast.KindRawHTML, skip)
 	reg.Register(ast.KindHTMLBlock, skip)
+	reg.Register(ast.KindParagraph, renderParagraph)
 	reg.Register(ast.KindHeading, renderHeading)
+	reg.Register(ast.KindBlockquote, renderBlockquote)
+	reg.Register(ast.KindList, renderList)
+	reg.Register(ast.KindThematicBreak, renderRule)
+	reg.Register(ast.KindCodeBlock, renderCodeBlock)
+	reg.Register(ast.KindFencedCodeBlock, renderCodeBlock)
 	reg.Register(ast.KindLink, renderLink)
 	reg.Register(ast.KindAutoLink, renderAutoLink)
 	reg.Register(ast.KindImage, renderImage)
-	reg.Register(ast.KindCodeBlock, renderCodeBlock)
-	reg.Register(ast.KindFencedCodeBlock, renderCodeBlock)
 }
 
-// headingLevel is the HTML level of a Markdown heading: # and ## are h2, the rest h3.
-func headingLevel(n *ast.Heading) int { return min(max(n.Level, 2), 3) }
-
-func renderHeading(w util.BufWriter, _ []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
-	tag := "h" + strconv.Itoa(headingLevel(n.(*ast.Heading)))
-	if entering {
-		_, _ = w.WriteString("<" + tag + ">")
+// openBlock starts a block: a row of the body table at the top level, a div inside another block.
+func openBlock(w util.BufWriter, n ast.Node, class, attrs string) {
+	if n.Parent() != nil && n.Parent().Kind() == ast.KindDocument {
+		_, _ = w.WriteString(`<tr><td class="` + class + `"` + attrs + `>`)
 	} else {
-		_, _ = w.WriteString("</" + tag + ">\n")
+		_, _ = w.WriteString(`<div class="` + class + `"` + attrs + `>`)
+	}
+}
+
+func closeBlock(w util.BufWriter, n ast.Node) {
+	if n.Parent() != nil && n.Parent().Kind() == ast.KindDocument {
+		_, _ = w.WriteString("</td></tr>\n")
+	} else {
+		_, _ = w.WriteString("</div>\n")
+	}
+}
+
+func renderParagraph(w util.BufWriter, _ []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
+	if entering {
+		openBlock(w, n, "ed-p", "")
+	} else {
+		closeBlock(w, n)
 	}
 	return ast.WalkContinue, nil
+}
+
+// headingLevel is the level of a Markdown heading in the email: # and ## are 2, the rest 3.
+func headingLevel(n *ast.Heading) int { return min(max(n.Level, 2), 3) }
+
+// renderHeading writes a heading by role, as the digest's: an <hN> would bring its margins.
+func renderHeading(w util.BufWriter, _ []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
+	level := strconv.Itoa(headingLevel(n.(*ast.Heading)))
+	if entering {
+		openBlock(w, n, "ed-h"+level, ` role="heading" aria-level="`+level+`"`)
+	} else {
+		closeBlock(w, n)
+	}
+	return ast.WalkContinue, nil
+}
+
+func renderBlockquote(w util.BufWriter, _ []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
+	if entering {
+		openBlock(w, n, "ed-block", "")
+		_, _ = w.WriteString(`<div class="ed-quote">` + "\n")
+	} else {
+		_, _ = w.WriteString("</div>")
+		closeBlock(w, n)
+	}
+	return ast.WalkContinue, nil
+}
+
+func renderList(w util.BufWriter, _ []byte, node ast.Node, entering bool) (ast.WalkStatus, error) {
+	n := node.(*ast.List)
+	tag := "ul"
+	if n.IsOrdered() {
+		tag = "ol"
+	}
+	if entering {
+		openBlock(w, n, "ed-block", "")
+		_, _ = w.WriteString("<" + tag + ` class="ed-list"`)
+		if n.IsOrdered() && n.Start != 1 {
+			_, _ = w.WriteString(` start="` + strconv.Itoa(n.Start) + `"`)
+		}
+		_, _ = w.WriteString(">\n")
+	} else {
+		_, _ = w.WriteString("</" + tag + ">")
+		closeBlock(w, n)
+	}
+	return ast.WalkContinue, nil
+}
+
+// renderRule draws a thematic break as a cell's bottom border: an <hr> looks different in each
+// client.
+func renderRule(w util.BufWriter, _ []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
+	if entering {
+		openBlock(w, n, "ed-rule", "")
+		_, _ = w.WriteString("&nbsp;")
+		closeBlock(w, n)
+	}
+	return ast.WalkSkipChildren, nil
+}
+
+func renderCodeBlock(w util.BufWriter, source []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
+	if !entering {
+		return ast.WalkSkipChildren, nil
+	}
+	openBlock(w, n, "ed-block", "")
+	_, _ = w.WriteString(`<pre class="ed-code">`)
+	lines := n.Lines()
+	for i := range lines.Len() {
+		seg := lines.At(i)
+		html.DefaultWriter.RawWrite(w, seg.Value(source))
+	}
+	_, _ = w.WriteString("</pre>")
+	closeBlock(w, n)
+	return ast.WalkSkipChildren, nil
 }
 
 func writeHref(w util.BufWriter, u string) {
@@ -271,7 +385,7 @@ func renderImage(w util.BufWriter, source []byte, node ast.Node, entering bool) 
 		_, _ = w.WriteString(stdhtml.EscapeString(alt))
 		return ast.WalkSkipChildren, nil
 	}
-	_, _ = w.WriteString(`<img src="`)
+	_, _ = w.WriteString(`<img class="ed-img" src="`)
 	_, _ = w.Write(util.EscapeHTML(util.URLEscape([]byte(src), false)))
 	_, _ = w.WriteString(`" alt="`)
 	_, _ = w.WriteString(stdhtml.EscapeString(alt))
@@ -279,23 +393,12 @@ func renderImage(w util.BufWriter, source []byte, node ast.Node, entering bool) 
 	return ast.WalkSkipChildren, nil
 }
 
-func renderCodeBlock(w util.BufWriter, source []byte, n ast.Node, entering bool) (ast.WalkStatus, error) {
-	if entering {
-		_, _ = w.WriteString("<pre><code>")
-		lines := n.Lines()
-		for i := range lines.Len() {
-			seg := lines.At(i)
-			html.DefaultWriter.RawWrite(w, seg.Value(source))
-		}
-	} else {
-		_, _ = w.WriteString("</code></pre>\n")
-	}
-	return ast.WalkSkipChildren, nil
-}
-
 // decoded is Markdown text as its HTML shows it: backslash escapes and entities resolved by the
 // same writer goldmark's HTML renderer uses, then unescaped.
 func decoded(b []byte) string {
+	if bytes.IndexByte(b, '\\') < 0 && bytes.IndexByte(b, '&') < 0 {
+		return string(b) // nothing to resolve: most text
+	}
 	var buf bytes.Buffer
 	w := bufio.NewWriter(&buf)
 	html.DefaultWriter.Write(w, b)

@@ -123,7 +123,7 @@ var (
 	editionTags = strings.Fields(`html head meta title style body table tbody tr td div a img p h2 h3
 		ul ol li blockquote em strong code pre hr br`)
 	editionAttrs = strings.Fields(`lang charset name content type role class width height cellpadding
-		cellspacing border align valign style href src alt start`)
+		cellspacing border align valign style href src alt start aria-level`)
 )
 
 // checkEditionInert fails when doc holds an element or attribute outside editionTags and
@@ -267,6 +267,8 @@ func TestRenderEditionInvalid(t *testing.T) {
 		{"NoSubject", "", "Text.", "no subject"},
 		{"SubjectOnlyBreaks", "\r\n\u200b", "Text.", "no subject"},
 		{"SubjectTooLong", strings.Repeat("Long ", 41), "Text.", "subject longer than 200"},
+		{"DeepQuotes", "Subject", strings.Repeat(">", 40) + " x", "nested 42 deep, at most 32"},
+		{"DeepLists", "Subject", strings.Repeat("- ", 40) + "x", "at most 32"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := r.RenderEdition(digest.Edition{Lang: "en", Subject: tt.subject, Markdown: tt.markdown, Date: digesttest.GoldenNow}, markerRecipient)

@@ -1,12 +1,14 @@
 package render
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
 	"unicode"
 
 	"newsletter/digest"
+	"newsletter/internal/digesttest"
 
 	"golang.org/x/net/html"
 )
@@ -187,4 +189,62 @@ func TestRenderKeepsMarkersOutOfContent(t *testing.T) {
 	if !strings.Contains(hostile.HTML, "Hello XNL SLOTNAMEX") {
 		t.Error("the title's text should stay readable, the marker broken up")
 	}
+}
+
+// FuzzRenderEdition renders an edition whose Markdown, subject, preheader and newsletter name come
+// from the fuzzer and checks the HTML with a real parser: only the frame's and the Markdown
+// renderer's elements and attributes (no raw HTML, no event handler), links http(s) or mailto:,
+// images http(s), the stylesheet unchanged, subject and preheader single clean lines, the text
+// part without invisible characters, and no marker value but the reader's own. Anything but a
+// rendered email or digest.ErrInvalid fails.
+func FuzzRenderEdition(f *testing.F) {
+	for _, lang := range []string{"en", "ru"} {
+		e := sampleEditions[lang]
+		f.Add(e.Markdown, e.Subject, e.Preheader, e.Newsletter)
+	}
+	f.Add("<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(2)> ![a](data:image/png;base64,AAAA)", "S\r\nBcc: x@example.org", "", "<b>n</b>")
+	f.Add("[x](<javascript:alert(1)>) [y](&#106;avascript:1) <vbscript:x> [z](mailto:a@b.example?cc=c@d.example)", "s", "p", "")
+	f.Add("![a\" onerror=\"x()](https://x.example/a.png \"t\\\" onload=\\\"y\") [q](https://x.example/\" onclick=\"z)", "s", "", "")
+	f.Add("XNLSLOTNAMEX XNL&#83;LOT [x](http://slot.invalid/XNLSLOTUNSUBX) ![p](https://e.example/?u=http://slot.invalid/XNLSLOTMANAGEX)", "XNLSLOTNAMEX", "xnlslot", "XnlSlot")
+	f.Add("- a\n  - b\n    > c\n    > 1. d\n\n```\n<b>x</b>\n```\n\n    code\n\n***\n\n# h1\n###### h6\n\nline\\\nbreak", "s", "", "")
+	f.Add("a\u202eb\u200bc\u2066d\x00e\x7f\ufefff \xff\xfe", "\u202e\x00s", "\u200b", "\u2066")
+	f.Add("<!-- x --><style>*{}</style><div onclick=x>y</div>\n\n<https://a.example> www.b.example c@d.example ftp://e.example", "s", "", "")
+	f.Add(strings.Repeat(">", 600)+" deep\n\n"+strings.Repeat("- ", 300)+"x", "s", "", "")
+	f.Add(strings.Repeat("Donaudampfschifffahrtsgesellschaft", 5)+" [x](https://example.com/"+strings.Repeat("a", 200)+")", "s", "", "")
+
+	r := newTestRenderer(f)
+	base, err := r.RenderEdition(sampleEditions["en"], markerRecipient)
+	if err != nil {
+		f.Fatal(err)
+	}
+	wantCSS := strings.Join(shapeOf(f, base.HTML).css, "")
+	wantMarks := slotMarks(base)
+	f.Fuzz(func(t *testing.T, markdown, subject, preheader, newsletter string) {
+		e := digest.Edition{ID: 9, Lang: "en", Newsletter: newsletter, Subject: subject, Preheader: preheader, Markdown: markdown, Date: digesttest.GoldenNow}
+		out, err := r.RenderEdition(e, markerRecipient)
+		if errors.Is(err, digest.ErrInvalid) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("render: %v", err)
+		}
+		for name, v := range map[string]string{"subject": out.Subject, "preheader": out.Preheader} {
+			if strings.ContainsFunc(v, invisible) || strings.ContainsAny(v, "\n\t") {
+				t.Fatalf("%s %q is not one clean line", name, v)
+			}
+		}
+		if strings.ContainsFunc(out.Text, invisible) {
+			t.Fatalf("invisible character in the text part %q", out.Text)
+		}
+		checkEditionInert(t, out.HTML)
+		if got := strings.Join(shapeOf(t, out.HTML).css, ""); got != wantCSS {
+			t.Fatal("the stylesheet changed")
+		}
+		if got := slotMarks(out); got != wantMarks {
+			t.Fatalf("%d marker values in the output, the reader's own are %d", got, wantMarks)
+		}
+		if !strings.Contains(out.HTML, markerRecipient.UnsubscribeURL) || !strings.Contains(out.Text, markerRecipient.UnsubscribeURL) {
+			t.Fatal("the reader's unsubscribe link is missing")
+		}
+	})
 }

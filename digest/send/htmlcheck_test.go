@@ -14,12 +14,12 @@ import (
 	"newsletter/internal/mailpittest"
 )
 
-// TestMailpitHTMLCheck hands the digests and confirmation emails, byte for byte as the service
-// sends them, to the real Mailpit and asks its HTML check (caniemail.com's data on each CSS and
-// HTML feature, weighted by how often the message uses it) how much of their HTML email clients
-// support: at least 95%.
+// TestMailpitHTMLCheck hands the digests, confirmation emails and editions, byte for byte as the
+// service sends them (editions as it builds them), to the real Mailpit and asks its HTML check
+// (caniemail.com's data on each CSS and HTML feature, weighted by how often the message uses it)
+// how much of their HTML email clients support: at least 95%.
 func TestMailpitHTMLCheck(t *testing.T) {
-	msgs := wireMessages(t)
+	msgs := append(wireMessages(t), editionWireMessages(t)...)
 	mp := mailpittest.Start(t, mailpittest.Options{})
 	for _, m := range msgs {
 		if err := smtp.SendMail(mp.SMTPAddr(), nil, "digest@gazette.example", []string{"reader@example.org"}, m.Data); err != nil {

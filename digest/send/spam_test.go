@@ -18,16 +18,16 @@ import (
 // (confirm link, the reader's address) stay under MIXED_ES's 20.
 var spamExempt = map[string]string{}
 
-// TestSpamAssassin scores the digests and the confirmation emails, as they go on the wire, with
-// SpamAssassin's local rules (no network tests, so the figure is the same on every machine): each
-// must score at most 0. A filter's points for how a message is made (hidden text, mixed scripts,
-// markup) are points the publication can avoid.
+// TestSpamAssassin scores the digests, the confirmation emails and the editions, as they go on the
+// wire, with SpamAssassin's local rules (no network tests, so the figure is the same on every
+// machine): each must score at most 0. A filter's points for how a message is made (hidden text,
+// mixed scripts, markup) are points the publication can avoid.
 func TestSpamAssassin(t *testing.T) {
 	sa, err := exec.LookPath("spamassassin")
 	if err != nil {
 		t.Fatal("spamassassin is not installed: install Debian's spamassassin (apt-get install spamassassin)")
 	}
-	msgs := wireMessages(t)
+	msgs := append(wireMessages(t), editionWireMessages(t)...)
 	dir := t.TempDir()
 	// One run for all messages: SpamAssassin takes longer to start than to score one. The added
 	// header lists each rule hit with its score (X-Spam-Status rounds the total to 0.1).

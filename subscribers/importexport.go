@@ -561,20 +561,6 @@ const importWrite = `
 		(SELECT coalesce(array_agg(id), '{}') FROM upd WHERE status = 'unsubscribed') AS left_ids,
 		(SELECT coalesce(array_agg(id), '{}') FROM upd WHERE status = 'confirmed') AS confirmed_ids`
 
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullTime(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return *t
-}
-
 // exportHeader is the first line of ExportCSV.
 var exportHeader = []string{"email", "name", "lang", "status", "created_at", "confirmed_at", "unsubscribed_at"}
 

@@ -207,7 +207,9 @@ func TestSendSurvivesPostgresRestart(t *testing.T) {
 					t.Errorf("%s is %s", r.Email, r.Status)
 				case len(ids) == 0:
 					t.Errorf("%s is sent in the ledger but never received", r.Email)
-				case greylisted[r.Email] && r.Attempts < 2:
+				// The ledger counts the 451 only when its outcome was written: a crash can take the
+				// write with it, while the server's script still refused that first try.
+				case greylisted[r.Email] && r.Attempts < 2 && !tt.crash:
 					t.Errorf("greylisted %s sent after %d attempts", r.Email, r.Attempts)
 				}
 				for i := 1; i < len(ids); i++ {

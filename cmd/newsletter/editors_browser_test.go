@@ -144,6 +144,11 @@ func TestBrowserEditorAccounts(t *testing.T) {
 	check("admin-editors")
 	do(t, b, "Ada's page", chromedp.Navigate(s.URL+"/admin/editors/"+itoa(ada.ID)), chromedp.WaitVisible(chromedp.ID("sessions")))
 	check("admin-editor")
+	// Her sessions' End buttons post under her page, not under the viewer's own account.
+	endAction := eval(t, b, "an End button", chromedp.AttributeValue("#sessions tbody form", "action")).Value
+	if prefix := "/admin/editors/" + itoa(ada.ID) + "/sessions/"; !strings.HasPrefix(endAction, prefix) || !strings.HasSuffix(endAction, "/end") {
+		t.Errorf("an End button on Ada's page posts to %q, want %s…/end", endAction, prefix)
+	}
 	// The last admin stays one.
 	if st := press(t, b, `form[action$="/disable"] button`); st != http.StatusConflict {
 		t.Errorf("disabling the last admin: %d, want 409", st)

@@ -100,19 +100,21 @@ func editorObject(id int64) string { return "editor " + strconv.FormatInt(id, 10
 // sessionView is one session as the pages list it.
 type sessionView struct {
 	SID                 int64
+	EndURL              string // where its End button posts
 	Device, IP          string
 	CreatedAt, LastSeen time.Time
 	Current             bool
 }
 
-func sessionViews(list []editors.Session, current []byte) []sessionView {
+// sessionViews lists sessions for a page; endBase is the path their End buttons post under.
+func sessionViews(list []editors.Session, current []byte, endBase string) []sessionView {
 	out := make([]sessionView, 0, len(list))
 	for _, s := range list {
 		dev := s.Device
 		if dev == "" {
 			dev = "unknown browser"
 		}
-		out = append(out, sessionView{SID: s.SID, Device: dev, IP: s.IP, CreatedAt: s.CreatedAt, LastSeen: s.LastSeenAt,
+		out = append(out, sessionView{SID: s.SID, EndURL: endBase + strconv.FormatInt(s.SID, 10) + "/end", Device: dev, IP: s.IP, CreatedAt: s.CreatedAt, LastSeen: s.LastSeenAt,
 			Current: string(s.Hash) == string(current)})
 	}
 	return out
@@ -152,7 +154,7 @@ func (e *Editor) accountPage(w http.ResponseWriter, r *http.Request, status int,
 			e.failErr(w, r, err, "/admin/")
 			return
 		}
-		d.Sessions = sessionViews(list, sess.Hash)
+		d.Sessions = sessionViews(list, sess.Hash, "/admin/account/sessions/")
 	}
 	e.render(w, status, "admin_account", "My account", d)
 }

@@ -142,7 +142,7 @@ func (e *Editor) editorPage(w http.ResponseWriter, r *http.Request, status int, 
 	c := e.common(r, "editors")
 	c.Flash = teamFlashes[r.URL.Query().Get("done")]
 	e.render(w, status, "admin_editor", "Editor "+ed.Email, adminEditorData{adminCommon: c, Editor: ed, Roles: editors.Roles,
-		Sessions: sessionViews(list, sess.Hash), Self: !sess.Editor.Shared && sess.Editor.ID == ed.ID, Error: msg})
+		Sessions: sessionViews(list, sess.Hash, "/admin/editors/"+strconv.FormatInt(ed.ID, 10)+"/sessions/"), Self: !sess.Editor.Shared && sess.Editor.ID == ed.ID, Error: msg})
 }
 
 // editorActions are the POSTs of EditorAction; delete needs its box ticked.

@@ -56,8 +56,10 @@ func (c IssueContent) Articles() []Article {
 }
 
 // issueColumns are the issues columns without the archive copy, for lists.
-const issueColumns = `id, lang, newsletter_id, window_start, window_end, status, subject, preheader, note, created_at,
-	approved_at, started_at, finished_at, pause_reason`
+// An edition has no window: its window reads as its creation time (IsEdition tells them apart).
+const issueColumns = `id, lang, newsletter_id, coalesce(window_start, created_at) AS window_start,
+	coalesce(window_end, created_at) AS window_end, status, subject, preheader, note, created_at,
+	approved_at, started_at, finished_at, pause_reason, markdown, send_at`
 
 // Assemble creates or refreshes the coming issue of lang for the window ending now and returns it;
 // which articles it takes is the window rule (issueWindow.admits). A draft is refreshed
@@ -98,7 +100,7 @@ func (s *Store) assemble(ctx context.Context, tx *sqlx.Tx, lang string) (Issue, 
 
 	var cur Issue
 	err := tx.GetContext(ctx, &cur, `SELECT `+issueColumns+` FROM issues
-		WHERE lang = $1 AND status IN ('draft', 'approved', 'sending', 'paused')
+		WHERE lang = $1 AND markdown IS NULL AND status IN ('draft', 'approved', 'sending', 'paused')
 		ORDER BY id DESC LIMIT 1 FOR UPDATE`, lang)
 	switch {
 	case err == nil && cur.Status != StatusDraft:
@@ -123,7 +125,7 @@ func (s *Store) assemble(ctx context.Context, tx *sqlx.Tx, lang string) (Issue, 
 	// Articles of issues that never went out (skipped, or cancelled before sending) go into this one.
 	var released []int64
 	if err := tx.SelectContext(ctx, &released, `DELETE FROM issue_articles ia USING issues i
-		WHERE ia.issue_id = i.id AND i.lang = $1 AND i.status IN ('cancelled', 'skipped') AND i.started_at IS NULL
+		WHERE ia.issue_id = i.id AND i.lang = $1 AND i.markdown IS NULL AND i.status IN ('cancelled', 'skipped') AND i.started_at IS NULL
 		RETURNING ia.article_id`, lang); err != nil {
 		return Issue{}, fmt.Errorf("assemble: release articles: %w", err)
 	}
@@ -282,7 +284,7 @@ type getter interface {
 
 func issueByID(ctx context.Context, q getter, id int64) (Issue, error) {
 	var iss Issue
-	err := q.GetContext(ctx, &iss, `SELECT * FROM issues WHERE id = $1`, id)
+	err := q.GetContext(ctx, &iss, `SELECT `+issueColumns+`, archive_html, archive_text FROM issues WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Issue{}, fmt.Errorf("issue %d: %w", id, ErrNotFound)
 	}

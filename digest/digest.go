@@ -82,7 +82,14 @@ type Issue struct {
 	PauseReason  string     `db:"pause_reason"`
 	ArchiveHTML  string     `db:"archive_html"`
 	ArchiveText  string     `db:"archive_text"`
+	// Markdown is an edition's text (nil: a digest, assembled from its window's articles).
+	Markdown *string `db:"markdown"`
+	// SendAt is when an approved edition is scheduled to go out (nil: when an editor sends it).
+	SendAt *time.Time `db:"send_at"`
 }
+
+// IsEdition reports whether the issue is an edition written by editors rather than a digest.
+func (i Issue) IsEdition() bool { return i.Markdown != nil }
 
 // Store reads and writes the digest's tables: articles, issues and their articles, and the schedule's
 // runs. Its methods live beside the feature that uses them (articles.go, assemble.go, progress.go,

@@ -5,14 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/mail"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"newsletter/digest"
 	"newsletter/internal/digesttest"
@@ -20,6 +23,7 @@ import (
 	"newsletter/internal/smtptest"
 	"newsletter/internal/testdb"
 	"newsletter/migrations"
+	"newsletter/newsletters"
 )
 
 // buildNewsletter builds the real binary once per test.
@@ -200,4 +204,197 @@ func TestSendTwoProcessesOneIssue(t *testing.T) {
 	if n := f.srv.Count(); n != readers {
 		t.Fatalf("%d messages for %d readers", n, readers)
 	}
+}
+
+// TestServeSurvivesSIGKILLThreeNewsletters spreads readers over three newsletters (the digests of
+// en, ru and de; a quarter of the readers also take a second one), starts the three issues, and
+// lets `newsletter serve` send them. It kills serve with SIGKILL a third of the way, starts another
+// serve, and checks that every reader received exactly the newsletters they subscribe to: none
+// missing, none they do not take, duplicates bounded and sharing their Message-ID.
+func TestServeSurvivesSIGKILLThreeNewsletters(t *testing.T) {
+	const readers, conns = 3000, 4
+	langs := []string{"en", "ru", "de"}
+	bin := buildNewsletter(t)
+	url := testdb.URL(t)
+	ctx := context.Background()
+	db, err := pgdb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := migrations.Apply(ctx, db.DB, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := newsletters.EnsureDigests(ctx, db, langs); err != nil {
+		t.Fatal(err)
+	}
+	// Reader g's language is langs[g%3]; every fourth reader also takes the next language's digest.
+	if _, err := db.Exec(`INSERT INTO subscribers (email, name, lang, status, confirmed_at)
+		SELECT 'reader-' || g || '@example.org', 'Reader ' || g, ($2::text[])[g % 3 + 1], 'confirmed', now()
+		FROM generate_series(1, $1) g`, readers, pq.Array(langs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO subscriptions (subscriber_id, newsletter_id)
+		SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest'
+		  AND (n.lang = s.lang OR s.id % 4 = 0 AND n.lang = ($1::text[])[(array_position($1::text[], s.lang)) % 3 + 1])`,
+		pq.Array(langs)); err != nil {
+		t.Fatal(err)
+	}
+	store := digest.NewStore(db, nil)
+	issueLang := map[string]string{} // Message-ID prefix "issue-N." -> language
+	for _, l := range langs {
+		digesttest.SeedArticles(t, db, l, 3)
+		iss, err := store.Assemble(ctx, l, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := StartSending(ctx, store, iss.ID); err != nil {
+			t.Fatal(err)
+		}
+		issueLang[fmt.Sprintf("issue-%d.", iss.ID)] = l
+	}
+	var want map[string]map[string]bool // email -> languages of the digests they take
+	{
+		var rows []struct {
+			Email string `db:"email"`
+			Lang  string `db:"lang"`
+		}
+		if err := db.Select(&rows, `SELECT s.email, n.lang FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id
+			JOIN newsletters n ON n.id = sub.newsletter_id`); err != nil {
+			t.Fatal(err)
+		}
+		want = map[string]map[string]bool{}
+		for _, r := range rows {
+			if want[r.Email] == nil {
+				want[r.Email] = map[string]bool{}
+			}
+			want[r.Email][r.Lang] = true
+		}
+	}
+	total := 0
+	for _, ls := range want {
+		total += len(ls)
+	}
+
+	srv := smtptest.Start(t)
+	srv.SetMode(smtptest.KeepHeaders)
+	srv.SetDelay(2 * time.Millisecond)
+	serve := func() (*exec.Cmd, *bytes.Buffer) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		cmd := exec.Command(bin, "serve")
+		cmd.Env = []string{
+			"NEWSLETTER_DATABASE_URL=" + url,
+			"NEWSLETTER_SMTP_URL=" + srv.URL(),
+			"NEWSLETTER_SECRET=56724609ea8eafbc69dc119e0e2fc40ec80709b6bf3bb4a459c5711513ca0c36",
+			"NEWSLETTER_LANGUAGES=en,ru,de",
+			"NEWSLETTER_FROM=Weekly <digest@news.example>",
+			"NEWSLETTER_BASE_URL=https://news.example",
+			"NEWSLETTER_HTTP_ADDR=" + addr,
+			fmt.Sprintf("NEWSLETTER_SEND_CONCURRENCY=%d", conns),
+		}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &out
+	}
+
+	first, out1 := serve()
+	deadline := time.Now().Add(2 * time.Minute)
+	for srv.Count() < total/3 {
+		if time.Now().After(deadline) {
+			first.Process.Kill()
+			first.Wait()
+			t.Fatalf("serve did not get a third of the way (%d of %d):\n%s", srv.Count(), total, out1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+	killedAt := srv.Count()
+	if killedAt >= total {
+		t.Fatalf("serve finished (%d messages) before the kill", killedAt)
+	}
+
+	second, out2 := serve()
+	defer func() {
+		second.Process.Kill()
+		second.Wait()
+	}()
+	deadline = time.Now().Add(3 * time.Minute)
+	for {
+		var unsent int
+		if err := db.Get(&unsent, `SELECT count(*) FROM issues WHERE status <> 'sent'`); err != nil {
+			t.Fatal(err)
+		}
+		if unsent == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d issues still not sent after the restart:\n%s", unsent, out2)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	got := map[string]map[string][]string{} // email -> language -> Message-IDs received
+	for _, m := range srv.Messages() {
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strings.Trim(msg.Header.Get("Message-Id"), "<>")
+		lang := ""
+		for prefix, l := range issueLang {
+			if strings.HasPrefix(id, prefix) {
+				lang = l
+			}
+		}
+		if lang == "" {
+			t.Fatalf("a message of no issue: %q", id)
+		}
+		if got[m.To[0]] == nil {
+			got[m.To[0]] = map[string][]string{}
+		}
+		got[m.To[0]][lang] = append(got[m.To[0]][lang], id)
+	}
+	missing, extra, dups := 0, 0, 0
+	for email, ls := range want {
+		for l := range ls {
+			ids := got[email][l]
+			if len(ids) == 0 {
+				missing++
+				continue
+			}
+			for _, id := range ids[1:] {
+				if id != ids[0] {
+					t.Errorf("%s: copies of the %s digest with different Message-IDs: %v", email, l, ids)
+				}
+			}
+			dups += len(ids) - 1
+		}
+	}
+	for email, ls := range got {
+		for l := range ls {
+			if !want[email][l] {
+				extra++
+			}
+		}
+	}
+	if missing > 0 || extra > 0 {
+		t.Errorf("%d deliveries missing, %d to readers who do not take that newsletter", missing, extra)
+	}
+	// Each of the killed process's connections may have had a message accepted but not recorded.
+	if dups > conns {
+		t.Errorf("%d duplicates, want at most %d", dups, conns)
+	}
+	t.Logf("%d readers over 3 newsletters, %d deliveries; killed after %d; %d received, %d missing, %d duplicates",
+		readers, total, killedAt, srv.Count(), missing, dups)
 }

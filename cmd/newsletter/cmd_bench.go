@@ -26,6 +26,7 @@ import (
 	"newsletter/internal/pgdb"
 	"newsletter/internal/smtptest"
 	"newsletter/migrations"
+	"newsletter/newsletters"
 	"newsletter/templates"
 )
 
@@ -47,12 +48,14 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	readers := fs.Int("readers", 100000, "confirmed readers to seed")
 	rtt := fs.Duration("rtt", 0, "round trip to the sink, through a latency proxy (0: none)")
 	data := fs.Bool("data", false, "send with DATA, not BDAT")
+	spread := fs.Int("newsletters", 3, "newsletters the readers are spread over (1 to 3: the digests of en, ru, de)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{"bench send: " + err.Error()}
 	}
-	if fs.NArg() > 0 || *readers <= 0 || *rtt < 0 {
-		return usageError{"bench send: want --readers N (N > 0), --rtt D (0 or more) and --data"}
+	if fs.NArg() > 0 || *readers <= 0 || *rtt < 0 || *spread < 1 || *spread > 3 {
+		return usageError{"bench send: want --readers N (N > 0), --rtt D (0 or more), --newsletters K (1 to 3) and --data"}
 	}
+	langs := []string{"en", "ru", "de"}[:*spread]
 
 	// A throwaway database, dropped afterwards.
 	b := make([]byte, 6)
@@ -72,13 +75,18 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	if err := migrations.Apply(ctx, db.DB, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "database %s: seeding %d readers with COPY\n", name, *readers)
+	fmt.Fprintf(a.stdout, "database %s: seeding %d readers with COPY over %d newsletters\n", name, *readers, len(langs))
 	t0 := time.Now()
-	if err := seedBenchReaders(ctx, db, *readers); err != nil {
+	if err := newsletters.EnsureDigests(ctx, db, langs); err != nil {
 		return err
 	}
-	if err := seedBenchArticles(ctx, db); err != nil {
+	if err := seedBenchReaders(ctx, db, *readers, langs); err != nil {
 		return err
+	}
+	for _, l := range langs {
+		if err := seedBenchArticles(ctx, db, l); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(a.stdout, "seeded in %s\n", time.Since(t0).Round(time.Millisecond))
 
@@ -114,29 +122,37 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	iss, err := store.Assemble(ctx, "en", bench.cfg.DigestMaxArticles)
-	if err != nil {
-		return err
-	}
 	renderer, err := bench.digestRenderer()
 	if err != nil {
 		return err
 	}
-	c, err := store.Content(ctx, iss.ID, bench.cfg.DigestMaxArticles)
-	if err != nil {
-		return err
-	}
-	sample, err := renderer.Render(c, render.Recipient{Name: "Sample Reader", UnsubscribeURL: a.cfg.BaseURL + "/unsubscribe/x", ManageURL: a.cfg.BaseURL + "/manage/x"})
-	if err != nil {
-		return err
-	}
+	// One issue per newsletter, all started (their ledgers fixed) before the clock starts, then
+	// sent one after the other as serve's sender takes them.
+	var issues []int64
 	t1 := time.Now()
-	n, err := sender.Start(ctx, iss.ID)
-	if err != nil {
-		return err
+	rows := 0
+	for _, l := range langs {
+		iss, err := store.Assemble(ctx, l, bench.cfg.DigestMaxArticles)
+		if err != nil {
+			return err
+		}
+		c, err := store.Content(ctx, iss.ID, bench.cfg.DigestMaxArticles)
+		if err != nil {
+			return err
+		}
+		sample, err := renderer.Render(c, render.Recipient{Name: "Sample Reader", UnsubscribeURL: a.cfg.BaseURL + "/unsubscribe/x", ManageURL: a.cfg.BaseURL + "/manage/x"})
+		if err != nil {
+			return err
+		}
+		n, err := sender.Start(ctx, iss.ID)
+		if err != nil {
+			return err
+		}
+		rows += n
+		issues = append(issues, iss.ID)
+		fmt.Fprintf(a.stdout, "issue %d (%s): %d KB of HTML, %d KB of text, %d readers\n", iss.ID, l, len(sample.HTML)/1024, len(sample.Text)/1024, n)
 	}
-	fmt.Fprintf(a.stdout, "issue %d: %d KB of HTML, %d KB of text; ledger of %d rows in %s\n", iss.ID, len(sample.HTML)/1024, len(sample.Text)/1024,
-		n, time.Since(t1).Round(time.Millisecond))
+	fmt.Fprintf(a.stdout, "ledgers of %d rows in %s\n", rows, time.Since(t1).Round(time.Millisecond))
 
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -153,7 +169,11 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 			}
 		}
 	}()
-	err = sender.SendIssue(ctx, iss.ID, nil)
+	for _, id := range issues {
+		if err = sender.SendIssue(ctx, id, nil); err != nil {
+			break
+		}
+	}
 	close(done)
 	elapsed := time.Since(start)
 	cpu := cpuSeconds() - cpu0
@@ -179,8 +199,10 @@ func (a *App) benchCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// seedBenchReaders adds n confirmed English readers with COPY, subscribed to the English digest.
-func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int) error {
+// seedBenchReaders adds n confirmed readers with COPY, reader i in langs[i%len(langs)] and
+// subscribed to that language's digest; with more than one language every fourth reader also
+// takes the next language's digest.
+func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int, langs []string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -196,7 +218,7 @@ func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int) error {
 		if i%4 != 0 {
 			name = "Reader " + strconv.Itoa(i)
 		}
-		if _, err := stmt.ExecContext(ctx, "reader-"+strconv.Itoa(i)+"@bench.example", name, "en", "confirmed", now); err != nil {
+		if _, err := stmt.ExecContext(ctx, "reader-"+strconv.Itoa(i)+"@bench.example", name, langs[i%len(langs)], "confirmed", now); err != nil {
 			return err
 		}
 	}
@@ -206,23 +228,25 @@ func seedBenchReaders(ctx context.Context, db *sqlx.DB, n int) error {
 	if err := stmt.Close(); err != nil {
 		return err
 	}
-	// Each subscribed to the English digest, as their confirmation would have done.
+	// Subscribed as their confirmation would have done.
 	if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (subscriber_id, newsletter_id)
-		SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND n.lang = s.lang`); err != nil {
+		SELECT s.id, n.id FROM subscribers s JOIN newsletters n ON n.kind = 'digest' AND (n.lang = s.lang
+			OR cardinality($1::text[]) > 1 AND s.id % 4 = 0 AND n.lang = ($1::text[])[array_position($1::text[], s.lang) % cardinality($1::text[]) + 1])`,
+		pq.Array(langs)); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
-// seedBenchArticles adds a week of articles long enough for an issue of about 30 KB of HTML.
-func seedBenchArticles(ctx context.Context, db *sqlx.DB) error {
+// seedBenchArticles adds a week of articles in lang long enough for an issue of about 30 KB of HTML.
+func seedBenchArticles(ctx context.Context, db *sqlx.DB, lang string) error {
 	summary := strings.Repeat("The council met on Tuesday to weigh the harbour plan, and residents packed the hall to hear it. ", 9)
 	for i := range 16 {
 		if _, err := db.ExecContext(ctx, `INSERT INTO articles (lang, guid, title, link, summary, author, section, image_url, published_at, first_seen_at)
-			VALUES ('en', $1, $2, $3, $4, 'Staff reporter', $5, $6, now() - $7 * interval '1 hour', now() - interval '1 minute')`,
-			fmt.Sprintf("bench-%d", i), fmt.Sprintf("Story %d: what the week's vote on the harbour means for the city", i+1),
+			VALUES ($8, $1, $2, $3, $4, 'Staff reporter', $5, $6, now() - $7 * interval '1 hour', now() - interval '1 minute')`,
+			fmt.Sprintf("bench-%s-%d", lang, i), fmt.Sprintf("Story %d: what the week's vote on the harbour means for the city", i+1),
 			fmt.Sprintf("https://site.example/news/2026/11/story-%d", i+1), summary, []string{"City", "Business", "Culture", ""}[i%4],
-			fmt.Sprintf("https://site.example/img/story-%d.jpg", i+1), i+1); err != nil {
+			fmt.Sprintf("https://site.example/img/story-%d.jpg", i+1), i+1, lang); err != nil {
 			return err
 		}
 	}

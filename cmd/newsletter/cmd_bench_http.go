@@ -494,7 +494,7 @@ func checkUnsubscribed(ctx context.Context, db *sqlx.DB, n int) benchCheck {
 // seedSentIssue assembles an English issue from a week of articles, keeps its archive copy the
 // way the sender does, and marks it sent.
 func seedSentIssue(ctx context.Context, svc *App) (int64, error) {
-	if err := seedBenchArticles(ctx, svc.db); err != nil {
+	if err := seedBenchArticles(ctx, svc.db, "en"); err != nil {
 		return 0, err
 	}
 	store := digest.NewStore(svc.db, nil)
@@ -524,7 +524,7 @@ func seedSentIssue(ctx context.Context, svc *App) (int64, error) {
 // seedUnsubscribeReaders adds n confirmed readers and returns their one-click unsubscribe paths,
 // in id order.
 func seedUnsubscribeReaders(ctx context.Context, db *sqlx.DB, signer *subscribers.Signer, n int) ([]string, error) {
-	if err := seedBenchReaders(ctx, db, n); err != nil {
+	if err := seedBenchReaders(ctx, db, n, []string{"en"}); err != nil {
 		return nil, err
 	}
 	var uuids []string

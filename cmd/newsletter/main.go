@@ -53,7 +53,8 @@ commands:
   editors list                           every editor: address, role, state
   editors disable|enable EMAIL
   editors reset EMAIL                    clear password and TOTP, end the sessions; prints a new link
-  bench send [--readers N]               measure the sending engine against a local sink
+  bench send [--readers N] [--newsletters K]
+                                         measure the sending engine against a local sink
   bench http [--duration D] [--clients N] [--target subscribe|archive|unsubscribe|all] [--cpuprofile FILE]
 
 Settings come from NEWSLETTER_* environment variables; see the README.

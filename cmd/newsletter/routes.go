@@ -152,7 +152,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	}
 	scheduler, err := digest.NewScheduler(digestStore, sender, pollBeforeDigest, digest.ScheduleOptions{
 		Spec: a.cfg.DigestSchedule, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
-		RequireApproval: a.cfg.RequireApproval, MaxLateness: a.cfg.MaxLateness,
+		RequireApproval: a.cfg.RequireApproval, MaxLateness: a.cfg.MaxLateness, Location: a.cfg.Timezone,
 	}, a.log)
 	if err != nil {
 		return nil, nil, err

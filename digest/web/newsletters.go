@@ -321,7 +321,8 @@ func (e *Editor) SaveWelcome(w http.ResponseWriter, r *http.Request) {
 }
 
 // WelcomePreview is GET /admin/newsletters/{id}/welcome/{lang}/preview.html: the saved welcome
-// rendered as an edition, for the page's frame (the issue preview's policy).
+// rendered as an edition (render.RenderEdition) for a reader, for the page's frame (the issue
+// preview's policy).
 func (e *Editor) WelcomePreview(w http.ResponseWriter, r *http.Request) {
 	n, lang, ok := e.pathWelcomeLang(w, r)
 	if !ok {
@@ -332,7 +333,11 @@ func (e *Editor) WelcomePreview(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusNotFound, "There is no welcome in that language.", "")
 		return
 	}
-	out, err := e.renderer.RenderEdition(e.welcomeEdition(n, lang, wel), render.Recipient{})
+	// As a reader gets it: with the footer's manage and unsubscribe links, which here lead nowhere
+	// real (a reader's links are signed for them when it is sent).
+	base := strings.TrimRight(e.opts.BaseURL, "/")
+	out, err := e.renderer.RenderEdition(e.welcomeEdition(n, lang, wel), render.Recipient{
+		UnsubscribeURL: base + "/unsubscribe/preview", ManageURL: base + "/manage/preview"})
 	if err != nil {
 		e.failErr(w, r, err, "")
 		return

@@ -404,3 +404,30 @@ func TestSchedulePerDigestSettings(t *testing.T) {
 		}
 	})
 }
+
+// TestWindowPeriodFromDigestSchedule: the window rule's period is the digest's own schedule's
+// (daily: one day), not the setting's (weekly), read in the newsroom's zone.
+func TestWindowPeriodFromDigestSchedule(t *testing.T) {
+	db := testdb.New(t)
+	store := NewStore(db, nil)
+	if err := store.SetSchedule("CRON_TZ=UTC 0 8 * * MON"); err != nil {
+		t.Fatal(err)
+	}
+	moscow, _ := time.LoadLocation("Europe/Moscow")
+	store.SetLocation(moscow)
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	w, err := store.comingWindow(ctx, db, "en", now)
+	if err != nil || w.period != 7*24*time.Hour {
+		t.Fatalf("default: period %v (%v), want 7 days", w.period, err)
+	}
+	if _, err := db.Exec(`UPDATE newsletters SET schedule = '0 8 * * *' WHERE slug = 'digest-en'`); err != nil {
+		t.Fatal(err)
+	}
+	if w, err = store.comingWindow(ctx, db, "en", now); err != nil || w.period != 24*time.Hour || !w.start.Equal(now.Add(-24*time.Hour)) {
+		t.Fatalf("own daily schedule: period %v, start %v (%v)", w.period, w.start, err)
+	}
+	if w, err = store.comingWindow(ctx, db, "ru", now); err != nil || w.period != 7*24*time.Hour {
+		t.Fatalf("the other digest: period %v (%v), want 7 days", w.period, err)
+	}
+}

@@ -98,6 +98,7 @@ func (a *App) digestStore() (*digest.Store, error) {
 	if err := store.SetSchedule(digest.InZone(a.cfg.DigestSchedule, a.cfg.Timezone)); err != nil {
 		return nil, err
 	}
+	store.SetLocation(a.cfg.Timezone)
 	return store, nil
 }
 

@@ -17,6 +17,9 @@ import (
 // DefaultMaxArticles is how many articles a digest shows when the caller passes 0.
 const DefaultMaxArticles = 12
 
+// MaxArticlesLimit is the most a digest's own max_articles may be (the column's check).
+const MaxArticlesLimit = 100
+
 // Limits of what editors may write into an issue.
 const (
 	maxSubjectRunes = 200
@@ -197,11 +200,23 @@ func int64Array(ids []int64) string {
 }
 
 // Content returns the issue arranged for rendering with at most maxArticles shown (0: the default).
-// ErrNotFound for an unknown issue; ErrNoArticles when every article of it is hidden.
+// maxArticles is the setting: the issue's digest's own most articles (newsletters.max_articles)
+// replaces it, except where a caller asks for more than any digest may show (every article, for
+// the editor's list). ErrNotFound for an unknown issue; ErrNoArticles when every article of it is
+// hidden.
 func (s *Store) Content(ctx context.Context, issueID int64, maxArticles int) (IssueContent, error) {
 	iss, err := issueByID(ctx, s.db, issueID)
 	if err != nil {
 		return IssueContent{}, err
+	}
+	if maxArticles <= MaxArticlesLimit {
+		var own sql.NullInt64
+		if err := s.db.GetContext(ctx, &own, `SELECT max_articles FROM newsletters WHERE id = $1`, iss.NewsletterID); err != nil {
+			return IssueContent{}, fmt.Errorf("content: %w", err)
+		}
+		if own.Valid {
+			maxArticles = int(own.Int64)
+		}
 	}
 	var arts []Article
 	if err := s.db.SelectContext(ctx, &arts, `SELECT a.* FROM articles a

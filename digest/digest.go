@@ -98,7 +98,8 @@ func (i Issue) IsEdition() bool { return i.Markdown != nil }
 type Store struct {
 	db    *sqlx.DB
 	now   func() time.Time
-	sched cron.Schedule // the digest schedule, for the window rule's period; nil: weekly
+	sched cron.Schedule  // the default digest schedule, for the window rule's period; nil: weekly
+	loc   *time.Location // the zone of a digest's own schedule without CRON_TZ; nil: UTC
 }
 
 // DB is the database the Store works on, for the digest's sub-packages (feeds, send, web), which

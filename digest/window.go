@@ -3,6 +3,7 @@ package digest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,7 +73,18 @@ func (s *Store) comingWindow(ctx context.Context, q getter, lang string, now tim
 		WHERE lang = $1 AND status IN ('sent', 'cancelled', 'skipped')`, lang); err != nil {
 		return issueWindow{}, fmt.Errorf("previous window: %w", err)
 	}
-	w := issueWindow{end: now, period: s.period(now)}
+	// The digest's own schedule (newsletters.schedule) sets its period; else the setting's.
+	sched := s.sched
+	var own sql.NullString
+	if err := q.GetContext(ctx, &own, `SELECT schedule FROM newsletters WHERE kind = 'digest' AND lang = $1`, lang); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return issueWindow{}, fmt.Errorf("digest schedule: %w", err)
+	}
+	if own.Valid {
+		if p, err := ParseSchedule(own.String, s.loc); err == nil {
+			sched = p
+		}
+	}
+	w := issueWindow{end: now, period: periodOf(sched, now)}
 	if prev.Valid {
 		w.start = prev.Time.UTC()
 	} else {
@@ -81,9 +93,9 @@ func (s *Store) comingWindow(ctx context.Context, q getter, lang string, now tim
 	return w, nil
 }
 
-// SetSchedule sets the digest schedule (robfig/cron syntax) whose period the window rule uses;
-// without one the period is the default weekly schedule's 7 days. Call it before the Store is in
-// use.
+// SetSchedule sets the default digest schedule (robfig/cron syntax) whose period the window rule
+// uses for a digest without its own schedule; without one the period is the default weekly
+// schedule's 7 days. Call it before the Store is in use.
 func (s *Store) SetSchedule(spec string) error {
 	sched, err := cron.ParseStandard(spec)
 	if err != nil {
@@ -93,20 +105,27 @@ func (s *Store) SetSchedule(spec string) error {
 	return nil
 }
 
-// period is one schedule period for an issue assembled at t: the gap between the latest
+// SetLocation sets the zone of a digest's own schedule without CRON_TZ (NEWSLETTER_TIMEZONE;
+// UTC when unset). Call it before the Store is in use.
+func (s *Store) SetLocation(loc *time.Location) { s.loc = loc }
+
+// period is one period of the default schedule for an issue assembled at t.
+func (s *Store) period(t time.Time) time.Duration { return periodOf(s.sched, t) }
+
+// periodOf is one period of sched for an issue assembled at t: the gap between the latest
 // scheduled run at or before t and the run before it.
-func (s *Store) period(t time.Time) time.Duration {
-	if s.sched == nil {
+func periodOf(sched cron.Schedule, t time.Time) time.Duration {
+	if sched == nil {
 		return defaultPeriod
 	}
-	if every, ok := s.sched.(cron.ConstantDelaySchedule); ok {
+	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
 		return every.Delay // "@every D" has no fixed times to measure between
 	}
-	last := previousRun(s.sched, t)
+	last := previousRun(sched, t)
 	if last.IsZero() {
 		return defaultPeriod
 	}
-	before := previousRun(s.sched, last.Add(-time.Nanosecond))
+	before := previousRun(sched, last.Add(-time.Nanosecond))
 	if before.IsZero() {
 		return defaultPeriod
 	}

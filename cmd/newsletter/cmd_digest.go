@@ -95,9 +95,10 @@ func previewRecipient(baseURL string) render.Recipient {
 // comes from NEWSLETTER_DIGEST_SCHEDULE.
 func (a *App) digestStore() (*digest.Store, error) {
 	store := digest.NewStore(a.db, nil)
-	if err := store.SetSchedule(a.cfg.DigestSchedule); err != nil {
+	if err := store.SetSchedule(digest.InZone(a.cfg.DigestSchedule, a.cfg.Timezone)); err != nil {
 		return nil, err
 	}
+	store.SetLocation(a.cfg.Timezone)
 	return store, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"newsletter/digest"
 	"newsletter/subscribers"
 	"newsletter/subscribers/bounce"
 )
@@ -37,6 +38,9 @@ type Config struct {
 	FeedSchedule      string
 	FeedsAllowPrivate bool // feed fetches may reach loopback and private addresses
 	DigestSchedule    string
+	// Timezone is the zone of a digest schedule without CRON_TZ and of the times the editor pages
+	// show (NEWSLETTER_TIMEZONE).
+	Timezone          *time.Location
 	DigestMaxArticles int
 	RequireApproval   bool
 	MaxLateness       time.Duration
@@ -169,6 +173,19 @@ var settings = []setting{
 		str(func(c *Config) *string { return &c.FeedSchedule })},
 	{"NEWSLETTER_DIGEST_SCHEDULE", "CRON_TZ=UTC 0 8 * * MON", "when the weekly digest goes out (robfig/cron syntax)",
 		str(func(c *Config) *string { return &c.DigestSchedule })},
+	{"NEWSLETTER_TIMEZONE", "UTC", "the newsroom's time zone (an IANA name such as Europe/Moscow): of a digest schedule without CRON_TZ, and of the times the editor pages show",
+		func(c *Config, v string) error {
+			// time.LoadLocation also reads "Local" and file paths; only a zone name is meant here.
+			if v == "Local" || strings.ContainsAny(v, `.\`) || strings.HasPrefix(v, "/") {
+				return errors.New("want an IANA time zone name such as UTC or Europe/Moscow")
+			}
+			loc, err := time.LoadLocation(v)
+			if err != nil {
+				return errors.New("want an IANA time zone name such as UTC or Europe/Moscow")
+			}
+			c.Timezone = loc
+			return nil
+		}},
 	{"NEWSLETTER_DIGEST_MAX_ARTICLES", "12", "most articles in one digest",
 		positiveInt(func(c *Config) *int { return &c.DigestMaxArticles }, false)},
 	{"NEWSLETTER_REQUIRE_APPROVAL", "false", "a scheduled send waits for an editor's approval",
@@ -295,8 +312,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("NEWSLETTER_FEEDS: %q is not an http(s) URL", f.URL))
 		}
 	}
-	// robfig/cron's standard parser (five fields or a descriptor), as every schedule is read.
-	for name, spec := range map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": c.DigestSchedule, "NEWSLETTER_FEED_SCHEDULE": c.FeedSchedule,
+	// robfig/cron's standard parser (five fields or a descriptor), as every schedule is read; the
+	// digest's in the newsroom's zone.
+	for name, spec := range map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": digest.InZone(c.DigestSchedule, c.Timezone), "NEWSLETTER_FEED_SCHEDULE": c.FeedSchedule,
 		"NEWSLETTER_BOUNCE_IMAP_SCHEDULE": c.BounceIMAPSchedule} {
 		if _, err := cron.ParseStandard(spec); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %v", name, err))

@@ -34,6 +34,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"FeedNotPair", map[string]string{"NEWSLETTER_FEEDS": "https://example.org/feed"}, "NEWSLETTER_FEEDS"},
 		{"FeedUnknownLang", map[string]string{"NEWSLETTER_FEEDS": "de=https://example.org/feed"}, "NEWSLETTER_FEEDS"},
 		{"BadSchedule", map[string]string{"NEWSLETTER_DIGEST_SCHEDULE": "every monday"}, "NEWSLETTER_DIGEST_SCHEDULE"},
+		{"BadTimezone", map[string]string{"NEWSLETTER_TIMEZONE": "Mars/Olympus"}, "NEWSLETTER_TIMEZONE"},
+		{"LocalTimezone", map[string]string{"NEWSLETTER_TIMEZONE": "Local"}, "NEWSLETTER_TIMEZONE"},
 		{"BadMax", map[string]string{"NEWSLETTER_DIGEST_MAX_ARTICLES": "0"}, "NEWSLETTER_DIGEST_MAX_ARTICLES"},
 		{"DKIMPartial", map[string]string{"NEWSLETTER_DKIM_DOMAIN": "example.org"}, "DKIM"},
 		{"BadLateness", map[string]string{"NEWSLETTER_MAX_LATENESS": "soon"}, "NEWSLETTER_MAX_LATENESS"},

@@ -95,6 +95,12 @@ var roleWalk = map[string]editors.Role{
 	"GET /admin/editors": editors.Admin, "POST /admin/editors": editors.Admin, "GET /admin/editors/{id}": editors.Admin,
 	"POST /admin/editors/{id}/{action}": editors.Admin, "POST /admin/editors/{id}/sessions/{sid}/end": editors.Admin,
 	"GET /admin/audit": editors.Admin,
+
+	"GET /admin/newsletters": editors.Writer, "POST /admin/newsletters": editors.Publisher,
+	"GET /admin/newsletters/{id}": editors.Writer, "POST /admin/newsletters/{id}": editors.Publisher,
+	"POST /admin/newsletters/{id}/welcome/{lang}": editors.Publisher, "GET /admin/newsletters/{id}/welcome/{lang}/preview.html": editors.Writer,
+	"GET /admin/newsletters/{id}/schedule": editors.Writer, "POST /admin/newsletters/{id}/schedule": editors.Publisher,
+	"POST /admin/newsletters/{id}/schedule/{action}": editors.Publisher,
 }
 
 // TestAdminRoleWalk walks every /admin route of the route table (editorRoutes) with no session
@@ -157,12 +163,13 @@ func TestAdminRoleWalk(t *testing.T) {
 	if r := s.Get(t, "/admin/digest/en", "Cookie", sessions[editors.Admin].cookie); r.Status != http.StatusOK {
 		t.Fatalf("digest page: %d", r.Status)
 	}
-	var issueID, articleID, victimID int64
+	var issueID, articleID, victimID, digestID int64
 	var reader string
 	s.DB.Get(&issueID, `SELECT id FROM issues WHERE lang = 'en' ORDER BY id DESC LIMIT 1`)
 	s.DB.Get(&articleID, `SELECT article_id FROM issue_articles WHERE issue_id = $1 LIMIT 1`, issueID)
 	s.DB.Get(&victimID, `SELECT id FROM editors WHERE email = 'victim@gazette.test'`)
 	s.DB.Get(&reader, `SELECT uuid::text FROM subscribers LIMIT 1`)
+	s.DB.Get(&digestID, `SELECT id FROM newsletters WHERE slug = 'digest-en'`)
 	if issueID == 0 || articleID == 0 || victimID == 0 || reader == "" {
 		t.Fatalf("fixtures: issue %d, article %d, editor %d, reader %q", issueID, articleID, victimID, reader)
 	}
@@ -175,9 +182,11 @@ func TestAdminRoleWalk(t *testing.T) {
 			id = articleID
 		case strings.HasPrefix(path, "/admin/editors/"):
 			id = victimID
+		case strings.HasPrefix(path, "/admin/newsletters/"):
+			id = digestID
 		}
 		path = strings.Replace(path, "{id}", strconv.FormatInt(id, 10), 1)
-		action := map[string]string{"/admin/articles/": "hide", "/admin/issues/": "pause", "/admin/editors/": "logout"}
+		action := map[string]string{"/admin/articles/": "hide", "/admin/issues/": "pause", "/admin/editors/": "logout", "/admin/newsletters/": "unskip"}
 		for prefix, a := range action {
 			if strings.HasPrefix(path, prefix) {
 				path = strings.Replace(path, "{action}", a, 1)

@@ -133,7 +133,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	}
 	editor := digestweb.NewEditor(digestStore, a.editorStore(), digestRenderer, a.pages, digestweb.EditorOptions{
 		Publication: a.cfg.Publication, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles, BaseURL: a.cfg.BaseURL,
-		RequireApproval: a.cfg.RequireApproval, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
+		RequireApproval: a.cfg.RequireApproval, DigestSchedule: a.cfg.DigestSchedule, Timezone: a.cfg.Timezone, SecureCookies: strings.HasPrefix(a.cfg.BaseURL, "https://"),
 		TrustProxy: a.cfg.TrustProxy, DeviceKey: a.secret, AdminTOTPRequired: a.cfg.AdminTOTPRequired, Device: subscribers.ReduceUserAgent,
 		TestSend: sender.SendTest, StartSend: sender.Start, Readers: readerList{store: subStore, wake: mailer},
 	}, a.log)
@@ -152,7 +152,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	}
 	scheduler, err := digest.NewScheduler(digestStore, sender, pollBeforeDigest, digest.ScheduleOptions{
 		Spec: a.cfg.DigestSchedule, Languages: a.cfg.Languages, MaxArticles: a.cfg.DigestMaxArticles,
-		RequireApproval: a.cfg.RequireApproval, MaxLateness: a.cfg.MaxLateness,
+		RequireApproval: a.cfg.RequireApproval, MaxLateness: a.cfg.MaxLateness, Location: a.cfg.Timezone,
 	}, a.log)
 	if err != nil {
 		return nil, nil, err
@@ -221,6 +221,16 @@ func editorRoutes(ed *digestweb.Editor) []adminRoute {
 		{"POST /admin/editors/{id}/{action}", a, ed.EditorAction}, // role disable enable reset delete logout
 		{"POST /admin/editors/{id}/sessions/{sid}/end", a, ed.EndEditorSession},
 		{"GET /admin/audit", a, ed.Audit},
+		// the newsletters and the digests' schedules: writers look, publishers change
+		{"GET /admin/newsletters", w, ed.Newsletters},
+		{"POST /admin/newsletters", p, ed.CreateNewsletter},
+		{"GET /admin/newsletters/{id}", w, ed.NewsletterPage},
+		{"POST /admin/newsletters/{id}", p, ed.EditNewsletter},
+		{"POST /admin/newsletters/{id}/welcome/{lang}", p, ed.SaveWelcome},
+		{"GET /admin/newsletters/{id}/welcome/{lang}/preview.html", w, ed.WelcomePreview},
+		{"GET /admin/newsletters/{id}/schedule", w, ed.SchedulePage},
+		{"POST /admin/newsletters/{id}/schedule", p, ed.SaveSchedule},
+		{"POST /admin/newsletters/{id}/schedule/{action}", p, ed.ScheduleAction}, // skip unskip
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"newsletter/digest"
 	"newsletter/digest/render"
@@ -21,8 +22,12 @@ type EditorOptions struct {
 	MaxArticles     int
 	BaseURL         string // NEWSLETTER_BASE_URL: the one-time links to set a password are under it
 	RequireApproval bool   // scheduled sends wait for an editor's approval
-	SecureCookies   bool   // editor cookies get Secure (the service runs behind https)
-	TrustProxy      bool   // the login throttle keys clients by the proxy's X-Forwarded-For entry
+	// DigestSchedule is NEWSLETTER_DIGEST_SCHEDULE, which a digest without its own follows;
+	// Timezone (NEWSLETTER_TIMEZONE) is its zone without CRON_TZ and the zone of the times shown.
+	DigestSchedule string
+	Timezone       *time.Location
+	SecureCookies  bool // editor cookies get Secure (the service runs behind https)
+	TrustProxy     bool // the login throttle keys clients by the proxy's X-Forwarded-For entry
 	// DeviceKey signs the cookie an editor's browser gets at login, which exempts it from its
 	// account's and the global login limits (nil: no such cookie).
 	DeviceKey []byte
@@ -68,7 +73,9 @@ func NewEditor(store *digest.Store, accounts *editors.Store, renderer *render.Re
 }
 
 const (
-	adminFormLimit = 64 << 10
+	// adminFormLimit bounds an editor form: a welcome's Markdown (as an edition's) and room for
+	// the rest of the form.
+	adminFormLimit = digest.MaxEditionMarkdown + 64<<10
 	// allArticles asks Content for every article of an issue, including those past the maximum
 	// ("and N more"), so the editor can order all of them.
 	allArticles = 10000

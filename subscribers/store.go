@@ -247,7 +247,8 @@ const leaveGone = `left_all AS (
 		)`
 
 // setLang runs query, an UPDATE of one reader returning subscriberColumns that may change their
-// language, and moves their digest subscription to the new language's in the same transaction.
+// language. Subscriptions stay as they are: since readers choose their newsletters (the manage
+// page's toggles), a language is what pages and emails are written in, not what the reader gets.
 func (s *Store) setLang(ctx context.Context, what, query string, args ...any) (Subscriber, error) {
 	var sub Subscriber
 	tx, err := s.db.BeginTxx(ctx, nil)
@@ -260,9 +261,6 @@ func (s *Store) setLang(ctx context.Context, what, query string, args ...any) (S
 		return sub, ErrNotFound
 	}
 	if err != nil {
-		return sub, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := followLang(ctx, tx, []int64{sub.ID}); err != nil {
 		return sub, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := tx.Commit(); err != nil {

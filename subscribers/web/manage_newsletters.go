@@ -10,8 +10,9 @@ import (
 )
 
 // The manage page's toggles: a checkbox per newsletter offered to the reader (subscribers.Choices),
-// ticked where they get it. The form carries a hidden "newsletters_shown" so a save from a page
-// without toggles (an older page, a script setting the name) changes no subscription.
+// ticked where they get it. The Save button carries newsletters_shown=1 (a button's value is sent
+// with an implicit submission too) so a save from a page without toggles (an older page, a script
+// setting the name) changes no subscription.
 
 // newsletterOption is one toggle of page/manage.html.
 type newsletterOption struct {

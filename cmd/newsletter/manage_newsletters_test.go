@@ -194,3 +194,65 @@ func TestBrowserManageNewsletters(t *testing.T) {
 		t.Errorf("back: %s, %q", st, activeSlugs(t, s, uuid))
 	}
 }
+
+// TestManageNewslettersRefusals: what the manage page's save refuses, each with a 400 and its
+// message and nothing changed: a bounced reader turning a newsletter on, a newsletter id that is
+// not a number, one the page does not offer. A save without the toggles (an older page, a
+// script setting the name) keeps the subscriptions; Cara's issue link page offers no "leave
+// everything" when the issue's newsletter is all she gets.
+func TestManageNewslettersRefusals(t *testing.T) {
+	s := startService(t, nil)
+	inv := addInvestigations(t, s)
+	readers := seedBounceReaders(t, s, "ann@example.net", "bounced@example.net")
+	ann, bounced := readers["ann@example.net"].uuid, readers["bounced@example.net"].uuid
+	signer := subscribers.NewSigner([]byte(e2eSecret))
+	s.DB.MustExec(`UPDATE subscribers SET status = 'bounced', bounced_at = now() WHERE uuid = $1`, bounced)
+	var retired int64
+	if err := s.DB.Get(&retired, `INSERT INTO newsletters (slug, kind, names, langs, on_form) VALUES ('retired', 'editions', '{"en":"Retired"}', '{en}', false) RETURNING id`); err != nil {
+		t.Fatal(err)
+	}
+	invID := strconv.FormatInt(inv, 10)
+
+	for _, c := range []struct {
+		name, uuid, body, want string
+	}{
+		{"bounced turns one on", bounced, "name=&lang=en&newsletters_shown=1&newsletter=" + invID, "bounced or was reported as spam"},
+		{"not a number", ann, "name=&lang=en&newsletters_shown=1&newsletter=x1", "That newsletter is not offered"},
+		{"not offered", ann, "name=&lang=en&newsletters_shown=1&newsletter=" + strconv.FormatInt(retired, 10), "That newsletter is not offered"},
+	} {
+		r := s.Do(t, "POST", signer.ManageURL(s.URL, c.uuid), "application/x-www-form-urlencoded", c.body)
+		if r.Status != http.StatusBadRequest || !strings.Contains(r.Body, c.want) {
+			t.Errorf("%s: %d\n%s", c.name, r.Status, r.Body)
+		}
+	}
+	if got := activeSlugs(t, s, bounced); !slices.Equal(got, []string{"digest-en"}) {
+		t.Errorf("bounced reader's subscriptions %q", got)
+	}
+	if st := readerStatus(t, s, "bounced@example.net"); st != "bounced" {
+		t.Errorf("bounced reader is %s", st)
+	}
+	// The page lists what the form offers, not a retired newsletter the reader never had.
+	page := s.Do(t, "GET", signer.ManageURL(s.URL, ann), "", "")
+	if page.Status != http.StatusOK || !strings.Contains(page.Body, "Investigations") || strings.Contains(page.Body, "Retired") {
+		t.Errorf("manage page %d:\n%s", page.Status, page.Body)
+	}
+	// An older page's save: the name only.
+	if r := s.Do(t, "POST", signer.ManageURL(s.URL, ann), "application/x-www-form-urlencoded", "name=Ann&lang=ru"); r.Status != http.StatusOK {
+		t.Fatalf("save without toggles: %d", r.Status)
+	}
+	if got := activeSlugs(t, s, ann); !slices.Equal(got, []string{"digest-en"}) {
+		t.Errorf("after a save without toggles: %q, want the digest kept", got)
+	}
+
+	// An issue's link when its newsletter is all the reader gets: no "leave everything" (the page
+	// in Russian, the language Ann just chose).
+	var issue int64
+	if err := s.DB.Get(&issue, `INSERT INTO issues (newsletter_id, lang, window_start, window_end, status)
+		VALUES ((SELECT id FROM newsletters WHERE slug = 'digest-en'), 'en', now() - interval '7 days', now(), 'sent') RETURNING id`); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Do(t, "GET", signer.IssueUnsubscribeURL(s.URL, ann, issue), "", "")
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, "Отписаться от рассылки «Еженедельный дайджест на английском»?") || strings.Contains(p.Body, `value="all"`) {
+		t.Errorf("unsubscribe page of the only newsletter %d:\n%s", p.Status, p.Body)
+	}
+}

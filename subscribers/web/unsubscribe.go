@@ -47,7 +47,11 @@ func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
 			return
 		default:
 			d.Newsletter, d.Done = n.Name(s.Lang), !active
-			d.Others = h.store.ActiveCount(r.Context(), s.ID) > 0
+			others := h.store.ActiveCount(r.Context(), s.ID)
+			if active {
+				others-- // this newsletter is not one of the others
+			}
+			d.Others = others > 0
 			if d.Done {
 				title = h.cat.T(s.Lang, "subscribers.unsubscribe.left_title", d.Newsletter)
 			} else {

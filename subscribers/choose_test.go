@@ -80,6 +80,18 @@ func TestManageToggles(t *testing.T) {
 	if n := countRows(t, db, `SELECT count(*) FROM subscriptions WHERE subscriber_id = $1 AND state = 'active' AND consent_id = $2`, r.ID, consent.ID); n != 2 {
 		t.Errorf("%d subscriptions rest on the manage consent, want 2", n)
 	}
+	// The reader's own data export lists them, with what each rests on.
+	v, err := s.DataExport(ctx, r.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []string
+	for _, d := range v.(ReaderData).Subscriptions {
+		subs = append(subs, d.Newsletter+" "+d.State+" "+d.RestsOn)
+	}
+	if want := []string{"digest-en left form", "digest-ru active manage", "investigations active manage"}; !slices.Equal(subs, want) {
+		t.Errorf("data export subscriptions %q, want %q", subs, want)
+	}
 	// A save from a page without toggles changes the language only.
 	if _, _, err := s.Manage(ctx, r.UUID, ManageInput{Name: "Owner", Lang: "en"}); err != nil {
 		t.Fatal(err)

@@ -31,3 +31,25 @@ func readerSubscriptions(ctx context.Context, q sqlx.QueryerContext, subscriberI
 		ORDER BY sub.state = 'left', n.kind = 'editions', n.lang, n.slug`, subscriberID)
 	return out, err
 }
+
+// DataSubscription is one subscription as the reader's own data export gives it.
+type DataSubscription struct {
+	Newsletter string     `db:"slug" json:"newsletter"`
+	State      string     `db:"state" json:"state"`
+	Since      time.Time  `db:"created_at" json:"since"`
+	LeftAt     *time.Time `db:"left_at" json:"left_at,omitempty"`
+	// RestsOn is what started it: the source of the reader's consent ("form", "api", "manage") or "import".
+	RestsOn string `db:"rests_on" json:"rests_on"`
+}
+
+// dataSubscriptions lists the reader's subscriptions for their data export.
+func dataSubscriptions(ctx context.Context, q sqlx.QueryerContext, subscriberID int64) ([]DataSubscription, error) {
+	out := []DataSubscription{}
+	err := sqlx.SelectContext(ctx, q, &out, `
+		SELECT n.slug, sub.state, sub.created_at, sub.left_at,
+			coalesce(c.source, CASE WHEN sub.import_id IS NOT NULL THEN 'import' END, '') AS rests_on
+		FROM subscriptions sub JOIN newsletters n ON n.id = sub.newsletter_id
+		LEFT JOIN consents c ON c.id = sub.consent_id
+		WHERE sub.subscriber_id = $1 ORDER BY n.slug`, subscriberID)
+	return out, err
+}

@@ -275,6 +275,7 @@ type ReaderData struct {
 	BounceReason       string              `json:"bounce_reason,omitempty"`
 	Consents           []ConsentRecord     `json:"consents"`
 	ConfirmationEmails []ConfirmationEmail `json:"confirmation_emails"`
+	Subscriptions      []DataSubscription  `json:"subscriptions"`
 }
 
 // ConsentRecord is one stored request to subscribe, consent once confirmed; or the import that
@@ -352,6 +353,9 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 			i = len(d.Consents)
 		}
 		d.Consents = slices.Insert(d.Consents, i, imp.ConsentRecord)
+	}
+	if d.Subscriptions, err = dataSubscriptions(ctx, tx, d.ID); err != nil {
+		return nil, fmt.Errorf("data export: %w", err)
 	}
 	d.ConfirmationEmails = []ConfirmationEmail{}
 	if err := tx.SelectContext(ctx, &d.ConfirmationEmails, `

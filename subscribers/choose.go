@@ -207,7 +207,7 @@ func (s *Store) choose(ctx context.Context, tx *sqlx.Tx, sub Subscriber, in Mana
 }
 
 // ManageTextVersion names the wording beside the manage page's toggles
-// ("subscribers.manage.newsletters_consent"), as a consent of source 'manage' records it.
+// ("subscribers.manage.newsletters_text" in templates/i18n/manage.*.json), as a consent of source 'manage' records it.
 const ManageTextVersion = "manage-2026-12"
 
 // turnOn records the consent of a manage page save and makes the reader's subscriptions to ids

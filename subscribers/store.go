@@ -20,7 +20,7 @@ import (
 // user agent is stored reduced to the browser's family and major version (ReduceUserAgent).
 type Consent struct {
 	IP, UserAgent string
-	Source        string // "form", "api", "import"
+	Source        string // "form", "api", "import", "manage"
 	TextVersion   string
 }
 

@@ -75,14 +75,18 @@ func refusal(subscriberUUID string, issueID int64, externalID, reason string) bo
 		At: time.Now(), Source: bounce.SourceSMTP, ExternalID: externalID}
 }
 
-// UnsubscribeFrom is Unsubscribe through the unsubscribe link of issue issueID (0: a link that
-// names no issue). When the reader leaves now, an 'unsubscribe' event for the issue is kept in
-// the same statement, so the issue's figures count it; a second click, or a reader who had
-// already left, records nothing.
+// UnsubscribeFrom is LeaveIssue without what it left: through issue issueID's link the reader
+// leaves that issue's newsletter (everything when it was their last); a link of no issue leaves
+// everything.
 func (s *Store) UnsubscribeFrom(ctx context.Context, uuid string, issueID int64) (Subscriber, error) {
-	if issueID <= 0 {
-		return s.Unsubscribe(ctx, uuid)
-	}
+	sub, _, err := s.LeaveIssue(ctx, uuid, issueID)
+	return sub, err
+}
+
+// unsubscribeAll is Unsubscribe through the link of issue issueID, an issue no longer there (the
+// rule before links left one newsletter): when the reader leaves now, an 'unsubscribe' event is
+// kept in the same statement; a second click, or a reader who had already left, records nothing.
+func (s *Store) unsubscribeAll(ctx context.Context, uuid string, issueID int64) (Subscriber, error) {
 	if _, ok := parseUUID(uuid); !ok {
 		return Subscriber{}, ErrNotFound
 	}

@@ -24,6 +24,7 @@ var importSeeds = []string{
 	"email,name\n\"a@example.org\",\"x\"\"y\"\n" + "b@example.org,\"\u202eevil\"\n",
 	"email,status,confirmed_at,unsubscribed_at\nc@example.org,unsubscribed,,1899-12-31\nd@example.org,,2999-01-01,\n",
 	"email,lang\ne@example.org,RU\nf@example.org,xx\n",
+	"email,newsletters\ng@example.org,digest-en DIGEST-RU\nh@example.org,\ni@example.org,nope\n",
 	"email,name\na@example.org,\x00\nb@example.org\n,c\n",
 	"",
 	"email\n" + strings.Repeat("x", 300) + "@example.org\n",
@@ -42,7 +43,8 @@ func FuzzImportCSV(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var rep ImportReport
 		var rows []stagedRow
-		err := s.readImport(bytes.NewReader(data), langs, &rep, func(r stagedRow) error { rows = append(rows, r); return nil })
+		var withNewsletters bool
+		err := s.readImport(bytes.NewReader(data), langs, map[string]int64{"digest-en": 1, "digest-ru": 2}, &withNewsletters, &rep, func(r stagedRow) error { rows = append(rows, r); return nil })
 		if err != nil {
 			// Rows already staged are rolled back with Import's transaction (TestImportSeedsAgainstDB).
 			if !errors.Is(err, ErrInvalid) {

@@ -293,7 +293,7 @@ func TestImportExportCycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(records[0], ","); got != "email,name,lang,status,created_at,confirmed_at,unsubscribed_at" {
+	if got := strings.Join(records[0], ","); got != "email,name,lang,status,created_at,confirmed_at,unsubscribed_at,newsletters" {
 		t.Fatalf("header %q", got)
 	}
 	got := map[string][]string{}

@@ -65,7 +65,7 @@ type ImportReport struct {
 }
 
 // importColumns are the columns Import understands; others (created_at of an export) are ignored.
-var importColumns = []string{"email", "name", "lang", "status", "confirmed_at", "unsubscribed_at"}
+var importColumns = []string{"email", "name", "lang", "status", "confirmed_at", "unsubscribed_at", "newsletters"}
 
 // stagedRow is one valid row on its way to the staging table. Empty strings and nil times mean
 // "not given": a present reader keeps that field.
@@ -77,10 +77,13 @@ type stagedRow struct {
 	status         Status
 	confirmedAt    *time.Time
 	unsubscribedAt *time.Time
+	// newsletters are the ids of the newsletters column's slugs; nil for an empty cell or a file
+	// without the column.
+	newsletters []int64
 }
 
 // Import reads CSV with a header row (email required; name, lang, status, confirmed_at,
-// unsubscribed_at optional) and upserts its readers: each row is validated and streamed by COPY
+// unsubscribed_at, newsletters optional) and upserts its readers: each row is validated and streamed by COPY
 // into a staging table, then set-based statements write them, all in one transaction. A file with
 // any bad row imports nothing (the report lists the rows, the error wraps ErrInvalid) unless
 // opts.SkipInvalid.
@@ -94,6 +97,12 @@ type stagedRow struct {
 // The consent evidence of the readers an import adds is the import itself: one imports row (who
 // ran it, when, the file's SHA-256, the consent text, the rows), which each of them names
 // (import_id). Readers already present keep the evidence they had.
+//
+// What readers get: without a newsletters column, a reader the import adds gets the digest of
+// their language (as always). With one (slugs separated by spaces, as ExportCSV writes them; an
+// unknown slug is a bad row), a reader it adds gets exactly the newsletters listed (none for an
+// empty cell), and a reader already present whose cell is not empty gets exactly those from now
+// on (the others left; one who left the list is not brought back), resting on the import.
 func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ImportReport, error) {
 	var rep ImportReport
 	langs := opts.Languages
@@ -127,9 +136,14 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 	}
 	// Rows go to the database while the rest of the file is still being read, so parsing and
 	// loading overlap. Once a bad row shows the file will be refused, rows are only checked.
+	slugs, err := newsletterSlugs(ctx, tx)
+	if err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
 	staged := 0
+	var withNewsletters bool
 	err = copyRows(ctx, conn, copyStaging, func(w *stagingWriter) error {
-		return s.readImport(r, langs, &rep, func(row stagedRow) error {
+		return s.readImport(r, langs, slugs, &withNewsletters, &rep, func(row stagedRow) error {
 			if len(rep.Invalid) > 0 && !opts.SkipInvalid {
 				return nil
 			}
@@ -156,7 +170,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 		textclean.ClipBytes(opts.Actor, 200), sum, textclean.ClipBytes(opts.TextVersion, 64), rep.Rows); err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
-	if err := writeStaged(ctx, tx, langs[0], importID, &rep); err != nil {
+	if err := writeStaged(ctx, tx, langs[0], importID, withNewsletters, &rep); err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -168,8 +182,9 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 }
 
 // readImport parses and validates the whole file, collecting bad rows in rep and handing each
-// good one to add.
-func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport, add func(stagedRow) error) error {
+// good one to add. slugs are the newsletters by slug; withNewsletters is set when the file has a
+// newsletters column.
+func (s *Store) readImport(r io.Reader, langs []string, slugs map[string]int64, withNewsletters *bool, rep *ImportReport, add func(stagedRow) error) error {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1 // a short or long row is a bad row, not the end of the file
 	cr.ReuseRecord = true
@@ -191,6 +206,7 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport, add f
 	if _, ok := col["email"]; !ok {
 		return fmt.Errorf("import: header: no email column: %w", ErrInvalid)
 	}
+	_, *withNewsletters = col["newsletters"]
 	width := len(header)
 	field := func(rec []string, name string) string {
 		if i, ok := col[name]; ok {
@@ -242,6 +258,13 @@ func (s *Store) readImport(r io.Reader, langs []string, rep *ImportReport, add f
 		if row.unsubscribedAt, err = parseImportTime(field(rec, "unsubscribed_at")); err != nil {
 			bad("unsubscribed_at", err.Error())
 			continue
+		}
+		if *withNewsletters {
+			var unknown string
+			if row.newsletters, unknown = parseNewsletters(field(rec, "newsletters"), slugs); unknown != "" {
+				bad("newsletters", fmt.Sprintf("unknown newsletter %q", textclean.ClipBytes(unknown, 64)))
+				continue
+			}
 		}
 		row.status = Status(strings.ToLower(field(rec, "status")))
 		switch {
@@ -331,10 +354,11 @@ const createStaging = `
 		lang            text,
 		status          text,
 		confirmed_at    timestamptz,
-		unsubscribed_at timestamptz
+		unsubscribed_at timestamptz,
+		newsletters     bigint[]
 	) ON COMMIT DROP`
 
-const copyStaging = `COPY import_staging (line, uuid, email, email_hash, name, lang, status, confirmed_at, unsubscribed_at) FROM STDIN`
+const copyStaging = `COPY import_staging (line, uuid, email, email_hash, name, lang, status, confirmed_at, unsubscribed_at, newsletters) FROM STDIN`
 
 // copyDataStmt is lib/pq's COPY statement, which takes lines of COPY text as they are.
 type copyDataStmt interface {
@@ -415,6 +439,19 @@ func (w *stagingWriter) add(r stagedRow) error {
 			b = t.AppendFormat(b, time.RFC3339Nano)
 		}
 	}
+	b = append(b, '\t')
+	if r.newsletters == nil {
+		b = append(b, `\N`...)
+	} else {
+		b = append(b, '{')
+		for i, id := range r.newsletters {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, id, 10)
+		}
+		b = append(b, '}')
+	}
 	w.buf = append(b, '\n')
 	if len(w.buf) >= copyChunk {
 		return w.flush()
@@ -452,7 +489,7 @@ func appendCopyText(b []byte, s string) []byte {
 }
 
 // writeStaged writes the staged rows to subscribers, the new ones naming the import.
-func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang string, importID int64, rep *ImportReport) error {
+func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang string, importID int64, withNewsletters bool, rep *ImportReport) error {
 	if err := tx.SelectContext(ctx, &rep.Suppressed, `
 		SELECT st.line FROM import_staging st JOIN suppressions p ON p.email_hash = st.email_hash
 		ORDER BY st.line`); err != nil {
@@ -471,10 +508,20 @@ func writeStaged(ctx context.Context, tx *sqlx.Tx, defaultLang string, importID 
 			LeftIDs      pq.Int64Array `db:"left_ids"`
 			ConfirmedIDs pq.Int64Array `db:"confirmed_ids"`
 		}
-		err := tx.GetContext(ctx, &counts, importWrite, defaultLang, importID)
+		write := importWrite
+		if withNewsletters {
+			write = importWriteChosen
+		}
+		err := tx.GetContext(ctx, &counts, write, defaultLang, importID)
 		rep.Inserted, rep.Updated = counts.Inserted, counts.Updated
 		if err == nil {
-			return updateSubscriptions(ctx, tx, counts.UpdatedIDs, counts.LeftIDs, counts.ConfirmedIDs, importID)
+			if err := updateSubscriptions(ctx, tx, counts.UpdatedIDs, counts.LeftIDs, counts.ConfirmedIDs, importID); err != nil {
+				return err
+			}
+			if withNewsletters {
+				return setChosen(ctx, tx, importID)
+			}
+			return nil
 		}
 		var pqErr *pq.Error
 		if attempt == 3 || !errors.As(err, &pqErr) || pqErr.Code != "23505" {
@@ -562,14 +609,18 @@ const importWrite = `
 		(SELECT coalesce(array_agg(id), '{}') FROM upd WHERE status = 'confirmed') AS confirmed_ids`
 
 // exportHeader is the first line of ExportCSV.
-var exportHeader = []string{"email", "name", "lang", "status", "created_at", "confirmed_at", "unsubscribed_at"}
+var exportHeader = []string{"email", "name", "lang", "status", "created_at", "confirmed_at", "unsubscribed_at", "newsletters"}
 
 // ExportCSV writes every reader, oldest first, as CSV with a header row; times are RFC 3339 in UTC,
-// empty when unset. It streams: memory does not grow with the list.
+// empty when unset; newsletters are the slugs of the reader's active subscriptions, by slug,
+// separated by spaces (what Import reads back). It streams: memory does not grow with the list.
 func (s *Store) ExportCSV(ctx context.Context, w io.Writer) error {
 	rows, err := s.db.QueryxContext(ctx, `
-		SELECT email, name, lang, status, created_at, confirmed_at, unsubscribed_at
-		FROM subscribers ORDER BY id`)
+		SELECT s.email, s.name, s.lang, s.status, s.created_at, s.confirmed_at, s.unsubscribed_at,
+			coalesce((SELECT string_agg(n.slug, ' ' ORDER BY n.slug) FROM subscriptions sub
+				JOIN newsletters n ON n.id = sub.newsletter_id
+				WHERE sub.subscriber_id = s.id AND sub.state = 'active'), '') AS newsletters
+		FROM subscribers s ORDER BY s.id`)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -581,15 +632,16 @@ func (s *Store) ExportCSV(ctx context.Context, w io.Writer) error {
 	rec := make([]string, len(exportHeader))
 	for rows.Next() {
 		var (
-			email, name, lang, status string
-			created                   time.Time
-			confirmed, unsubscribed   sql.NullTime
+			email, name, lang, status, nls string
+			created                        time.Time
+			confirmed, unsubscribed        sql.NullTime
 		)
-		if err := rows.Scan(&email, &name, &lang, &status, &created, &confirmed, &unsubscribed); err != nil {
+		if err := rows.Scan(&email, &name, &lang, &status, &created, &confirmed, &unsubscribed, &nls); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 		rec[0], rec[1], rec[2], rec[3] = email, name, lang, status
 		rec[4], rec[5], rec[6] = formatTime(created, true), formatTime(confirmed.Time, confirmed.Valid), formatTime(unsubscribed.Time, unsubscribed.Valid)
+		rec[7] = nls
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}

@@ -118,6 +118,8 @@ type ReaderRecord struct {
 	Consents     []ConsentEntry
 	Deliveries   []DeliveryEntry // the latest RecordDeliveries, newest first
 	Events       []EventEntry    // the latest RecordEvents, newest first
+	// Subscriptions are the newsletters the reader has, active first (reader_subscriptions.go).
+	Subscriptions []SubscriptionEntry
 	// Resend says whether a confirmation email may go now (ResendAllowed) or why not; when it
 	// is ResendThrottled, ResendAfter is when one may.
 	Resend      ResendBlock
@@ -271,6 +273,9 @@ func (s *Store) Reader(ctx context.Context, uuid string) (ReaderRecord, error) {
 	if err := tx.SelectContext(ctx, &rec.Events, `
 		SELECT kind, source, issue_id, reason, effect, occurred_at FROM reader_events
 		WHERE subscriber_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2`, id, RecordEvents); err != nil {
+		return rec, fmt.Errorf("reader: %w", err)
+	}
+	if rec.Subscriptions, err = readerSubscriptions(ctx, tx, id); err != nil {
 		return rec, fmt.Errorf("reader: %w", err)
 	}
 	var st resendState

@@ -20,7 +20,7 @@ import (
 // user agent is stored reduced to the browser's family and major version (ReduceUserAgent).
 type Consent struct {
 	IP, UserAgent string
-	Source        string // "form", "api", "import"
+	Source        string // "form", "api", "import", "manage"
 	TextVersion   string
 }
 
@@ -247,7 +247,8 @@ const leaveGone = `left_all AS (
 		)`
 
 // setLang runs query, an UPDATE of one reader returning subscriberColumns that may change their
-// language, and moves their digest subscription to the new language's in the same transaction.
+// language. Subscriptions stay as they are: since readers choose their newsletters (the manage
+// page's toggles), a language is what pages and emails are written in, not what the reader gets.
 func (s *Store) setLang(ctx context.Context, what, query string, args ...any) (Subscriber, error) {
 	var sub Subscriber
 	tx, err := s.db.BeginTxx(ctx, nil)
@@ -262,9 +263,6 @@ func (s *Store) setLang(ctx context.Context, what, query string, args ...any) (S
 	if err != nil {
 		return sub, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := followLang(ctx, tx, []int64{sub.ID}); err != nil {
-		return sub, fmt.Errorf("%s: %w", what, err)
-	}
 	if err := tx.Commit(); err != nil {
 		return sub, fmt.Errorf("%s: %w", what, err)
 	}
@@ -277,6 +275,7 @@ type ReaderData struct {
 	BounceReason       string              `json:"bounce_reason,omitempty"`
 	Consents           []ConsentRecord     `json:"consents"`
 	ConfirmationEmails []ConfirmationEmail `json:"confirmation_emails"`
+	Subscriptions      []DataSubscription  `json:"subscriptions"`
 }
 
 // ConsentRecord is one stored request to subscribe, consent once confirmed; or the import that
@@ -354,6 +353,9 @@ func (s *Store) DataExport(ctx context.Context, uuid string) (any, error) {
 			i = len(d.Consents)
 		}
 		d.Consents = slices.Insert(d.Consents, i, imp.ConsentRecord)
+	}
+	if d.Subscriptions, err = dataSubscriptions(ctx, tx, d.ID); err != nil {
+		return nil, fmt.Errorf("data export: %w", err)
 	}
 	d.ConfirmationEmails = []ConfirmationEmail{}
 	if err := tx.SelectContext(ctx, &d.ConfirmationEmails, `

@@ -59,7 +59,7 @@ func TestSubscribersImportExportCommands(t *testing.T) {
 	if err != nil || len(records) != 2 {
 		t.Fatalf("export %q: %v", out, err)
 	}
-	if got := strings.Join(records[0], ","); got != "email,name,lang,status,created_at,confirmed_at,unsubscribed_at" {
+	if got := strings.Join(records[0], ","); got != "email,name,lang,status,created_at,confirmed_at,unsubscribed_at,newsletters" {
 		t.Errorf("header %q", got)
 	}
 	if r := records[1]; r[0] != "ann@example.com" || r[1] != "Ann Lee" || r[3] != "confirmed" || r[5] != "2024-05-01T10:00:00Z" || r[6] != "" {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	digestweb "newsletter/digest/web"
+	"newsletter/newsletters"
 	"newsletter/subscribers"
 )
 
@@ -86,6 +88,9 @@ func (l readerList) Reader(ctx context.Context, uuid string) (digestweb.Reader, 
 		r.Events = append(r.Events, digestweb.ReaderEvent{At: e.OccurredAt, Kind: e.Kind, Source: e.Source, Reason: e.Reason,
 			Effect: e.Effect, IssueID: e.IssueID.Int64})
 	}
+	for _, sub := range rec.Subscriptions {
+		r.Subscriptions = append(r.Subscriptions, readerSubscription(sub))
+	}
 	for _, a := range trail {
 		r.Audit = append(r.Audit, digestweb.ReaderAudit{At: a.At, Actor: a.Actor, Action: a.Action, Detail: a.Detail})
 	}
@@ -114,4 +119,20 @@ func (l readerList) Resend(ctx context.Context, uuid string) error {
 func (l readerList) SetLang(ctx context.Context, uuid, lang string) error {
 	_, err := l.store.SetLang(ctx, uuid, lang)
 	return readerErr(err)
+}
+
+// readerSubscription is one subscription as the reader page shows it, named in English (the
+// editor pages' language).
+func readerSubscription(sub subscribers.SubscriptionEntry) digestweb.ReaderSubscription {
+	var names newsletters.Texts
+	_ = names.Scan(sub.Names) // a name that cannot be read shows the slug
+	n := newsletters.Newsletter{Slug: sub.Slug, Names: names}
+	out := digestweb.ReaderSubscription{Slug: sub.Slug, Name: n.Name("en"), State: sub.State, Since: sub.CreatedAt, LeftAt: sub.LeftAt}
+	switch {
+	case sub.ConsentSource.Valid:
+		out.RestsOn = sub.ConsentSource.String
+	case sub.ImportID.Valid:
+		out.RestsOn = "import #" + strconv.FormatInt(sub.ImportID.Int64, 10)
+	}
+	return out
 }

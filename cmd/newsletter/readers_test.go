@@ -174,8 +174,15 @@ func TestEditorReaders(t *testing.T) {
 		if lang != "ru" {
 			t.Errorf("language %s, want ru", lang)
 		}
-		if p := get(annPage + "?done=lang"); !strings.Contains(p.Body, "Language changed.") {
+		p := get(annPage + "?done=lang")
+		if !strings.Contains(p.Body, "Language changed.") {
 			t.Error("no notice after the change")
+		}
+		// The language moves no subscription: Ann keeps the English digest she confirmed, and the
+		// page shows it with the consent it rests on.
+		subs := strings.Join(strings.Fields(stripTags(p.Body)), " ")
+		if !strings.Contains(subs, "Weekly digest in English digest-en active") || !strings.Contains(subs, "form") || strings.Contains(subs, "digest-ru") {
+			t.Errorf("the reader's newsletters after a change of language:\n%s", subs)
 		}
 	})
 

@@ -75,6 +75,7 @@ type Reader struct {
 	Consents                        []ReaderConsent
 	Deliveries                      []ReaderDelivery
 	Events                          []ReaderEvent
+	Subscriptions                   []ReaderSubscription
 	Audit                           []ReaderAudit
 	// NoResend says why no confirmation email may go now, as one of the resend* codes; "" when
 	// one may. ResendAfter is when one may, for resendThrottled.
@@ -94,6 +95,16 @@ type ReaderConsent struct {
 	ImportID               int64
 	ImportedBy, FileSHA256 string
 	ImportRows             int
+}
+
+// ReaderSubscription is one newsletter the reader has: active, or left (LeftAt). RestsOn says
+// what started it: "form", "api" or "manage" (a consent of theirs), "import #N", or "".
+// Editors see subscriptions but never turn one on: only the reader's own consent does that.
+type ReaderSubscription struct {
+	Slug, Name, State string
+	Since             time.Time
+	LeftAt            *time.Time
+	RestsOn           string
 }
 
 // ReaderDelivery is the sending ledger's row for the reader and one issue.

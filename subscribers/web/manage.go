@@ -14,6 +14,10 @@ type managePage struct {
 	Languages                       []langOption
 	Errors                          map[string]string
 	Saved                           bool
+	// Newsletters are the toggles (newsletterOption); Notice a line under the title after a save
+	// that changed more than settings (left everything, came back).
+	Newsletters []newsletterOption
+	Notice      string
 }
 
 // ManagePage serves GET /manage/{token}: name and language, download my data, erase me.
@@ -26,6 +30,10 @@ func (h *Handler) ManagePage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderManage(w http.ResponseWriter, r *http.Request, status int, s subscribers.Subscriber, errs map[string]string, saved bool) {
+	h.renderManageNotice(w, r, status, s, errs, saved, "")
+}
+
+func (h *Handler) renderManageNotice(w http.ResponseWriter, r *http.Request, status int, s subscribers.Subscriber, errs map[string]string, saved bool, notice string) {
 	base := "/manage/" + r.PathValue("token")
 	lang := s.Lang
 	if !h.hasLang(lang) {
@@ -36,10 +44,20 @@ func (h *Handler) renderManage(w http.ResponseWriter, r *http.Request, status in
 	for _, l := range h.opts.Languages {
 		d.Languages = append(d.Languages, langOption{Code: l, Label: languageName(l), Selected: l == s.Lang})
 	}
+	var err error
+	if d.Newsletters, err = h.newsletterOptions(r, s, lang); err != nil {
+		h.fail(w, r, lang, "manage", err)
+		return
+	}
+	if notice != "" {
+		d.Notice = h.cat.T(lang, notice)
+	}
 	h.render(w, status, "manage", lang, h.cat.T(lang, "subscribers.manage.title"), d)
 }
 
-// Manage serves POST /manage/{token}: changes the reader's name and language.
+// Manage serves POST /manage/{token}: changes the reader's name and language and, where the page
+// showed its toggles, the newsletters they get (manage_newsletters.go); or, from the "leave
+// everything" button, leaves every newsletter.
 func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 	if err := decodeForm(w, r); err != nil {
 		h.bodyError(w, r, err)
@@ -47,6 +65,10 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 	}
 	s, _, ok := h.reader(w, r, subscribers.PurposeManage)
 	if !ok {
+		return
+	}
+	if r.PostFormValue("leave") == "all" {
+		h.leaveAll(w, r, s)
 		return
 	}
 	in := subscribeInput{Email: s.Email, Name: s.Name, Lang: s.Lang}
@@ -57,8 +79,16 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 		in.Lang = r.PostFormValue("lang")
 	}
 	_, name, lang, err := h.validate(in, s.Lang)
+	var res subscribers.ManageResult
 	if err == nil {
-		s, err = h.store.Update(r.Context(), s.UUID, name, lang)
+		var mi subscribers.ManageInput
+		if mi, err = h.manageInput(r, name, lang); err == nil {
+			before := s
+			s, res, err = h.store.Manage(r.Context(), s.UUID, mi)
+			if err != nil {
+				s = before
+			}
+		}
 	}
 	var fe *subscribers.FieldError
 	switch {
@@ -69,7 +99,15 @@ func (h *Handler) Manage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, s.Lang, "manage", err)
 		return
 	}
-	h.renderManage(w, r, http.StatusOK, s, nil, true)
+	notice := ""
+	switch {
+	case res.Unsubscribed:
+		h.unsubscribes.Inc()
+		notice = "subscribers.manage.left_all"
+	case res.Returned:
+		notice = "subscribers.manage.returned"
+	}
+	h.renderManageNotice(w, r, http.StatusOK, s, nil, true, notice)
 }
 
 // Data serves GET /manage/{token}/data.json: everything kept about the reader, as a download.

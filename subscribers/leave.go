@@ -1,0 +1,129 @@
+package subscribers
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"newsletter/newsletters"
+)
+
+// An issue's unsubscribe link (and its RFC 8058 one-click POST) leaves the newsletter of that
+// issue only; a link of no issue (older emails, the confirmation email) leaves everything.
+
+// Departure is what an unsubscribe through an issue's link did.
+type Departure struct {
+	// Newsletter is the issue's newsletter; its ID is 0 for a link of no issue (or of an issue
+	// that is gone), which left everything.
+	Newsletter newsletters.Newsletter
+	// Left: the reader left it now (false on a second click, or when they did not get it).
+	Left bool
+	// Remaining is how many newsletters the reader still gets a subscription to.
+	Remaining int
+}
+
+// IssueNewsletter returns the newsletter of issue issueID and whether the reader subscriberID has
+// an active subscription to it; ErrNotFound when there is no such issue.
+func (s *Store) IssueNewsletter(ctx context.Context, subscriberID, issueID int64) (newsletters.Newsletter, bool, error) {
+	var row struct {
+		NewsletterID int64 `db:"newsletter_id"`
+		Active       bool  `db:"active"`
+	}
+	err := s.db.GetContext(ctx, &row, `SELECT i.newsletter_id, EXISTS (SELECT 1 FROM subscriptions sub
+			WHERE sub.subscriber_id = $1 AND sub.newsletter_id = i.newsletter_id AND sub.state = 'active') AS active
+		FROM issues i WHERE i.id = $2`, subscriberID, issueID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return newsletters.Newsletter{}, false, ErrNotFound
+	}
+	if err != nil {
+		return newsletters.Newsletter{}, false, fmt.Errorf("issue newsletter: %w", err)
+	}
+	n, err := newsletters.Get(ctx, s.db, row.NewsletterID)
+	return n, row.Active, err
+}
+
+// LeaveIssue is the unsubscribe link of issue issueID: the reader leaves that issue's newsletter,
+// in one transaction with their row locked. Leaving the last newsletter they get unsubscribes
+// them (status 'unsubscribed'), as the link always did. An 'unsubscribe' event for the issue is
+// kept when they leave now (effect 'unsubscribed' when it was their last, else 'left'), so the
+// issue's figures count it; a second click changes and records nothing. A link of no issue
+// (issueID 0), or of an issue that is gone, leaves everything (UnsubscribeFrom's old rule).
+func (s *Store) LeaveIssue(ctx context.Context, uuid string, issueID int64) (Subscriber, Departure, error) {
+	var d Departure
+	if _, ok := parseUUID(uuid); !ok {
+		return Subscriber{}, d, ErrNotFound
+	}
+	if issueID <= 0 {
+		sub, err := s.Unsubscribe(ctx, uuid)
+		return sub, d, err
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Subscriber{}, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	defer tx.Rollback()
+	var sub Subscriber
+	err = tx.GetContext(ctx, &sub, `SELECT `+subscriberColumns+` FROM subscribers WHERE uuid = $1 FOR UPDATE`, uuid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sub, d, ErrNotFound
+	}
+	if err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	var newsletterID int64
+	err = tx.GetContext(ctx, &newsletterID, `SELECT newsletter_id FROM issues WHERE id = $1`, issueID)
+	if errors.Is(err, sql.ErrNoRows) {
+		tx.Rollback()
+		sub, err := s.unsubscribeAll(ctx, uuid, issueID)
+		return sub, d, err
+	}
+	if err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	if d.Newsletter, err = newsletters.Get(ctx, tx, newsletterID); err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE subscriptions SET state = 'left', left_at = now()
+		WHERE subscriber_id = $1 AND newsletter_id = $2 AND state = 'active'`, sub.ID, newsletterID)
+	if err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	d.Left = n > 0
+	if err := tx.GetContext(ctx, &d.Remaining, `SELECT count(*) FROM subscriptions WHERE subscriber_id = $1 AND state = 'active'`, sub.ID); err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	if !d.Left {
+		return sub, d, nil // nothing changed: a second click, or a newsletter they did not get
+	}
+	effect := "left"
+	if d.Remaining == 0 && (sub.Status == StatusPending || sub.Status == StatusConfirmed) {
+		effect = "unsubscribed"
+		if err := tx.GetContext(ctx, &sub, `UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now(), updated_at = now()
+			WHERE id = $1 RETURNING `+subscriberColumns, sub.ID); err != nil {
+			return sub, d, fmt.Errorf("unsubscribe: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO reader_events (kind, subscriber_id, issue_id, source, external_id, occurred_at, effect)
+		VALUES ('unsubscribe', $1, $2, 'link',
+			'unsubscribe:' || $3::text || ':' || $2::bigint || ':' || (extract(epoch FROM now()) * 1000000)::bigint, now(), $4)
+		ON CONFLICT (source, external_id) DO NOTHING`, sub.ID, issueID, sub.UUID, effect); err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	return sub, d, nil
+}
+
+// ActiveCount is how many newsletters the reader subscriberID has an active subscription to (0
+// when it cannot be read: the page then offers no "leave everything", the link still works).
+func (s *Store) ActiveCount(ctx context.Context, subscriberID int64) int {
+	var n int
+	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM subscriptions WHERE subscriber_id = $1 AND state = 'active'`, subscriberID); err != nil {
+		return 0
+	}
+	return n
+}

@@ -22,6 +22,9 @@ type Consent struct {
 	IP, UserAgent string
 	Source        string // "form", "api", "import", "manage"
 	TextVersion   string
+	// Newsletters are the ids of the newsletters a subscribe request asks for (consent_newsletters);
+	// none: the digest of the request's language, as the form and JSON asked before readers chose.
+	Newsletters []int64
 }
 
 // ConfirmThrottle is the least time between two confirmation emails to one address.
@@ -75,6 +78,9 @@ func (s *Store) Subscribe(ctx context.Context, email, name, lang string, c Conse
 	}
 	return s.batch.subscribe(ctx, &subscription{email: email, name: name, lang: lang, consent: c})
 }
+
+// DB is the reader list's database, for the newsletters it offers (package newsletters).
+func (s *Store) DB() *sqlx.DB { return s.db }
 
 // Busy reports whether subscriptions are arriving faster than they can be committed one slot at a
 // time (lately one had to wait): background work such as the confirmation mailer makes way then.
@@ -184,8 +190,9 @@ func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Sub
 	if _, err := tx.ExecContext(ctx, `UPDATE consents SET confirmed_at = now() WHERE id = $1`, r.ID); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}
-	// The request asked for the digest of the language the reader now has.
-	if err := activateDigest(ctx, tx, sub.ID, sub.Lang, r.ID, 0); err != nil {
+	// The newsletters the request asked for (today's form and JSON without a choice: the digest of
+	// its language).
+	if err := activateRequested(ctx, tx, sub.ID, sub.Lang, r.ID); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE email_hash = $1`, s.suppressionHash(r.Email)); err != nil {

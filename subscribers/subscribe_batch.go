@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,13 +175,19 @@ func (b *subscribeBatcher) write(ctx context.Context, batch []*subscription) err
 	n := len(batch)
 	email, name, lang := make([]string, n), make([]string, n), make([]string, n)
 	ip, ua, source, text := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	asked := make([]string, n)
 	for i, s := range batch {
 		email[i], name[i], lang[i] = s.email, s.name, s.lang
+		ids := make([]string, len(s.consent.Newsletters))
+		for j, id := range s.consent.Newsletters {
+			ids[j] = strconv.FormatInt(id, 10)
+		}
+		asked[i] = strings.Join(ids, ",")
 		ip[i], ua[i] = textclean.ClipBytes(s.consent.IP, 64), ReduceUserAgent(s.consent.UserAgent)
 		source[i], text[i] = s.consent.Source, textclean.ClipBytes(s.consent.TextVersion, 64)
 	}
 	return b.exec(ctx, pq.StringArray(email), pq.StringArray(name), pq.StringArray(lang), pq.StringArray(ip), pq.StringArray(ua),
-		pq.StringArray(source), pq.StringArray(text), int(ConfirmThrottle/time.Second))
+		pq.StringArray(source), pq.StringArray(text), int(ConfirmThrottle/time.Second), pq.StringArray(asked))
 }
 
 // exec runs subscribeSQL as a statement prepared once per connection (parsed and planned once, not
@@ -205,8 +212,8 @@ func (b *subscribeBatcher) exec(ctx context.Context, args ...any) error {
 
 const subscribeSQL = `
 		WITH input AS (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-				AS t(email, name, lang, ip, user_agent, source, text_version)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $9::text[])
+				AS t(email, name, lang, ip, user_agent, source, text_version, newsletters)
 		), reader AS (
 			INSERT INTO subscribers AS r (email, name, lang, status, confirmation_sent_at)
 			SELECT email, name, lang, 'pending', now() FROM input
@@ -223,5 +230,15 @@ const subscribeSQL = `
 			INSERT INTO consents (subscriber_id, ip, user_agent, source, text_version, name, lang)
 			SELECT reader.id, input.ip, input.user_agent, input.source, input.text_version, input.name, input.lang
 			FROM reader JOIN input ON lower(input.email) = reader.key
+			RETURNING id, subscriber_id
+		), asked AS (
+			-- What each request asks for: the newsletters named, else its language's digest.
+			INSERT INTO consent_newsletters (consent_id, newsletter_id)
+			SELECT request.id, n.id
+			FROM request JOIN reader ON reader.id = request.subscriber_id
+			JOIN input ON lower(input.email) = reader.key
+			JOIN newsletters n ON CASE WHEN input.newsletters = ''
+				THEN n.kind = 'digest' AND n.lang = input.lang
+				ELSE n.id = ANY(string_to_array(input.newsletters, ',')::bigint[]) END
 		)
 		INSERT INTO outbox (kind, subscriber_id) SELECT 'confirm', id FROM reader WHERE queue`

@@ -28,6 +28,27 @@ func activateDigest(ctx context.Context, tx sqlx.ExecerContext, subscriberID int
 	return nil
 }
 
+// activateRequested makes active the reader's subscription to each newsletter their confirmed
+// request consentID asked for (consent_newsletters), each resting on that request; a request that
+// names none (there is none since migration 0021 gave every older request its language's digest)
+// activates the digest of lang. Subscriptions it did not ask for stay as they are.
+func activateRequested(ctx context.Context, tx sqlx.ExecerContext, subscriberID int64, lang string, consentID int64) error {
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO subscriptions AS sub (subscriber_id, newsletter_id, consent_id)
+		SELECT $1, cn.newsletter_id, $2 FROM consent_newsletters cn WHERE cn.consent_id = $2
+		ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET
+			consent_id = EXCLUDED.consent_id, import_id = NULL,
+			created_at = CASE WHEN sub.state = 'left' THEN now() ELSE sub.created_at END,
+			state = 'active', left_at = NULL`, subscriberID, consentID)
+	if err != nil {
+		return fmt.Errorf("subscriptions: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return activateDigest(ctx, tx, subscriberID, lang, consentID, 0)
+	}
+	return nil
+}
+
 // leaveAll marks every active subscription of the readers left: unsubscribing leaves
 // everything, until each email's link leaves its own newsletter.
 func leaveAll(ctx context.Context, tx sqlx.ExecerContext, ids []int64) error {

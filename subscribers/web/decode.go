@@ -29,7 +29,14 @@ type subscribeInput struct {
 	Lang     string `json:"lang"`
 	Honeypot string `json:"website"`
 	JSON     bool   `json:"-"`
+	// Chose: the request chose newsletters (the form's choice field, or JSON's "newsletters"),
+	// Newsletters their slugs; without a choice it asks for the digest of its language.
+	Chose       bool     `json:"-"`
+	Newsletters []string `json:"-"`
 }
+
+// choiceField marks a form that offers newsletters, so nothing ticked is told from an older form.
+const choiceField = "newsletters_offered"
 
 // decodeSubscribe reads a form-encoded, multipart or JSON body, at most maxBody bytes. Unknown
 // fields are ignored in both forms: the publication's own site may send more than we read.
@@ -63,6 +70,12 @@ func decodeSubscribe(w http.ResponseWriter, r *http.Request) (subscribeInput, er
 				return in, errMalformed // a number or object where a string belongs
 			}
 		}
+		if v, ok := raw["newsletters"]; ok && string(v) != "null" {
+			in.Chose = true
+			if err := json.Unmarshal(v, &in.Newsletters); err != nil {
+				return in, errMalformed // not an array of strings
+			}
+		}
 	case "application/x-www-form-urlencoded", "multipart/form-data":
 		var err error
 		if mt == "multipart/form-data" {
@@ -74,6 +87,9 @@ func decodeSubscribe(w http.ResponseWriter, r *http.Request) (subscribeInput, er
 			return in, bodyError(err)
 		}
 		in.Email, in.Name, in.Lang, in.Honeypot = r.PostFormValue("email"), r.PostFormValue("name"), r.PostFormValue("lang"), r.PostFormValue(honeypotField)
+		if _, ok := r.PostForm[choiceField]; ok {
+			in.Chose, in.Newsletters = true, r.PostForm["newsletter"]
+		}
 	default:
 		return in, errMediaType
 	}

@@ -63,6 +63,7 @@ type Handler struct {
 	// acceptedPages holds the "check your inbox" page per language, rendered once: it is the
 	// same for every subscriber and was the costliest part of answering a subscribe.
 	acceptedPages sync.Map // lang -> []byte
+	offers        offers
 
 	requests      *prometheus.CounterVec
 	confirmations prometheus.Counter

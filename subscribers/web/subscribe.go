@@ -22,6 +22,9 @@ type subscribePage struct {
 	Cadence           string
 	Honeypot          string // the honeypot field's name
 	Switch            []langOption
+	// Offers are the newsletters to choose from; none: the form asks for the language's digest.
+	Offers      []offerOption
+	ChoiceField string
 }
 
 type langOption struct {
@@ -40,7 +43,13 @@ func (h *Handler) renderSubscribe(w http.ResponseWriter, r *http.Request, status
 	if !h.hasLang(form) {
 		form = lang
 	}
-	d := subscribePage{Email: in.Email, Name: in.Name, Lang: form, Errors: errs, Cadence: h.cadence(lang), Honeypot: honeypotField}
+	d := subscribePage{Email: in.Email, Name: in.Name, Lang: form, Errors: errs, Cadence: h.cadence(lang), Honeypot: honeypotField, ChoiceField: choiceField}
+	if list, err := h.formNewsletters(r.Context()); err != nil {
+		h.log.Error("subscribe page: newsletters", "err", err)
+	} else if len(list) > 1 {
+		// One newsletter needs no choice: the form stays as it was.
+		d.Offers = offerOptions(list, lang, in)
+	}
 	for _, l := range h.opts.Languages {
 		d.Languages = append(d.Languages, langOption{Code: l, Label: languageName(l), Selected: l == form})
 		d.Switch = append(d.Switch, langOption{Code: l, Label: languageName(l), Selected: l == lang})
@@ -78,12 +87,17 @@ func (h *Handler) Subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	email, name, formLang, ferr := h.validate(in, lang)
+	var chosen []int64
+	if ferr == nil {
+		chosen, ferr = h.chosenNewsletters(r.Context(), in)
+	}
 	if ferr == nil {
 		source := "form"
 		if in.JSON {
 			source = "api"
 		}
-		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: h.consentIP(ip), UserAgent: textclean.ClipBytes(r.UserAgent(), 512), Source: source, TextVersion: ConsentTextVersion})
+		ferr = h.store.Subscribe(r.Context(), email, name, formLang, subscribers.Consent{IP: h.consentIP(ip), UserAgent: textclean.ClipBytes(r.UserAgent(), 512),
+			Source: source, TextVersion: ConsentTextVersion, Newsletters: chosen})
 	}
 	var fe *subscribers.FieldError
 	switch {

@@ -157,7 +157,11 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	workers = append(workers, worker{name: "digest sender", run: sender.Run}, worker{name: "digest schedule", run: scheduler.Run})
+	workers = append(workers, worker{name: "digest sender", run: sender.Run}, worker{name: "digest schedule", run: scheduler.Run},
+		// Approved editions start at their scheduled time; checked every half-minute.
+		worker{name: "edition schedule", run: func(ctx context.Context) error {
+			return sender.RunEditionSchedule(ctx, a.cfg.MaxLateness, 30*time.Second)
+		}})
 
 	return a.middleware(mux), workers, nil
 }

@@ -109,7 +109,7 @@ func editionWireMessages(t *testing.T) []wireMessage {
 			t.Fatal(err)
 		}
 		tmpl, err := buildTemplate(rendered, messageHeaders{From: from, Subject: rendered.Subject, Date: e.Date,
-			ListID: listID(wirePublication, e.Lang, domain)})
+			ListID: listID(wirePublication, "investigations", domain)})
 		if err != nil {
 			t.Fatal(err)
 		}

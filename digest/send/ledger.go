@@ -40,8 +40,9 @@ func (l ledger) startSending(ctx context.Context, issueID int64) (created int, e
 	var iss struct {
 		NewsletterID int64  `db:"newsletter_id"`
 		Status       string `db:"status"`
+		Lang         string `db:"lang"`
 	}
-	if err := tx.GetContext(ctx, &iss, `SELECT newsletter_id, status FROM issues WHERE id = $1 FOR UPDATE`, issueID); err != nil {
+	if err := tx.GetContext(ctx, &iss, `SELECT newsletter_id, status, lang FROM issues WHERE id = $1 FOR UPDATE`, issueID); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, fmt.Errorf("start sending: issue %d: %w", issueID, digest.ErrNotFound)
 		}
@@ -56,10 +57,16 @@ func (l ledger) startSending(ctx context.Context, issueID int64) (created int, e
 	}
 	// A reader gets a newsletter while their global status is confirmed and their subscription
 	// to it active.
+	// An edition in one language goes to the readers of that language, and to those whose language
+	// the newsletter is not written in when it is the newsletter's first; a digest has one
+	// language and goes to all its readers. Fixed here: a reader who changes language mid-send
+	// keeps the copy they were given.
 	res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (issue_id, subscriber_id)
 		SELECT $1, sub.subscriber_id FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id
+		JOIN newsletters n ON n.id = sub.newsletter_id
 		WHERE sub.newsletter_id = $2 AND sub.state = 'active' AND s.status = 'confirmed'
-		ON CONFLICT DO NOTHING`, issueID, iss.NewsletterID)
+		  AND (n.kind = 'digest' OR s.lang = $3 OR ($3 = n.langs[1] AND NOT s.lang = ANY(n.langs)))
+		ON CONFLICT DO NOTHING`, issueID, iss.NewsletterID, iss.Lang)
 	if err != nil {
 		return 0, fmt.Errorf("start sending: ledger: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"newsletter/digest"
 	"newsletter/digest/render"
 	"newsletter/internal/textclean"
+	"newsletter/newsletters"
 )
 
 // markMsgID is the Message-ID's slot. The issue is rendered with render's slot marks in the
@@ -388,10 +389,11 @@ func domainOf(addr string) string {
 	return "localhost"
 }
 
-// listID formats the List-Id header value for an issue language.
-func listID(publication, lang, domain string) string {
+// listID formats the List-Id header value of a newsletter (its slug: a digest's is "digest-" and
+// its language, the id every digest carried before there were other newsletters).
+func listID(publication, slug, domain string) string {
 	phrase := strings.Join(strings.Fields(publication), " ")
-	id := "digest-" + lang + "." + domain
+	id := slug + "." + domain
 	if phrase == "" {
 		return "<" + id + ">"
 	}
@@ -412,29 +414,55 @@ func formatTo(name, email string) string {
 // preparedIssue is an issue rendered and encoded once, ready for per-reader filling. A test send
 // prepares it with "[TEST] " before the subject.
 type preparedIssue struct {
-	id      int64
-	content digest.IssueContent
-	headers messageHeaders
-	named   *msgTemplate // with the greeting, for readers with a name
-	unnamed *msgTemplate
+	id        int64
+	renderFor func(render.Recipient) (render.Rendered, error) // one reader's copy (a name that does not fit the template)
+	headers   messageHeaders
+	named     *msgTemplate // with the greeting, for readers with a name
+	unnamed   *msgTemplate
+}
+
+// renderer returns how to render the issue for one reader, a digest from its articles or an
+// edition from its Markdown, and the slug of its newsletter.
+func (s *Sender) renderer(ctx context.Context, id int64) (func(render.Recipient) (render.Rendered, error), string, error) {
+	iss, err := s.store.IssueByID(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	n, err := newsletters.Get(ctx, s.store.DB(), iss.NewsletterID)
+	if err != nil {
+		return nil, "", err
+	}
+	if iss.IsEdition() {
+		e := digest.Edition{ID: iss.ID, Lang: iss.Lang, Newsletter: n.Name(iss.Lang), Subject: iss.Subject, Preheader: iss.Preheader,
+			Markdown: *iss.Markdown, Date: s.store.Now()}
+		if iss.StartedAt != nil {
+			e.Date = *iss.StartedAt
+		}
+		return func(r render.Recipient) (render.Rendered, error) { return s.render.RenderEdition(e, r) }, n.Slug, nil
+	}
+	c, err := s.store.Content(ctx, id, s.opts.MaxArticles)
+	if err != nil {
+		return nil, "", err
+	}
+	return func(r render.Recipient) (render.Rendered, error) { return s.render.Render(c, r) }, n.Slug, nil
 }
 
 func (s *Sender) prepare(ctx context.Context, id int64, subjectPrefix string) (*preparedIssue, error) {
-	c, err := s.store.Content(ctx, id, s.opts.MaxArticles)
+	renderFor, slug, err := s.renderer(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	p := &preparedIssue{id: id, content: c}
-	named, err := s.render.Render(c, render.Marked(true))
+	p := &preparedIssue{id: id, renderFor: renderFor}
+	named, err := renderFor(render.Marked(true))
 	if err != nil {
 		return nil, err
 	}
-	unnamed, err := s.render.Render(c, render.Marked(false))
+	unnamed, err := renderFor(render.Marked(false))
 	if err != nil {
 		return nil, err
 	}
 	p.headers = messageHeaders{From: s.from, Subject: subjectPrefix + named.Subject, Date: s.store.Now(),
-		ListID: listID(s.opts.Publication, c.Issue.Lang, s.domain)}
+		ListID: listID(s.opts.Publication, slug, s.domain)}
 	if p.named, err = buildTemplate(named, p.headers); err != nil {
 		return nil, err
 	}
@@ -459,7 +487,7 @@ func (s *Sender) compose(dst []byte, p *preparedIssue, r claimedRow) ([]byte, er
 		t = p.named
 		if !t.nameFits(r.Name) {
 			// A name the renderer would wrap or fold: render this reader's copy on its own.
-			rendered, err := s.render.Render(p.content, render.Recipient{Name: r.Name, Email: render.MarkRcpt, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
+			rendered, err := p.renderFor(render.Recipient{Name: r.Name, Email: render.MarkRcpt, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 			if err != nil {
 				return dst, err
 			}

@@ -103,7 +103,7 @@ func TestMessageTemplateMatchesFromScratch(t *testing.T) {
 	r := sendTestRenderer(t)
 	c := sendTestContent("ru", 42, 14)
 	from := &mail.Address{Name: "Weekly", Address: "digest@news.example"}
-	h := messageHeaders{From: from, Date: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC), ListID: listID("The Test Weekly", "ru", "news.example")}
+	h := messageHeaders{From: from, Date: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC), ListID: listID("The Test Weekly", "digest-ru", "news.example")}
 	named, err := r.Render(c, render.Recipient{Name: render.MarkName, UnsubscribeURL: render.MarkUnsub, ManageURL: render.MarkManage})
 	if err != nil {
 		t.Fatal(err)

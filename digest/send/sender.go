@@ -91,6 +91,7 @@ func (o *SenderOptions) defaults() {
 // issueRenderer is what the sender needs of the Renderer.
 type issueRenderer interface {
 	Render(c digest.IssueContent, rcpt render.Recipient) (render.Rendered, error)
+	RenderEdition(e digest.Edition, rcpt render.Recipient) (render.Rendered, error)
 }
 
 // Links makes a reader's signed links (subscribers.Signer is one): the unsubscribe link of one
@@ -171,11 +172,11 @@ func (s *Sender) Wake() {
 // Start begins sending a draft or approved issue: it keeps the archive copy, fixes the recipients
 // in the ledger and wakes Run. It returns how many readers the issue goes to.
 func (s *Sender) Start(ctx context.Context, issueID int64) (int, error) {
-	c, err := s.store.Content(ctx, issueID, s.opts.MaxArticles)
+	renderFor, _, err := s.renderer(ctx, issueID)
 	if err != nil {
 		return 0, err
 	}
-	archive, err := s.render.Render(c, render.Recipient{})
+	archive, err := renderFor(render.Recipient{})
 	if err != nil {
 		return 0, err
 	}

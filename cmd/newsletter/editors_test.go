@@ -101,6 +101,10 @@ var roleWalk = map[string]editors.Role{
 	"POST /admin/newsletters/{id}/welcome/{lang}": editors.Publisher, "GET /admin/newsletters/{id}/welcome/{lang}/preview.html": editors.Writer,
 	"GET /admin/newsletters/{id}/schedule": editors.Writer, "POST /admin/newsletters/{id}/schedule": editors.Publisher,
 	"POST /admin/newsletters/{id}/schedule/{action}": editors.Publisher,
+
+	"GET /admin/editions": editors.Writer, "POST /admin/editions": editors.Writer,
+	"GET /admin/editions/{id}": editors.Writer, "POST /admin/editions/{id}": editors.Writer,
+	"POST /admin/editions/{id}/schedule": editors.Publisher,
 }
 
 // TestAdminRoleWalk walks every /admin route of the route table (editorRoutes) with no session
@@ -170,6 +174,9 @@ func TestAdminRoleWalk(t *testing.T) {
 	s.DB.Get(&victimID, `SELECT id FROM editors WHERE email = 'victim@gazette.test'`)
 	s.DB.Get(&reader, `SELECT uuid::text FROM subscribers LIMIT 1`)
 	s.DB.Get(&digestID, `SELECT id FROM newsletters WHERE slug = 'digest-en'`)
+	var editionID int64
+	s.DB.Get(&editionID, `WITH n AS (INSERT INTO newsletters (slug, kind, names, langs) VALUES ('notes', 'editions', '{"en": "Notes"}', '{en}') RETURNING id)
+		INSERT INTO issues (lang, newsletter_id, status, subject, markdown) SELECT 'en', id, 'draft', 'A note', 'Text' FROM n RETURNING id`)
 	if issueID == 0 || articleID == 0 || victimID == 0 || reader == "" {
 		t.Fatalf("fixtures: issue %d, article %d, editor %d, reader %q", issueID, articleID, victimID, reader)
 	}
@@ -184,6 +191,8 @@ func TestAdminRoleWalk(t *testing.T) {
 			id = victimID
 		case strings.HasPrefix(path, "/admin/newsletters/"):
 			id = digestID
+		case strings.HasPrefix(path, "/admin/editions/"):
+			id = editionID
 		}
 		path = strings.Replace(path, "{id}", strconv.FormatInt(id, 10), 1)
 		action := map[string]string{"/admin/articles/": "hide", "/admin/issues/": "pause", "/admin/editors/": "logout", "/admin/newsletters/": "unskip"}

@@ -125,6 +125,7 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	}, a.log)
 	mux.HandleFunc("GET /archive", archive.List)
 	mux.HandleFunc("GET /archive/{id}", archive.Issue)
+	mux.HandleFunc("GET /archive/editions/{id}", archive.Edition)
 	mux.HandleFunc("GET /archive.xml", archive.Feed)
 	// editor pages: every one but the login form and the login itself behind RequireEditor
 	sender, err := a.newSender(digestStore) // also runs below, as the "digest sender" worker
@@ -203,6 +204,12 @@ func editorRoutes(ed *digestweb.Editor) []adminRoute {
 		{"POST /admin/issues/{id}/test", w, ed.TestSend}, // a writer: to their own address only
 		{"POST /admin/issues/{id}/approve", p, ed.Approve},
 		{"POST /admin/issues/{id}/{action}", p, ed.IssueAction}, // pause resume cancel send
+		// editions: written by writers, approved, scheduled and sent by publishers
+		{"GET /admin/editions", w, ed.Editions},
+		{"POST /admin/editions", w, ed.NewEdition},
+		{"GET /admin/editions/{id}", w, ed.EditionPage},
+		{"POST /admin/editions/{id}", w, ed.SaveEdition},
+		{"POST /admin/editions/{id}/schedule", p, ed.ScheduleEdition},
 		// my account
 		{"GET /admin/account", w, ed.Account},
 		{"POST /admin/account/name", w, ed.AccountName},

@@ -212,6 +212,26 @@ func (h *Archive) Issue(w http.ResponseWriter, r *http.Request) {
 
 // etagMatches reports whether an If-None-Match header names etag (or is "*"); weak validators
 // match too, as RFC 9110 asks for GET.
+// Edition serves GET /archive/editions/{id}, the address an edition's "view in browser" link
+// names: a sent edition's copy, as Issue serves it; a digest's id there is not found.
+func (h *Archive) Edition(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		h.archiveNotFound(w, r)
+		return
+	}
+	iss, err := h.store.IssueByID(r.Context(), id)
+	if errors.Is(err, digest.ErrNotFound) || err == nil && !iss.IsEdition() {
+		h.archiveNotFound(w, r)
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.Issue(w, r)
+}
+
 func etagMatches(header, etag string) bool {
 	for _, t := range strings.Split(header, ",") {
 		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")

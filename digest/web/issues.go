@@ -32,6 +32,10 @@ func (e *Editor) Preview(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if is.IsEdition() {
+		e.editionPreview(w, r, is)
+		return
+	}
 	c, err := e.store.Content(r.Context(), is.ID, e.opts.MaxArticles)
 	if err != nil {
 		e.failErr(w, r, err, "")
@@ -56,7 +60,7 @@ func (e *Editor) IssueText(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	back := "/admin/digest/" + is.Lang
+	back := issueBack(is)
 	subject := strings.TrimSpace(r.PostForm.Get("subject"))
 	note := strings.TrimSpace(strings.ReplaceAll(r.PostForm.Get("note"), "\r\n", "\n"))
 	if msg := checkText("Subject", subject, 200, false); msg != "" {
@@ -83,7 +87,7 @@ func (e *Editor) Approve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	back := "/admin/digest/" + is.Lang
+	back := issueBack(is)
 	if !e.record(w, r, "issue.approve", issueObject(is.ID), "", back) {
 		return
 	}
@@ -103,7 +107,7 @@ func (e *Editor) TestSend(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	back := "/admin/digest/" + is.Lang
+	back := issueBack(is)
 	to, err := testAddress(r.PostForm.Get("to"))
 	if err != nil {
 		e.fail(w, http.StatusBadRequest, "Give one valid email address to send the test to.", back)
@@ -268,7 +272,7 @@ func (e *Editor) IssueAction(w http.ResponseWriter, r *http.Request) {
 	case "send":
 		// Only an approved issue: its content is locked, so what starts is what the editor
 		// approved, not a draft that new articles changed since the page was drawn.
-		back = "/admin/digest/" + is.Lang
+		back = issueBack(is)
 		if is.Status != digest.StatusApproved {
 			e.fail(w, http.StatusConflict, "Only an approved issue can be sent now; this one is "+is.Status+".", back)
 			return

@@ -24,6 +24,7 @@ import (
 	"newsletter/internal/metrics"
 	"newsletter/internal/smtpout"
 	"newsletter/internal/textclean"
+	"newsletter/newsletters"
 	"newsletter/subscribers/bounce"
 	"newsletter/templates"
 )
@@ -48,6 +49,17 @@ type MailerOptions struct {
 	// under load (serve: subscriptions queueing, see Store.Busy, or many requests in flight), and
 	// requests come before the mail they cause.
 	Yield func() bool
+	// Welcome renders a newsletter's welcome for a reader (the edition's frame, package
+	// digest/render, which this package does not import); nil: welcomes are not sent.
+	Welcome func(w WelcomeEmail) (subject, html, text string, err error)
+}
+
+// WelcomeEmail is what a welcome is rendered from.
+type WelcomeEmail struct {
+	Lang, Newsletter  string
+	Subject, Markdown string
+	ManageURL         string
+	UnsubscribeURL    string
 }
 
 // Under sustained load each batch waits at most maxYield, so confirmations slow but never stop.
@@ -359,6 +371,9 @@ type job struct {
 	SubscribedAt time.Time `db:"subscribed_at"`
 	Now          time.Time `db:"now"`
 	Open         bool      `db:"open"` // an open request that a confirm link could still answer
+	Kind         string    `db:"kind"` // confirm or welcome
+	NewsletterID int64     `db:"newsletter_id"`
+	Active       bool      `db:"active"` // a welcome's reader is confirmed and still takes its newsletter
 }
 
 // claim takes up to batchSize due rows in one short transaction, leasing them (next_attempt_at
@@ -376,7 +391,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	err = tx.SelectContext(ctx, &all, `
 		WITH due AS (
 			SELECT id FROM outbox
-			WHERE kind = 'confirm' AND sent_at IS NULL AND skipped_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+			WHERE kind IN ('confirm', 'welcome') AND sent_at IS NULL AND skipped_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
 			ORDER BY next_attempt_at, id
 			LIMIT $1
 			FOR UPDATE SKIP LOCKED
@@ -386,7 +401,10 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 		WHERE o.id = due.id AND s.id = o.subscriber_id
 		RETURNING o.id, o.attempts, s.uuid, s.email, s.lang, s.status, s.subscribed_at, now() AS now,
 			EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL AND c.source <> 'import'
-			        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open`,
+			        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open,
+			o.kind, coalesce(o.newsletter_id, 0) AS newsletter_id,
+			s.status = 'confirmed' AND EXISTS (SELECT 1 FROM subscriptions sub WHERE sub.subscriber_id = s.id
+				AND sub.newsletter_id = o.newsletter_id AND sub.state = 'active') AS active`,
 		batchSize, lease.Milliseconds())
 	if err != nil {
 		return nil, err
@@ -396,7 +414,14 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	for _, j := range all {
 		// A request may be answered while the reader is pending or has left (see Store.Confirm);
 		// one confirmed or bounced since, or who left after asking, needs no email.
-		if j.Open && (j.Status == StatusPending || j.Status == StatusUnsubscribed || j.Status == StatusComplained) {
+		if j.Kind == "welcome" {
+			// A welcome goes while the reader still takes the newsletter and welcomes are sent.
+			if j.Active && m.opts.Welcome != nil {
+				jobs = append(jobs, j)
+			} else {
+				skipped = append(skipped, j.ID)
+			}
+		} else if j.Open && (j.Status == StatusPending || j.Status == StatusUnsubscribed || j.Status == StatusComplained) {
 			jobs = append(jobs, j)
 		} else {
 			skipped = append(skipped, j.ID)
@@ -452,6 +477,9 @@ type confirmData struct {
 // message renders the email in the reader's language as multipart/alternative (text/plain first,
 // then text/html, UTF-8, quoted-printable so it is 7-bit on the wire), DKIM-signed when set.
 func (m *Mailer) message(j job) ([]byte, error) {
+	if j.Kind == "welcome" {
+		return m.welcome(j)
+	}
 	issued := j.Now
 	if issued.Before(j.SubscribedAt) {
 		issued = j.SubscribedAt
@@ -494,4 +522,48 @@ func (m *Mailer) message(j job) ([]byte, error) {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
 	return signed, nil
+}
+
+// welcome renders a newsletter's welcome in the reader's language, with the manage link in its
+// footer and List-Unsubscribe to the reader's unsubscribe link, DKIM-signed when set.
+func (m *Mailer) welcome(j job) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := newsletters.Get(ctx, m.db, j.NewsletterID)
+	if err != nil {
+		return nil, err
+	}
+	w, ok := n.Welcome[j.Lang]
+	if !ok || w.Markdown == "" {
+		return nil, fmt.Errorf("welcome of newsletter %d in %q: none", n.ID, j.Lang)
+	}
+	unsub := m.signer.UnsubscribeURL(m.opts.BaseURL, j.UUID)
+	subject, html, text, err := m.opts.Welcome(WelcomeEmail{Lang: j.Lang, Newsletter: n.Name(j.Lang), Subject: w.Subject, Markdown: w.Markdown,
+		ManageURL: m.signer.ManageURL(m.opts.BaseURL, j.UUID), UnsubscribeURL: unsub})
+	if err != nil {
+		return nil, err
+	}
+	msg := mail.NewMsg(mail.WithCharset(mail.CharsetUTF8), mail.WithEncoding(mail.EncodingQP), mail.WithNoDefaultUserAgent())
+	if err := msg.From(m.opts.From); err != nil {
+		return nil, fmt.Errorf("from: %w", err)
+	}
+	if err := msg.To(j.Email); err != nil {
+		return nil, errors.New("recipient address refused by the mail library")
+	}
+	msg.Subject(subject)
+	msg.SetDate()
+	msg.SetMessageIDWithValue(fmt.Sprintf("welcome.%d@%s", j.ID, m.domain))
+	msg.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
+	msg.SetGenHeader(mail.HeaderListUnsubscribe, "<"+unsub+">")
+	msg.SetGenHeader(mail.Header("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click")
+	msg.SetBodyString(mail.TypeTextPlain, text)
+	msg.AddAlternativeString(mail.TypeTextHTML, html)
+	var raw bytes.Buffer
+	if _, err := msg.WriteTo(&raw); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	if m.opts.DKIM == nil {
+		return raw.Bytes(), nil
+	}
+	return m.opts.DKIM.Sign(nil, raw.Bytes())
 }

@@ -195,6 +195,9 @@ func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Sub
 	if err := activateRequested(ctx, tx, sub.ID, sub.Lang, r.ID); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}
+	if err := queueWelcomes(ctx, tx, sub.ID, r.ID); err != nil {
+		return sub, fmt.Errorf("confirm: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE email_hash = $1`, s.suppressionHash(r.Email)); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)
 	}

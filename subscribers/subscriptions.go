@@ -49,6 +49,27 @@ func activateRequested(ctx context.Context, tx sqlx.ExecerContext, subscriberID 
 	return nil
 }
 
+// queueWelcomes queues the welcome of each newsletter the confirmed request consentID started
+// that has one in the reader's language (no other language stands in: a welcome in a language the
+// reader did not choose is worse than none), once per subscription: welcomed_at is set with the
+// queueing, so a reader who leaves and comes back, or a request confirmed again, gets no second.
+func queueWelcomes(ctx context.Context, tx sqlx.ExecerContext, subscriberID, consentID int64) error {
+	_, err := tx.ExecContext(ctx, `
+		WITH w AS (
+			UPDATE subscriptions sub SET welcomed_at = now()
+			FROM newsletters n, subscribers s
+			WHERE sub.subscriber_id = $1 AND sub.consent_id = $2 AND sub.state = 'active' AND sub.welcomed_at IS NULL
+			  AND n.id = sub.newsletter_id AND s.id = sub.subscriber_id
+			  AND coalesce(n.welcome -> s.lang ->> 'markdown', '') <> ''
+			RETURNING sub.newsletter_id
+		)
+		INSERT INTO outbox (kind, subscriber_id, newsletter_id) SELECT 'welcome', $1, newsletter_id FROM w`, subscriberID, consentID)
+	if err != nil {
+		return fmt.Errorf("welcome: %w", err)
+	}
+	return nil
+}
+
 // leaveAll marks every active subscription of the readers left: unsubscribing leaves
 // everything, until each email's link leaves its own newsletter.
 func leaveAll(ctx context.Context, tx sqlx.ExecerContext, ids []int64) error {

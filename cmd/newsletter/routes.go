@@ -16,6 +16,7 @@ import (
 
 	"newsletter/digest"
 	"newsletter/digest/feeds"
+	"newsletter/digest/render"
 	digestweb "newsletter/digest/web"
 	"newsletter/editors"
 	"newsletter/subscribers"
@@ -48,9 +49,19 @@ func (a *App) build(ctx context.Context) (http.Handler, []worker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	welcomeRenderer, err := a.digestRenderer()
+	if err != nil {
+		return nil, nil, err
+	}
 	mailer, err := subscribers.NewMailer(subStore, confirmClient, signer, templates.FS(a.cfg.TemplatesDir), a.catalog, subscribers.MailerOptions{
 		BaseURL: a.cfg.BaseURL, From: a.cfg.From, Publication: a.cfg.Publication, DKIM: dkim, BounceAddress: a.cfg.BounceAddress,
 		Yield: func() bool { return subStore.Busy() || a.load.busy() },
+		// A welcome is rendered as an edition: the digest's header and footer around its Markdown.
+		Welcome: func(w subscribers.WelcomeEmail) (string, string, string, error) {
+			out, err := welcomeRenderer.RenderEdition(digest.Edition{Lang: w.Lang, Newsletter: w.Newsletter, Subject: w.Subject,
+				Markdown: w.Markdown, Date: time.Now()}, render.Recipient{ManageURL: w.ManageURL, UnsubscribeURL: w.UnsubscribeURL})
+			return out.Subject, out.HTML, out.Text, err
+		},
 	}, a.log, a.registry)
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserSubscribeChoicesWelcome walks a reader through the subscribe form's choice of
+// newsletters in headless Chromium: the form offers the newsletters marked for it with the default
+// ones ticked; she ticks Investigations and unticks the Russian digest; the confirmation is mailed;
+// confirming starts exactly those two subscriptions, each resting on her request, and the welcome
+// of Investigations (the only one with a welcome in English) arrives once. Leaving everything and
+// subscribing again sends no second welcome.
+func TestBrowserSubscribeChoicesWelcome(t *testing.T) {
+	s := startService(t, nil)
+	if _, err := s.DB.Exec(`INSERT INTO newsletters (slug, kind, names, descriptions, langs, default_on, welcome) VALUES
+		('investigations', 'editions', '{"en": "Investigations"}', '{"en": "Our long reads, when they are out"}', '{en}', false,
+		 '{"en": {"subject": "Welcome to Investigations", "markdown": "Thank you for **joining**. Our next long read is weeks away."}}')`); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	subscribe := func() {
+		t.Helper()
+		do(t, b, "open the form", chromedp.Navigate(s.URL+"/?lang=en"), chromedp.WaitVisible(chromedp.ID("email")))
+		ticked := eval(t, b, "ticked", chromedp.Evaluate[[]string](`[...document.querySelectorAll('input[name=newsletter]:checked')].map(i => i.value)`))
+		if strings.Join(ticked, " ") != "digest-en digest-ru" {
+			t.Fatalf("ticked by default: %v", ticked)
+		}
+		do(t, b, "fill the form", chromedp.SendKeys(chromedp.ID("email"), "rita@example.org"),
+			chromedp.Click(chromedp.CSS(`input[value=investigations]`)), chromedp.Click(chromedp.CSS(`input[value=digest-ru]`)))
+		screenshot(t, b, "subscribe-choices")
+		if st := press(t, b, "form.card button[type=submit]"); st != http.StatusOK {
+			t.Fatalf("subscribe: %d", st)
+		}
+	}
+	confirm := func(n int) {
+		t.Helper()
+		msgs := s.SMTP.WaitFor(t, n, 30*time.Second)
+		link := findLink(t, parseMail(t, msgs[n-1]).Part(t, "text/plain").Body, "/confirm/")
+		do(t, b, "open the confirm link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("form button")))
+		if st := press(t, b, "form button"); st != http.StatusOK {
+			t.Fatalf("confirm: %d", st)
+		}
+	}
+	subscribe()
+	confirm(1)
+	var active []string
+	if err := s.DB.Select(&active, `SELECT n.slug FROM subscriptions sub JOIN newsletters n ON n.id = sub.newsletter_id
+		JOIN consents c ON c.id = sub.consent_id AND c.confirmed_at IS NOT NULL
+		WHERE sub.state = 'active' ORDER BY n.slug`); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(active, " ") != "digest-en investigations" {
+		t.Fatalf("active subscriptions resting on the request: %v", active)
+	}
+	msgs := s.SMTP.WaitFor(t, 2, 30*time.Second)
+	welcome := parseMail(t, msgs[1])
+	if got := welcome.Get("Subject"); got != "Welcome to Investigations" {
+		t.Fatalf("second email: %q", got)
+	}
+	text := welcome.Part(t, "text/plain").Body
+	if !strings.Contains(text, "Thank you for joining") || !strings.Contains(text, "/manage/") || welcome.Get("List-Unsubscribe") == "" {
+		t.Errorf("the welcome:\n%s", text)
+	}
+
+	// She leaves everything and subscribes again: a new confirmation, no second welcome.
+	if _, err := s.DB.Exec(`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now() - interval '1 hour';
+		UPDATE subscriptions SET state = 'left', left_at = now() - interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB.Exec(`UPDATE subscribers SET confirmation_sent_at = now() - interval '1 day'`); err != nil {
+		t.Fatal(err)
+	}
+	subscribe()
+	confirm(3)
+	time.Sleep(3 * time.Second) // the mailer polls every 2 s: a second welcome would be out by now
+	if n := len(s.SMTP.To("rita@example.org")); n != 3 {
+		t.Errorf("%d emails, want 3 (confirm, welcome, confirm)", n)
+	}
+}

@@ -374,6 +374,8 @@ type job struct {
 	Kind         string    `db:"kind"` // confirm or welcome
 	NewsletterID int64     `db:"newsletter_id"`
 	Active       bool      `db:"active"` // a welcome's reader is confirmed and still takes its newsletter
+	// Asked are the names of the newsletters the open request asked for (a confirmation's).
+	Asked pq.StringArray `db:"asked"`
 }
 
 // claim takes up to batchSize due rows in one short transaction, leasing them (next_attempt_at
@@ -404,7 +406,12 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 			        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open,
 			o.kind, coalesce(o.newsletter_id, 0) AS newsletter_id,
 			s.status = 'confirmed' AND EXISTS (SELECT 1 FROM subscriptions sub WHERE sub.subscriber_id = s.id
-				AND sub.newsletter_id = o.newsletter_id AND sub.state = 'active') AS active`,
+				AND sub.newsletter_id = o.newsletter_id AND sub.state = 'active') AS active,
+			ARRAY(SELECT coalesce(nullif(n.names ->> s.lang, ''), nullif(n.names ->> 'en', ''), n.slug)
+				FROM consent_newsletters cn JOIN newsletters n ON n.id = cn.newsletter_id
+				WHERE cn.consent_id = (SELECT c.id FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL
+					AND c.source <> 'import' ORDER BY c.created_at DESC, c.id DESC LIMIT 1)
+				ORDER BY n.kind, n.slug) AS asked`,
 		batchSize, lease.Milliseconds())
 	if err != nil {
 		return nil, err
@@ -472,6 +479,8 @@ type confirmData struct {
 	Email      string
 	ConfirmURL string
 	Days       int
+	// Newsletters are the names, in the reader's language, of what the request asked for.
+	Newsletters []string
 }
 
 // message renders the email in the reader's language as multipart/alternative (text/plain first,
@@ -485,7 +494,7 @@ func (m *Mailer) message(j job) ([]byte, error) {
 		issued = j.SubscribedAt
 	}
 	d := confirmData{Lang: j.Lang, Publication: m.opts.Publication, Email: j.Email,
-		ConfirmURL: m.signer.ConfirmURL(m.opts.BaseURL, j.UUID, issued), Days: int(ConfirmTTL / (24 * time.Hour))}
+		ConfirmURL: m.signer.ConfirmURL(m.opts.BaseURL, j.UUID, issued), Days: int(ConfirmTTL / (24 * time.Hour)), Newsletters: j.Asked}
 	var html, text bytes.Buffer
 	if err := m.html.Execute(&html, d); err != nil {
 		return nil, fmt.Errorf("render confirm.html: %w", err)

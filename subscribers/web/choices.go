@@ -50,12 +50,13 @@ type offerOption struct {
 	Checked                 bool
 }
 
-// offerOptions are the form's checkboxes in lang: ticked as the reader chose, or by default_on
-// on a fresh form.
+// offerOptions are the form's checkboxes in lang: ticked as the reader chose, or on a fresh form
+// by default_on (a digest only on a form in its language).
 func offerOptions(list []newsletters.Newsletter, lang string, in subscribeInput) []offerOption {
 	var out []offerOption
 	for _, n := range list {
-		checked := n.DefaultOn
+		// A digest is one language's: ticked by default only on a form in its language.
+		checked := n.DefaultOn && (n.Kind != newsletters.KindDigest || n.Lang == lang)
 		if in.Chose {
 			checked = slices.Contains(in.Newsletters, n.Slug)
 		}

@@ -24,7 +24,7 @@ func TestSubscribeChoosesNewsletters(t *testing.T) {
 	}
 
 	page := f.do("GET", "/?lang=ru", "", "")
-	for _, want := range []string{`name="newsletters_offered"`, `value="digest-en" checked`, `value="digest-ru" checked`,
+	for _, want := range []string{`name="newsletters_offered"`, `value="digest-en">`, `value="digest-ru" checked`,
 		`value="investigations">`, "Расследования", "Еженедельный дайджест на русском"} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("the form lacks %q", want)

@@ -35,7 +35,8 @@ type subscribeInput struct {
 	Newsletters []string `json:"-"`
 }
 
-// choiceField marks a form that offers newsletters, so nothing ticked is told from an older form.
+// choiceField marks a form that offers newsletters, so nothing ticked is told from an older form:
+// the submit button's name (a field of its own would be an input without a label).
 const choiceField = "newsletters_offered"
 
 // decodeSubscribe reads a form-encoded, multipart or JSON body, at most maxBody bytes. Unknown

@@ -25,11 +25,6 @@ var editionFlashes = map[string]string{
 	"unscheduled": "No longer scheduled.",
 }
 
-type editionRow struct {
-	Issue digest.Issue
-	Lang  string
-}
-
 type editionNewsletter struct {
 	N        newsletters.Newsletter
 	Name     string

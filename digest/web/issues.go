@@ -46,12 +46,18 @@ func (e *Editor) Preview(w http.ResponseWriter, r *http.Request) {
 		e.failErr(w, r, err, "")
 		return
 	}
+	writePreview(w, out.HTML)
+}
+
+// writePreview answers a preview frame with an email's HTML, under the frames' own policy: no
+// script, a unique origin, framed only by our own pages, never cached.
+func writePreview(w http.ResponseWriter, html string) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; frame-ancestors 'self'")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	w.Write([]byte(out.HTML))
+	w.Write([]byte(html))
 }
 
 // IssueText is POST /admin/issues/{id}/text: subject and editor's note.

@@ -342,10 +342,5 @@ func (e *Editor) WelcomePreview(w http.ResponseWriter, r *http.Request) {
 		e.failErr(w, r, err, "")
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Security-Policy", "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; frame-ancestors 'self'")
-	h.Set("X-Frame-Options", "SAMEORIGIN")
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.Write([]byte(out.HTML))
+	writePreview(w, out.HTML)
 }

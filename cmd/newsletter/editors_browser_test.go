@@ -76,7 +76,11 @@ func TestBrowserEditorAccounts(t *testing.T) {
 		t.Error("the QR code does not load (is data: allowed for images?)")
 	}
 	check("admin-totp-setup")
-	do(t, b, "type the code", chromedp.SendKeys(chromedp.ID("code"), editors.TOTPCode(secret, time.Now())))
+	// The replay and the next code below derive from this moment, not from the clock when they are
+	// typed: a 30-second step can turn in between, making "the same code" a fresh one.
+	switchedAt := time.Now()
+	switchCode := editors.TOTPCode(secret, switchedAt)
+	do(t, b, "type the code", chromedp.SendKeys(chromedp.ID("code"), switchCode))
 	if st := press(t, b, "form.stack button[type=submit]"); st != http.StatusOK {
 		t.Fatalf("switching TOTP on: %d", st)
 	}
@@ -92,11 +96,11 @@ func TestBrowserEditorAccounts(t *testing.T) {
 		t.Fatalf("password step: %d", st)
 	}
 	check("admin-login-code")
-	do(t, b, "a used code", chromedp.SendKeys(chromedp.ID("code"), editors.TOTPCode(secret, time.Now())))
+	do(t, b, "a used code", chromedp.SendKeys(chromedp.ID("code"), switchCode))
 	if st := press(t, b, "form.card button[type=submit]"); st != http.StatusUnauthorized {
 		t.Errorf("the code that switched TOTP on, again: %d, want 401", st)
 	}
-	do(t, b, "the next code", chromedp.WaitVisible(chromedp.ID("code")), chromedp.SendKeys(chromedp.ID("code"), editors.TOTPCode(secret, time.Now().Add(30*time.Second))))
+	do(t, b, "the next code", chromedp.WaitVisible(chromedp.ID("code")), chromedp.SendKeys(chromedp.ID("code"), editors.TOTPCode(secret, switchedAt.Add(30*time.Second))))
 	if st := press(t, b, "form.card button[type=submit]"); st != http.StatusOK {
 		t.Fatalf("code step: %d", st)
 	}

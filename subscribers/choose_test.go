@@ -172,3 +172,41 @@ func TestLeaveIssue(t *testing.T) {
 		t.Errorf("an unknown reader: %v", err)
 	}
 }
+
+// TestLeaveNewsletter: a welcome's link leaves its newsletter only, once, with an event of no
+// issue; the last one unsubscribes; a newsletter that is gone leaves everything.
+func TestLeaveNewsletter(t *testing.T) {
+	ctx := context.Background()
+	db, s := newStore(t)
+	inv := addInvestigations(t, db)
+	r := ownerConfirms(t, db, s)
+	db.MustExec(`INSERT INTO subscriptions (subscriber_id, newsletter_id) VALUES ($1, $2)`, r.ID, inv)
+
+	for i := range 2 {
+		sub, d, err := s.LeaveNewsletter(ctx, r.UUID, inv)
+		if err != nil || sub.Status != StatusConfirmed || d.Newsletter.ID != inv || d.Left != (i == 0) || d.Remaining != 1 {
+			t.Fatalf("click %d: LeaveNewsletter = %+v, %+v, %v", i+1, sub, d, err)
+		}
+	}
+	wantSubscriptions(t, db, r.ID, "left through the welcome", "digest-en active consent", "investigations left none")
+	var digest int64
+	db.Get(&digest, `SELECT id FROM newsletters WHERE slug = 'digest-en'`)
+	if sub, d, err := s.LeaveNewsletter(ctx, r.UUID, digest); err != nil || sub.Status != StatusUnsubscribed || !d.Left || d.Remaining != 0 {
+		t.Fatalf("the last one: %+v, %+v, %v", sub, d, err)
+	}
+	var events []string
+	db.Select(&events, `SELECT effect || '/' || coalesce(issue_id::text, '-') FROM reader_events WHERE subscriber_id = $1 AND kind = 'unsubscribe' ORDER BY id`, r.ID)
+	if want := []string{"left/-", "unsubscribed/-"}; !slices.Equal(events, want) {
+		t.Errorf("events %q, want %q", events, want)
+	}
+
+	db.MustExec(`UPDATE subscribers SET status = 'confirmed' WHERE id = $1`, r.ID)
+	db.MustExec(`UPDATE subscriptions SET state = 'active', left_at = NULL WHERE subscriber_id = $1`, r.ID)
+	if sub, d, err := s.LeaveNewsletter(ctx, r.UUID, 1<<40); err != nil || sub.Status != StatusUnsubscribed || d.Newsletter.ID != 0 {
+		t.Fatalf("a newsletter that is gone: %+v, %+v, %v", sub, d, err)
+	}
+	wantSubscriptions(t, db, r.ID, "gone newsletter", "digest-en left consent", "investigations left none")
+	if _, _, err := s.LeaveNewsletter(ctx, "00000000-0000-4000-8000-000000000000", inv); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an unknown reader: %v", err)
+	}
+}

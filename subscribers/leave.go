@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jmoiron/sqlx"
+
 	"newsletter/newsletters"
 )
 
@@ -81,16 +83,59 @@ func (s *Store) LeaveIssue(ctx context.Context, uuid string, issueID int64) (Sub
 	if err != nil {
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
-	if d.Newsletter, err = newsletters.Get(ctx, tx, newsletterID); err != nil {
+	n, err := newsletters.Get(ctx, tx, newsletterID)
+	if err != nil {
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
+	return s.leave(ctx, tx, sub, n, issueID)
+}
+
+// LeaveNewsletter is the unsubscribe link of an email of newsletter newsletterID that is not an
+// issue (a welcome): LeaveIssue's rule and event, the event naming no issue. A newsletter that is
+// gone leaves everything.
+func (s *Store) LeaveNewsletter(ctx context.Context, uuid string, newsletterID int64) (Subscriber, Departure, error) {
+	var d Departure
+	if _, ok := parseUUID(uuid); !ok {
+		return Subscriber{}, d, ErrNotFound
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Subscriber{}, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	defer tx.Rollback()
+	var sub Subscriber
+	err = tx.GetContext(ctx, &sub, `SELECT `+subscriberColumns+` FROM subscribers WHERE uuid = $1 FOR UPDATE`, uuid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sub, d, ErrNotFound
+	}
+	if err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	n, err := newsletters.Get(ctx, tx, newsletterID)
+	if errors.Is(err, newsletters.ErrNotFound) {
+		tx.Rollback()
+		sub, err := s.Unsubscribe(ctx, uuid)
+		return sub, d, err
+	}
+	if err != nil {
+		return sub, d, fmt.Errorf("unsubscribe: %w", err)
+	}
+	return s.leave(ctx, tx, sub, n, 0)
+}
+
+// leave takes the locked reader sub out of newsletter n in tx and commits: an
+// 'unsubscribe' event (for issue issueID, or none when 0) when they leave now, their status
+// 'unsubscribed' when it was their last.
+func (s *Store) leave(ctx context.Context, tx *sqlx.Tx, sub Subscriber, n newsletters.Newsletter, issueID int64) (Subscriber, Departure, error) {
+	d := Departure{Newsletter: n}
+	newsletterID := n.ID
 	res, err := tx.ExecContext(ctx, `UPDATE subscriptions SET state = 'left', left_at = now()
 		WHERE subscriber_id = $1 AND newsletter_id = $2 AND state = 'active'`, sub.ID, newsletterID)
 	if err != nil {
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	d.Left = n > 0
+	left, _ := res.RowsAffected()
+	d.Left = left > 0
 	if err := tx.GetContext(ctx, &d.Remaining, `SELECT count(*) FROM subscriptions WHERE subscriber_id = $1 AND state = 'active'`, sub.ID); err != nil {
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
@@ -105,17 +150,42 @@ func (s *Store) LeaveIssue(ctx context.Context, uuid string, issueID int64) (Sub
 			return sub, d, fmt.Errorf("unsubscribe: %w", err)
 		}
 	}
+	// The external id keeps a newsletter's link apart from an issue's: "n" and the newsletter for
+	// the first, the issue for the second.
+	scope := fmt.Sprint(issueID)
+	if issueID == 0 {
+		scope = fmt.Sprintf("n%d", newsletterID)
+	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO reader_events (kind, subscriber_id, issue_id, source, external_id, occurred_at, effect)
-		VALUES ('unsubscribe', $1, $2, 'link',
-			'unsubscribe:' || $3::text || ':' || $2::bigint || ':' || (extract(epoch FROM now()) * 1000000)::bigint, now(), $4)
-		ON CONFLICT (source, external_id) DO NOTHING`, sub.ID, issueID, sub.UUID, effect); err != nil {
+		VALUES ('unsubscribe', $1, NULLIF($2::bigint, 0), 'link',
+			'unsubscribe:' || $3::text || ':' || $5::text || ':' || (extract(epoch FROM now()) * 1000000)::bigint, now(), $4)
+		ON CONFLICT (source, external_id) DO NOTHING`, sub.ID, issueID, sub.UUID, effect, scope); err != nil {
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
 	return sub, d, nil
+}
+
+// NewsletterOf returns newsletter newsletterID and whether the reader subscriberID has an active
+// subscription to it; ErrNotFound when there is no such newsletter.
+func (s *Store) NewsletterOf(ctx context.Context, subscriberID, newsletterID int64) (newsletters.Newsletter, bool, error) {
+	n, err := newsletters.Get(ctx, s.db, newsletterID)
+	if errors.Is(err, newsletters.ErrNotFound) {
+		return n, false, ErrNotFound
+	}
+	if err != nil {
+		return n, false, fmt.Errorf("newsletter: %w", err)
+	}
+	var active bool
+	err = s.db.GetContext(ctx, &active, `SELECT EXISTS (SELECT 1 FROM subscriptions
+		WHERE subscriber_id = $1 AND newsletter_id = $2 AND state = 'active')`, subscriberID, newsletterID)
+	if err != nil {
+		return n, false, fmt.Errorf("newsletter: %w", err)
+	}
+	return n, active, nil
 }
 
 // ActiveCount is how many newsletters the reader subscriberID has an active subscription to (0

@@ -534,7 +534,8 @@ func (m *Mailer) message(j job) ([]byte, error) {
 }
 
 // welcome renders a newsletter's welcome in the reader's language, with the manage link in its
-// footer and List-Unsubscribe to the reader's unsubscribe link, DKIM-signed when set.
+// footer and List-Unsubscribe to the reader's link that leaves this newsletter, DKIM-signed when
+// set.
 func (m *Mailer) welcome(j job) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -546,7 +547,8 @@ func (m *Mailer) welcome(j job) ([]byte, error) {
 	if !ok || w.Markdown == "" {
 		return nil, fmt.Errorf("welcome of newsletter %d in %q: none", n.ID, j.Lang)
 	}
-	unsub := m.signer.UnsubscribeURL(m.opts.BaseURL, j.UUID)
+	// The link leaves this newsletter only, as an issue's leaves the issue's.
+	unsub := m.signer.NewsletterUnsubscribeURL(m.opts.BaseURL, j.UUID, n.ID)
 	subject, html, text, err := m.opts.Welcome(WelcomeEmail{Lang: j.Lang, Newsletter: n.Name(j.Lang), Subject: w.Subject, Markdown: w.Markdown,
 		ManageURL: m.signer.ManageURL(m.opts.BaseURL, j.UUID), UnsubscribeURL: unsub})
 	if err != nil {
@@ -563,6 +565,9 @@ func (m *Mailer) welcome(j job) ([]byte, error) {
 	msg.SetDate()
 	msg.SetMessageIDWithValue(fmt.Sprintf("welcome.%d@%s", j.ID, m.domain))
 	msg.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
+	// The newsletter's List-Id, as its issues carry it, so a filter a reader sets for the newsletter
+	// catches its welcome too.
+	msg.SetGenHeaderPreformatted(mail.Header("List-Id"), "<"+n.Slug+"."+strings.ToLower(m.domain)+">")
 	msg.SetGenHeader(mail.HeaderListUnsubscribe, "<"+unsub+">")
 	msg.SetGenHeader(mail.Header("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click")
 	msg.SetBodyString(mail.TypeTextPlain, text)

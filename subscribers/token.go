@@ -23,6 +23,9 @@ const (
 	// time field carries the issue id instead of a time, so an unsubscription through it is
 	// counted for that issue. Its own purpose keeps the two readings of the field apart.
 	PurposeIssueUnsubscribe Purpose = "unsubscribe-issue"
+	// PurposeNewsletterUnsubscribe is the unsubscribe link of an email of one newsletter that is
+	// not an issue (its welcome): the time field carries the newsletter id.
+	PurposeNewsletterUnsubscribe Purpose = "unsubscribe-newsletter"
 )
 
 // ConfirmTTL is how long a confirm link works.
@@ -126,22 +129,47 @@ func (s *Signer) IssueUnsubscribeURL(baseURL, uuid string, issueID int64) string
 	return strings.TrimRight(baseURL, "/") + "/unsubscribe/" + s.Token(PurposeIssueUnsubscribe, uuid, time.UnixMicro(issueID))
 }
 
-// VerifyUnsubscribe checks the token of an unsubscribe link, of either kind, and returns the
-// reader's uuid and the issue the link belongs to (0 for a reader's link of no issue, as
-// UnsubscribeURL writes it and digests sent before links named their issue carry). ErrInvalid
-// for anything else, an issue id below 1 included.
-func (s *Signer) VerifyUnsubscribe(token string) (uuid string, issueID int64, err error) {
+// NewsletterUnsubscribeURL is baseURL + "/unsubscribe/" + a token that never expires and names
+// newsletter newsletterID (see PurposeNewsletterUnsubscribe); the same for a reader and a
+// newsletter every time.
+func (s *Signer) NewsletterUnsubscribeURL(baseURL, uuid string, newsletterID int64) string {
+	return strings.TrimRight(baseURL, "/") + "/unsubscribe/" + s.Token(PurposeNewsletterUnsubscribe, uuid, time.UnixMicro(newsletterID))
+}
+
+// UnsubscribeScope is what an unsubscribe link leaves: the newsletter of issue Issue, newsletter
+// Newsletter, or (both 0) everything.
+type UnsubscribeScope struct {
+	Issue      int64
+	Newsletter int64
+}
+
+// VerifyUnsubscribeScope checks the token of an unsubscribe link, of any kind, and returns the
+// reader's uuid and what the link leaves: a reader's link of no issue (as UnsubscribeURL writes it
+// and emails sent before links named their issue carry) has the zero scope. ErrInvalid for
+// anything else, an id below 1 included.
+func (s *Signer) VerifyUnsubscribeScope(token string) (uuid string, scope UnsubscribeScope, err error) {
 	if uuid, _, err = s.Verify(PurposeUnsubscribe, token, time.Time{}); err == nil {
-		return uuid, 0, nil
+		return uuid, scope, nil
 	}
 	uuid, field, err := s.Verify(PurposeIssueUnsubscribe, token, time.Time{})
+	id := &scope.Issue
 	if err != nil {
-		return "", 0, err
+		if uuid, field, err = s.Verify(PurposeNewsletterUnsubscribe, token, time.Time{}); err != nil {
+			return "", UnsubscribeScope{}, err
+		}
+		id = &scope.Newsletter
 	}
-	if issueID = field.UnixMicro(); issueID < 1 {
-		return "", 0, fmt.Errorf("token: %w", ErrInvalid)
+	if *id = field.UnixMicro(); *id < 1 {
+		return "", UnsubscribeScope{}, fmt.Errorf("token: %w", ErrInvalid)
 	}
-	return uuid, issueID, nil
+	return uuid, scope, nil
+}
+
+// VerifyUnsubscribe is VerifyUnsubscribeScope for whoever only needs the issue (a complaint's
+// attribution): a newsletter's link is one of no issue.
+func (s *Signer) VerifyUnsubscribe(token string) (uuid string, issueID int64, err error) {
+	uuid, scope, err := s.VerifyUnsubscribeScope(token)
+	return uuid, scope.Issue, err
 }
 
 // ManageURL is baseURL + "/manage/" + a token that never expires (fixed issued time, as above).

@@ -166,6 +166,30 @@ func TestIssueUnsubscribeLinks(t *testing.T) {
 			t.Errorf("%s: VerifyUnsubscribe = %q, %d, %v", name, uuid, issue, err)
 		}
 	}
+
+	// A newsletter's link (a welcome's) names the newsletter, not an issue, and is no other kind.
+	link := s.NewsletterUnsubscribeURL("https://news.example/", tokenUUID, 3)
+	if link != s.NewsletterUnsubscribeURL("https://news.example", tokenUUID, 3) {
+		t.Error("a newsletter's unsubscribe link changes between calls")
+	}
+	if uuid, scope, err := s.VerifyUnsubscribeScope(cut(link)); err != nil || uuid != tokenUUID || scope != (UnsubscribeScope{Newsletter: 3}) {
+		t.Errorf("a newsletter's link: %q, %+v, %v", uuid, scope, err)
+	}
+	if uuid, issue, err := s.VerifyUnsubscribe(cut(link)); err != nil || uuid != tokenUUID || issue != 0 {
+		t.Errorf("a newsletter's link read for its issue: %q, %d, %v", uuid, issue, err)
+	}
+	if _, scope, err := s.VerifyUnsubscribeScope(cut(s.IssueUnsubscribeURL("https://news.example", tokenUUID, 3))); err != nil || scope != (UnsubscribeScope{Issue: 3}) {
+		t.Errorf("issue 3's link read as %+v, %v", scope, err)
+	}
+	for p, tok := range map[Purpose]string{PurposeUnsubscribe: cut(link), PurposeIssueUnsubscribe: cut(link), PurposeManage: cut(link),
+		PurposeNewsletterUnsubscribe: cut(s.IssueUnsubscribeURL("https://news.example", tokenUUID, 3))} {
+		if _, _, err := s.Verify(p, tok, time.Now()); !errors.Is(err, ErrInvalid) {
+			t.Errorf("a link of another kind verifies as %s: %v", p, err)
+		}
+	}
+	if _, _, err := s.VerifyUnsubscribeScope(s.Token(PurposeNewsletterUnsubscribe, tokenUUID, time.UnixMicro(0))); !errors.Is(err, ErrInvalid) {
+		t.Errorf("newsletter zero: %v", err)
+	}
 }
 
 // FuzzVerifyToken: no input panics, and the only strings that verify are the exact tokens the
@@ -173,7 +197,7 @@ func TestIssueUnsubscribeLinks(t *testing.T) {
 func FuzzVerifyToken(f *testing.F) {
 	s := NewSigner([]byte("fuzz-secret-0123456789"))
 	issued := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
-	for _, p := range []Purpose{PurposeConfirm, PurposeUnsubscribe, PurposeManage, PurposeIssueUnsubscribe} {
+	for _, p := range []Purpose{PurposeConfirm, PurposeUnsubscribe, PurposeManage, PurposeIssueUnsubscribe, PurposeNewsletterUnsubscribe} {
 		tok := s.Token(p, tokenUUID, issued)
 		f.Add(string(p), tok)
 		f.Add(string(p), tok[:len(tok)-2]+"AA")
@@ -201,14 +225,17 @@ func FuzzVerifyToken(f *testing.F) {
 		if _, _, err := other.Verify(p, token, issued.Add(time.Hour)); err == nil {
 			t.Fatalf("token %q verifies under another secret", token)
 		}
-		// An unsubscribe link of either kind: what VerifyUnsubscribe takes, Verify took.
-		if u, issue, err := s.VerifyUnsubscribe(token); err == nil {
-			want := PurposeUnsubscribe
-			if issue > 0 {
-				want = PurposeIssueUnsubscribe
+		// An unsubscribe link of any kind: what VerifyUnsubscribeScope takes, Verify took.
+		if u, scope, err := s.VerifyUnsubscribeScope(token); err == nil {
+			want, id := PurposeUnsubscribe, int64(0)
+			switch {
+			case scope.Issue > 0:
+				want, id = PurposeIssueUnsubscribe, scope.Issue
+			case scope.Newsletter > 0:
+				want, id = PurposeNewsletterUnsubscribe, scope.Newsletter
 			}
-			if _, at, err := s.Verify(want, token, time.Time{}); err != nil || u != uuid || (issue > 0 && at.UnixMicro() != issue) {
-				t.Fatalf("VerifyUnsubscribe(%q) = %q, %d, which Verify does not confirm", token, u, issue)
+			if _, at, err := s.Verify(want, token, time.Time{}); err != nil || u != uuid || (id > 0 && at.UnixMicro() != id) {
+				t.Fatalf("VerifyUnsubscribeScope(%q) = %q, %+v, which Verify does not confirm", token, u, scope)
 			}
 		}
 	})

@@ -14,8 +14,8 @@ import (
 // ones ticked (of the digests, the form's language's); she ticks Investigations; the confirmation,
 // naming both, is mailed;
 // confirming starts exactly those two subscriptions, each resting on her request, and the welcome
-// of Investigations (the only one with a welcome in English) arrives once. Leaving everything and
-// subscribing again sends no second welcome.
+// of Investigations (the only one with a welcome in English) arrives once. Its unsubscribe link
+// leaves Investigations only. Leaving everything and subscribing again sends no second welcome.
 func TestBrowserSubscribeChoicesWelcome(t *testing.T) {
 	s := startService(t, nil)
 	if _, err := s.DB.Exec(`INSERT INTO newsletters (slug, kind, names, descriptions, langs, default_on, welcome) VALUES
@@ -70,6 +70,58 @@ func TestBrowserSubscribeChoicesWelcome(t *testing.T) {
 	text := welcome.Part(t, "text/plain").Body
 	if !strings.Contains(text, "Thank you for joining") || !strings.Contains(text, "/manage/") || welcome.Get("List-Unsubscribe") == "" {
 		t.Errorf("the welcome:\n%s", text)
+	}
+	if got := welcome.Get("List-Id"); got != "<investigations.gazette.test>" {
+		t.Errorf("the welcome's List-Id: %q", got)
+	}
+
+	// The welcome's unsubscribe link leaves Investigations only: the page names it and offers
+	// "leave everything" beside it, and the digest stays.
+	unsub := strings.Trim(welcome.Get("List-Unsubscribe"), "<>")
+	if !strings.HasPrefix(unsub, s.URL+"/unsubscribe/") || !strings.Contains(text, unsub) {
+		t.Fatalf("the welcome's unsubscribe link %q is not the one in its text", unsub)
+	}
+	h1 := func() string {
+		return eval(t, b, "heading", chromedp.Evaluate[string](`document.querySelector('h1').innerText`))
+	}
+	do(t, b, "open the welcome's unsubscribe link", chromedp.Navigate(unsub), chromedp.WaitVisible(chromedp.ID("leave-all")))
+	if got := h1(); got != "Unsubscribe from Investigations?" {
+		t.Errorf("the welcome's unsubscribe page: %q", got)
+	}
+	if st := press(t, b, "form:not(#leave-all) button"); st != http.StatusOK {
+		t.Fatalf("leaving Investigations: %d", st)
+	}
+	if got := h1(); got != "You left Investigations" {
+		t.Errorf("after leaving: %q", got)
+	}
+	var states []string
+	subscriptions := func() string {
+		t.Helper()
+		states = nil
+		if err := s.DB.Select(&states, `SELECT n.slug || ':' || sub.state || ':' || r.status FROM subscriptions sub
+			JOIN newsletters n ON n.id = sub.newsletter_id JOIN subscribers r ON r.id = sub.subscriber_id ORDER BY n.slug`); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(states, " ")
+	}
+	if got := subscriptions(); got != "digest-en:active:confirmed investigations:left:confirmed" {
+		t.Errorf("after the welcome's link: %s", got)
+	}
+	// A mail client's RFC 8058 one-click on the same header, later: nothing more changes.
+	resp, err := http.Post(unsub, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || subscriptions() != "digest-en:active:confirmed investigations:left:confirmed" {
+		t.Errorf("one-click again: %d, %s", resp.StatusCode, subscriptions())
+	}
+	var events []string
+	if err := s.DB.Select(&events, `SELECT effect || ':' || coalesce(issue_id::text, '-') FROM reader_events WHERE kind = 'unsubscribe'`); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(events, " ") != "left:-" {
+		t.Errorf("unsubscribe events: %v", events)
 	}
 
 	// She leaves everything and subscribes again: a new confirmation, no second welcome.

@@ -659,6 +659,10 @@ func TestBadTokens(t *testing.T) {
 		{"IssueUnsubscribeTokenAtManage", "/manage/" + f.issueToken(ann, 7), 404},
 		{"ForgedIssueUnsubscribe", "/unsubscribe/" + otherKey.Token(subscribers.PurposeIssueUnsubscribe, bob.UUID, time.UnixMicro(7)), 404},
 		{"IssueZeroUnsubscribe", "/unsubscribe/" + f.signer.Token(subscribers.PurposeIssueUnsubscribe, bob.UUID, time.UnixMicro(0)), 404},
+		{"NewsletterUnsubscribeTokenAtConfirm", "/confirm/" + f.signer.Token(subscribers.PurposeNewsletterUnsubscribe, ann.UUID, time.UnixMicro(1)), 404},
+		{"NewsletterUnsubscribeTokenAtManage", "/manage/" + f.signer.Token(subscribers.PurposeNewsletterUnsubscribe, ann.UUID, time.UnixMicro(1)), 404},
+		{"ForgedNewsletterUnsubscribe", "/unsubscribe/" + otherKey.Token(subscribers.PurposeNewsletterUnsubscribe, bob.UUID, time.UnixMicro(1)), 404},
+		{"NewsletterZeroUnsubscribe", "/unsubscribe/" + f.signer.Token(subscribers.PurposeNewsletterUnsubscribe, bob.UUID, time.UnixMicro(0)), 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

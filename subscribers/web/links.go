@@ -16,12 +16,15 @@ import (
 type link struct {
 	issued time.Time // when a confirm token was issued
 	issue  int64     // the issue an unsubscribe link belongs to; 0 for a link of no issue
+	// newsletter is the newsletter an unsubscribe link of no issue leaves (a welcome's); 0 for
+	// a link that leaves everything.
+	newsletter int64
 }
 
 // reader verifies the token in the path for purpose p and loads its reader. On failure it has
 // answered: 404 for a forged, altered or wrong-purpose token, 410 for an expired one or a reader
 // who was erased (the link was ours, but it is over). An unsubscribe link may be a reader's link
-// of no issue or one issue's (subscribers.Signer.VerifyUnsubscribe).
+// of no issue, one issue's or one newsletter's (subscribers.Signer.VerifyUnsubscribeScope).
 func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.Purpose) (subscribers.Subscriber, link, bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
@@ -31,7 +34,9 @@ func (h *Handler) reader(w http.ResponseWriter, r *http.Request, p subscribers.P
 	var l link
 	var err error
 	if p == subscribers.PurposeUnsubscribe {
-		uuid, l.issue, err = h.signer.VerifyUnsubscribe(r.PathValue("token"))
+		var scope subscribers.UnsubscribeScope
+		uuid, scope, err = h.signer.VerifyUnsubscribeScope(r.PathValue("token"))
+		l.issue, l.newsletter = scope.Issue, scope.Newsletter
 	} else {
 		uuid, l.issued, err = h.signer.Verify(p, r.PathValue("token"), h.opts.Now())
 	}

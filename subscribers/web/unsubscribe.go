@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"newsletter/newsletters"
 	"newsletter/subscribers"
 )
 
@@ -37,11 +38,18 @@ func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
 	}
 	d := unsubscribePage{Action: r.URL.EscapedPath(), Email: maskEmail(s.Email), ManageURL: h.manageLink(s.UUID)}
 	title := h.cat.T(s.Lang, "subscribers.unsubscribe.title")
-	if l.issue > 0 {
-		n, active, err := h.store.IssueNewsletter(r.Context(), s.ID, l.issue)
+	if l.issue > 0 || l.newsletter > 0 {
+		var n newsletters.Newsletter
+		var active bool
+		var err error
+		if l.issue > 0 {
+			n, active, err = h.store.IssueNewsletter(r.Context(), s.ID, l.issue)
+		} else {
+			n, active, err = h.store.NewsletterOf(r.Context(), s.ID, l.newsletter)
+		}
 		switch {
 		case errors.Is(err, subscribers.ErrNotFound):
-			// An issue no longer there: the link leaves everything, as one of no issue.
+			// An issue or newsletter no longer there: the link leaves everything, as one of no issue.
 		case err != nil:
 			h.fail(w, r, s.Lang, "unsubscribe", err)
 			return
@@ -64,7 +72,8 @@ func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
 
 // Unsubscribe serves POST /unsubscribe/{token}, from the page's buttons or as an RFC 8058 one-click
 // request (body "List-Unsubscribe=One-Click"): the signed token is the only authority needed.
-// Through one issue's link the reader leaves that issue's newsletter only (the page's "leave
+// Through one issue's link the reader leaves that issue's newsletter only (through a welcome's,
+// that welcome's newsletter) (the page's "leave
 // everything" button, scope=all, leaves every one) and the departure is counted for that issue;
 // a link of no issue leaves everything.
 func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +90,8 @@ func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
 	var d subscribers.Departure
 	if all {
 		after, err = h.store.Unsubscribe(r.Context(), s.UUID)
+	} else if l.newsletter > 0 {
+		after, d, err = h.store.LeaveNewsletter(r.Context(), s.UUID, l.newsletter)
 	} else {
 		after, d, err = h.store.LeaveIssue(r.Context(), s.UUID, l.issue)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -208,5 +209,69 @@ func TestLeaveNewsletter(t *testing.T) {
 	wantSubscriptions(t, db, r.ID, "gone newsletter", "digest-en left consent", "investigations left none")
 	if _, _, err := s.LeaveNewsletter(ctx, "00000000-0000-4000-8000-000000000000", inv); !errors.Is(err, ErrNotFound) {
 		t.Errorf("an unknown reader: %v", err)
+	}
+}
+
+// TestConfirmedReaderAsksForMore: a confirmed reader's new request is no consent until its link is
+// clicked, as anyone's. It gets a confirmation only when it asks for something they do not get yet
+// (throttled as any other); its link starts exactly that, resting on the new request, and changes
+// nothing else of theirs but confirmed_at (the last confirmation, which closes the requests made
+// before it); a link from before the request does nothing.
+func TestConfirmedReaderAsksForMore(t *testing.T) {
+	ctx := context.Background()
+	db, s := newStore(t)
+	inv := addInvestigations(t, db)
+	r := ownerConfirms(t, db, s)
+	before := reader(t, db, "owner@example.org")
+	outbox := func() int { return countRows(t, db, `SELECT count(*) FROM outbox WHERE kind = 'confirm' AND sent_at IS NULL`) }
+	db.MustExec(`UPDATE subscribers SET confirmation_sent_at = now() - interval '1 hour'`)
+
+	linkBefore := time.Now() // the last link they were sent, before any request below
+	// What they get already: recorded, no email.
+	c := formConsent
+	c.Newsletters = []int64{newsletterID(t, db, "digest-en")}
+	if err := s.Subscribe(ctx, "owner@example.org", "Someone", "ru", c); err != nil {
+		t.Fatal(err)
+	}
+	if n := outbox(); n != 0 {
+		t.Fatalf("%d confirmations for a newsletter they get", n)
+	}
+
+	// Something new: one confirmation, then the throttle.
+	c.Newsletters = []int64{inv}
+	for range 2 {
+		if err := s.Subscribe(ctx, "OWNER@example.org", "Someone", "ru", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := outbox(); n != 1 {
+		t.Fatalf("%d confirmations queued, want 1", n)
+	}
+	wantSubscriptions(t, db, r.ID, "asked", "digest-en active consent")
+	if sub, err := s.Confirm(ctx, r.UUID, linkBefore); err != nil || sub.Status != StatusConfirmed {
+		t.Fatalf("a link from before the request: %+v, %v", sub, err)
+	}
+	wantSubscriptions(t, db, r.ID, "old link", "digest-en active consent")
+
+	if ok, err := s.CanConfirm(ctx, r.UUID, time.Now()); !ok || err != nil {
+		t.Fatalf("CanConfirm = %v, %v", ok, err)
+	}
+	for range 2 {
+		if _, err := s.Confirm(ctx, r.UUID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantSubscriptions(t, db, r.ID, "confirmed", "digest-en active consent", "investigations active consent")
+	var consents []int64
+	db.Select(&consents, `SELECT consent_id FROM subscriptions WHERE subscriber_id = $1 ORDER BY newsletter_id`, r.ID)
+	if len(consents) != 2 || consents[0] == consents[1] {
+		t.Errorf("each subscription rests on its own request: %v", consents)
+	}
+	after := reader(t, db, "owner@example.org")
+	if after.Name != before.Name || after.Lang != before.Lang || !after.ConfirmedAt.After(*before.ConfirmedAt) || !after.SubscribedAt.Equal(before.SubscribedAt) {
+		t.Errorf("the reader changed: %+v, was %+v", after, before)
+	}
+	if ok, _ := s.CanConfirm(ctx, r.UUID, time.Now()); ok {
+		t.Error("the answered request is still open")
 	}
 }

@@ -403,7 +403,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 		WHERE o.id = due.id AND s.id = o.subscriber_id
 		RETURNING o.id, o.attempts, s.uuid, s.email, s.lang, s.status, s.subscribed_at, now() AS now,
 			EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL AND c.source <> 'import'
-			        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open,
+			        AND c.created_at > `+requestsSince+`) AS open,
 			o.kind, coalesce(o.newsletter_id, 0) AS newsletter_id,
 			s.status = 'confirmed' AND EXISTS (SELECT 1 FROM subscriptions sub WHERE sub.subscriber_id = s.id
 				AND sub.newsletter_id = o.newsletter_id AND sub.state = 'active') AS active,
@@ -419,8 +419,9 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 	var jobs []job
 	var skipped []int64
 	for _, j := range all {
-		// A request may be answered while the reader is pending or has left (see Store.Confirm);
-		// one confirmed or bounced since, or who left after asking, needs no email.
+		// A request may be answered while the reader is pending, has left, or is confirmed and
+		// asked for more (see Store.Confirm); one answered or bounced since, or who left after
+		// asking, needs no email.
 		if j.Kind == "welcome" {
 			// A welcome goes while the reader still takes the newsletter and welcomes are sent.
 			if j.Active && m.opts.Welcome != nil {
@@ -428,7 +429,7 @@ func (m *Mailer) claim(ctx context.Context) ([]job, error) {
 			} else {
 				skipped = append(skipped, j.ID)
 			}
-		} else if j.Open && (j.Status == StatusPending || j.Status == StatusUnsubscribed || j.Status == StatusComplained) {
+		} else if j.Open && (j.Status == StatusPending || j.Status == StatusUnsubscribed || j.Status == StatusComplained || j.Status == StatusConfirmed) {
 			jobs = append(jobs, j)
 		} else {
 			skipped = append(skipped, j.ID)

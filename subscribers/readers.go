@@ -208,7 +208,7 @@ const resendStateSQL = `
 		EXISTS (SELECT 1 FROM outbox o WHERE o.subscriber_id = s.id AND o.kind = 'confirm'
 		        AND o.sent_at IS NULL AND o.skipped_at IS NULL AND o.failed_at IS NULL) AS unsent,
 		EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL AND c.source <> 'import'
-		        AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')) AS open
+		        AND c.created_at > `+requestsSince+`) AS open
 	FROM subscribers s WHERE s.id = $1`
 
 func (st resendState) verdict() (ResendBlock, time.Time) {
@@ -245,7 +245,7 @@ func (s *Store) Reader(ctx context.Context, uuid string) (ReaderRecord, error) {
 	if err := tx.SelectContext(ctx, &rec.Consents, `
 		SELECT c.created_at, c.confirmed_at, c.ip, c.user_agent, c.source, c.text_version, c.name, c.lang,
 			c.confirmed_at IS NULL AND c.source <> 'import'
-			AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity') AS open
+			AND c.created_at > `+requestsSince+` AS open
 		FROM consents c JOIN subscribers s ON s.id = c.subscriber_id
 		WHERE c.subscriber_id = $1 ORDER BY c.created_at DESC, c.id DESC`, id); err != nil {
 		return rec, fmt.Errorf("reader: %w", err)

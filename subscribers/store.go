@@ -109,16 +109,22 @@ func byUUID(ctx context.Context, q sqlx.QueryerContext, uuid string) (Subscriber
 	return sub, nil
 }
 
+// requestsSince is the moment after which a reader's unconfirmed request (one of the form or the
+// API) is open, that is, a confirm link may still answer it: after they last left (so a link from
+// before an unsubscription, bounce or complaint never brings them back) and after they confirmed
+// (so a confirmed reader's new request, asking for more newsletters, is open, and the requests
+// they made before confirming are not). It reads the subscribers row as s.
+const requestsSince = `coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at, s.confirmed_at), '-infinity')`
+
 // openRequest finds the request a confirm link issued at issued answers: the reader's latest open
-// request (one not yet confirmed, from the form or the API) made before the link and after the
-// reader last left, so a link from before an unsubscription, bounce or complaint never brings
-// them back. The reader must be pending or have left by unsubscribing or complaining.
+// request (requestsSince) made before the link. The reader must be pending, have left by
+// unsubscribing or complaining, or be confirmed and asking for more.
 const openRequest = `
 	SELECT c.id, c.name, c.lang, s.id AS subscriber_id, s.email
 	FROM consents c JOIN subscribers s ON s.id = c.subscriber_id
-	WHERE s.uuid = $1 AND s.status IN ('pending', 'unsubscribed', 'complained')
+	WHERE s.uuid = $1 AND s.status IN ('pending', 'unsubscribed', 'complained', 'confirmed')
 	  AND c.confirmed_at IS NULL AND c.source <> 'import' AND c.created_at <= $2
-	  AND c.created_at > coalesce(greatest(s.unsubscribed_at, s.bounced_at, s.complained_at), '-infinity')
+	  AND c.created_at > `+requestsSince+`
 	ORDER BY c.created_at DESC, c.id DESC
 	LIMIT 1`
 
@@ -147,11 +153,14 @@ func (s *Store) CanConfirm(ctx context.Context, uuid string, issued time.Time) (
 	return true, nil
 }
 
-// Confirm is the confirmed opt-in, the only way a reader joins the list or comes back to it: the
-// request the link answers (openRequest) becomes consent, the reader is confirmed (one who had
-// left comes back with the name, when it gave one, and the language it asked for; a pending one
-// keeps what they signed up with, or set since on their manage page), and a suppression of the
-// address (an earlier erasure) is lifted. Confirming a confirmed reader again is harmless (returns the reader).
+// Confirm is the confirmed opt-in, the only way a reader joins the list, comes back to it or adds
+// newsletters from the form: the request the link answers (openRequest) becomes consent and starts
+// the newsletters it asked for, the reader is confirmed (one who had left comes back with the
+// name, when it gave one, and the language it asked for; a pending one keeps what they signed up
+// with, or set since on their manage page; a confirmed one keeps their name, language and
+// subscribed_at), and a suppression of the address (an earlier erasure) is lifted. confirmed_at
+// is the last confirmation, which closes every request made before it. A link whose request is
+// answered already, for a confirmed reader, is harmless (returns the reader).
 // ErrExpired when no open request answers the link: the reader left since, or never asked.
 func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Subscriber, error) {
 	if _, ok := parseUUID(uuid); !ok {
@@ -180,9 +189,9 @@ func (s *Store) Confirm(ctx context.Context, uuid string, issued time.Time) (Sub
 	var sub Subscriber
 	if err := tx.GetContext(ctx, &sub, `
 		UPDATE subscribers SET status = 'confirmed', confirmed_at = now(), updated_at = now(),
-			name = CASE WHEN status = 'pending' THEN name ELSE coalesce(nullif($2, ''), name) END,
-			lang = CASE WHEN status = 'pending' THEN lang ELSE coalesce($3, lang) END,
-			subscribed_at = CASE WHEN status = 'pending' THEN subscribed_at ELSE now() END
+			name = CASE WHEN status IN ('pending', 'confirmed') THEN name ELSE coalesce(nullif($2, ''), name) END,
+			lang = CASE WHEN status IN ('pending', 'confirmed') THEN lang ELSE coalesce($3, lang) END,
+			subscribed_at = CASE WHEN status IN ('pending', 'confirmed') THEN subscribed_at ELSE now() END
 		WHERE id = $1
 		RETURNING `+subscriberColumns, r.SubscriberID, r.Name, r.Lang); err != nil {
 		return sub, fmt.Errorf("confirm: %w", err)

@@ -164,7 +164,7 @@ func TestConsentByPriorState(t *testing.T) {
 		{"a stranger's form request", stranger("form"), map[string]consentOutcome{
 			"new":          {status: StatusPending, name: "WIN $500", lang: "ru", emails: 1},
 			"pending":      owner(StatusPending, 1),
-			"confirmed":    owner(StatusConfirmed, 0),
+			"confirmed":    owner(StatusConfirmed, 1), // the request asks for the Russian digest, which they do not get
 			"unsubscribed": owner(StatusUnsubscribed, 1),
 			"complained":   owner(StatusComplained, 1),
 			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},
@@ -173,7 +173,7 @@ func TestConsentByPriorState(t *testing.T) {
 		{"a stranger's API request", stranger("api"), map[string]consentOutcome{
 			"new":          {status: StatusPending, name: "WIN $500", lang: "ru", emails: 1},
 			"pending":      owner(StatusPending, 1),
-			"confirmed":    owner(StatusConfirmed, 0),
+			"confirmed":    owner(StatusConfirmed, 1), // the request asks for the Russian digest, which they do not get
 			"unsubscribed": owner(StatusUnsubscribed, 1),
 			"complained":   owner(StatusComplained, 1),
 			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},
@@ -182,7 +182,7 @@ func TestConsentByPriorState(t *testing.T) {
 		{"the owner asks and confirms", ownerReturns, map[string]consentOutcome{
 			"new":          {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
 			"pending":      owner(StatusConfirmed, 1),
-			"confirmed":    owner(StatusConfirmed, 0),
+			"confirmed":    owner(StatusConfirmed, 1), // adds the Russian digest, keeping name and language
 			"unsubscribed": {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
 			"complained":   {status: StatusConfirmed, name: "Owner Again", lang: "ru", emails: 1},
 			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true, err: ErrExpired},
@@ -200,7 +200,7 @@ func TestConsentByPriorState(t *testing.T) {
 		{"a stranger's request, then the old file", strangerThenImport, map[string]consentOutcome{
 			"new":          {status: StatusConfirmed, name: "Old Name", lang: "en", emails: 1},
 			"pending":      {status: StatusConfirmed, name: "Old Name", lang: "en", emails: 1},
-			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en"},
+			"confirmed":    {status: StatusConfirmed, name: "Old Name", lang: "en", emails: 1},
 			"unsubscribed": {status: StatusUnsubscribed, name: "Old Name", lang: "en", emails: 1},
 			"complained":   {status: StatusComplained, name: "Old Name", lang: "en", emails: 1},
 			"bounced":      {status: StatusBounced, name: "Owner", lang: "en", suppressed: true},

@@ -219,7 +219,14 @@ const subscribeSQL = `
 			SELECT email, name, lang, 'pending', now() FROM input
 			ON CONFLICT (lower(email)) DO UPDATE SET
 				confirmation_sent_at = CASE
-					WHEN r.status IN ('pending', 'unsubscribed', 'complained')
+					WHEN (r.status IN ('pending', 'unsubscribed', 'complained')
+					      -- A confirmed reader asking for a newsletter they do not get yet.
+					      OR r.status = 'confirmed' AND EXISTS (
+					         SELECT 1 FROM input i JOIN newsletters n ON CASE WHEN i.newsletters = ''
+					             THEN n.kind = 'digest' AND n.lang = i.lang
+					             ELSE n.id = ANY(string_to_array(i.newsletters, ',')::bigint[]) END
+					         WHERE lower(i.email) = lower(r.email) AND NOT EXISTS (SELECT 1 FROM subscriptions sub
+					             WHERE sub.subscriber_id = r.id AND sub.newsletter_id = n.id AND sub.state = 'active')))
 					 AND (r.confirmation_sent_at IS NULL OR r.confirmation_sent_at <= now() - $8 * interval '1 second')
 					 AND NOT EXISTS (SELECT 1 FROM outbox o
 					                 WHERE o.subscriber_id = r.id AND o.kind = 'confirm' AND o.sent_at IS NULL

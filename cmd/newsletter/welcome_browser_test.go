@@ -15,7 +15,9 @@ import (
 // naming both, is mailed;
 // confirming starts exactly those two subscriptions, each resting on her request, and the welcome
 // of Investigations (the only one with a welcome in English) arrives once. Its unsubscribe link
-// leaves Investigations only. Leaving everything and subscribing again sends no second welcome.
+// leaves Investigations only; asking for it again on the form while confirmed for the digest sends
+// a confirmation that brings it back. Leaving everything and subscribing again sends no second
+// welcome.
 func TestBrowserSubscribeChoicesWelcome(t *testing.T) {
 	s := startService(t, nil)
 	if _, err := s.DB.Exec(`INSERT INTO newsletters (slug, kind, names, descriptions, langs, default_on, welcome) VALUES
@@ -124,6 +126,17 @@ func TestBrowserSubscribeChoicesWelcome(t *testing.T) {
 		t.Errorf("unsubscribe events: %v", events)
 	}
 
+	// Still confirmed for the digest, she asks for Investigations again on the form: a
+	// confirmation naming what she asked for, and confirming brings it back, with no second welcome.
+	if _, err := s.DB.Exec(`UPDATE subscribers SET confirmation_sent_at = now() - interval '1 day'`); err != nil {
+		t.Fatal(err) // past the throttle on confirmations
+	}
+	subscribe()
+	confirm(3)
+	if got := subscriptions(); got != "digest-en:active:confirmed investigations:active:confirmed" {
+		t.Errorf("after asking again while confirmed: %s", got)
+	}
+
 	// She leaves everything and subscribes again: a new confirmation, no second welcome.
 	if _, err := s.DB.Exec(`UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = now() - interval '1 hour';
 		UPDATE subscriptions SET state = 'left', left_at = now() - interval '1 hour'`); err != nil {
@@ -133,9 +146,9 @@ func TestBrowserSubscribeChoicesWelcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	subscribe()
-	confirm(3)
+	confirm(4)
 	time.Sleep(3 * time.Second) // the mailer polls every 2 s: a second welcome would be out by now
-	if n := len(s.SMTP.To("rita@example.org")); n != 3 {
-		t.Errorf("%d emails, want 3 (confirm, welcome, confirm)", n)
+	if n := len(s.SMTP.To("rita@example.org")); n != 4 {
+		t.Errorf("%d emails, want 4 (confirm, welcome, confirm, confirm)", n)
 	}
 }

@@ -20,14 +20,14 @@ func (h *Handler) ConfirmPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if s.Status == subscribers.StatusConfirmed {
-		h.message(w, http.StatusOK, s.Lang, h.confirmedMessage(s.Lang))
-		return
-	}
 	open, err := h.store.CanConfirm(r.Context(), s.UUID, l.issued)
 	switch {
 	case err != nil:
 		h.fail(w, r, s.Lang, "confirm page", err)
+	case !open && s.Status == subscribers.StatusConfirmed:
+		// Answered already (a second visit): a confirmed reader's open request, asking for more
+		// newsletters, gets the button below like anyone's.
+		h.message(w, http.StatusOK, s.Lang, h.confirmedMessage(s.Lang))
 	case open:
 		h.render(w, http.StatusOK, "confirm", s.Lang, h.cat.T(s.Lang, "subscribers.confirm.title"), confirmPage{Action: r.URL.EscapedPath(), Cadence: h.cadence(s.Lang)})
 	default: // left, bounced or complained since the request: this opt-in is over

@@ -223,7 +223,9 @@ func TestConfirmedReaderAsksForMore(t *testing.T) {
 	inv := addInvestigations(t, db)
 	r := ownerConfirms(t, db, s)
 	before := reader(t, db, "owner@example.org")
-	outbox := func() int { return countRows(t, db, `SELECT count(*) FROM outbox WHERE kind = 'confirm' AND sent_at IS NULL`) }
+	outbox := func() int {
+		return countRows(t, db, `SELECT count(*) FROM outbox WHERE kind = 'confirm' AND sent_at IS NULL`)
+	}
 	db.MustExec(`UPDATE subscribers SET confirmation_sent_at = now() - interval '1 hour'`)
 
 	linkBefore := time.Now() // the last link they were sent, before any request below

@@ -208,7 +208,7 @@ const resendStateSQL = `
 		EXISTS (SELECT 1 FROM outbox o WHERE o.subscriber_id = s.id AND o.kind = 'confirm'
 		        AND o.sent_at IS NULL AND o.skipped_at IS NULL AND o.failed_at IS NULL) AS unsent,
 		EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id AND c.confirmed_at IS NULL AND c.source <> 'import'
-		        AND c.created_at > `+requestsSince+`) AS open
+		        AND c.created_at > ` + requestsSince + `) AS open
 	FROM subscribers s WHERE s.id = $1`
 
 func (st resendState) verdict() (ResendBlock, time.Time) {

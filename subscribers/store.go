@@ -124,7 +124,7 @@ const openRequest = `
 	FROM consents c JOIN subscribers s ON s.id = c.subscriber_id
 	WHERE s.uuid = $1 AND s.status IN ('pending', 'unsubscribed', 'complained', 'confirmed')
 	  AND c.confirmed_at IS NULL AND c.source <> 'import' AND c.created_at <= $2
-	  AND c.created_at > `+requestsSince+`
+	  AND c.created_at > ` + requestsSince + `
 	ORDER BY c.created_at DESC, c.id DESC
 	LIMIT 1`
 

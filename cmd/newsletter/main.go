@@ -12,6 +12,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	// The zone database in the binary: NEWSLETTER_TIMEZONE and CRON_TZ= name IANA zones, and a host
+	// or image without /usr/share/zoneinfo would refuse them at start.
+	_ "time/tzdata"
 )
 
 // Exit statuses promised by the public interface.

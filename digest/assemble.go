@@ -330,7 +330,8 @@ func (s *Store) Issues(ctx context.Context, lang string) ([]Issue, error) {
 func (s *Store) SentIssues(ctx context.Context, lang string) ([]Issue, error) {
 	var out []Issue
 	err := s.db.SelectContext(ctx, &out, `SELECT `+issueColumns+` FROM issues
-		WHERE status = 'sent' AND ($1 = '' OR lang = $1) ORDER BY window_end DESC, id DESC`, lang)
+		WHERE status = 'sent' AND ($1 = '' OR lang = $1)
+		ORDER BY coalesce(window_end, started_at, created_at) DESC, id DESC`, lang)
 	if err != nil {
 		return nil, fmt.Errorf("sent issues: %w", err)
 	}

@@ -124,6 +124,18 @@ func TestBrowserEditions(t *testing.T) {
 	if body := eval(t, b, "archive text", chromedp.Text(chromedp.CSS("body"))); !strings.Contains(body, "What we found") || strings.Contains(body, "Rita") {
 		t.Errorf("archive page: %q", body)
 	}
+	// The archive's list names the edition's newsletter and links its own address; so does the feed.
+	do(t, b, "the archive's list", chromedp.Navigate(s.URL+"/archive"), chromedp.WaitVisible(chromedp.CSS("table.list")))
+	row := eval(t, b, "the edition's row", chromedp.Evaluate[string](`(() => {
+		const a = document.querySelector('a[href="/archive/editions/`+itoa(id)+`"]');
+		return a ? a.closest('td').innerText : '';
+	})()`))
+	if !strings.Contains(row, "Investigations · The harbour files") {
+		t.Errorf("the archive's row of the edition: %q", row)
+	}
+	if feed := s.Get(t, "/archive.xml").Body; !strings.Contains(feed, "<link>"+s.URL+"/archive/editions/"+itoa(id)+"</link>") {
+		t.Errorf("the feed lacks the edition's address:\n%s", feed)
+	}
 	if r := s.Get(t, "/archive/editions/999999"); r.Status != http.StatusNotFound {
 		t.Errorf("an unknown edition: %d", r.Status)
 	}

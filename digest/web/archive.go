@@ -17,6 +17,7 @@ import (
 	"newsletter/digest"
 	"newsletter/digest/render"
 	"newsletter/internal/httpx"
+	"newsletter/newsletters"
 	"newsletter/templates"
 )
 
@@ -77,7 +78,42 @@ type archiveEntry struct {
 	ID      int64
 	Date    string
 	Subject string
-	Figures *publicFigures
+	// Path is the copy's address; Newsletter names an edition's newsletter ("" for a digest).
+	Path, Newsletter string
+	Figures          *publicFigures
+}
+
+// archiveDate is when an issue is dated in the archive: a digest by the end of its window, an
+// edition (which has none) by when it went out.
+func archiveDate(iss digest.Issue) time.Time {
+	if iss.IsEdition() && iss.StartedAt != nil {
+		return *iss.StartedAt
+	}
+	return iss.WindowEnd
+}
+
+// archivePath is the public address of an issue's copy: an edition's is the one its "view in
+// browser" link names.
+func archivePath(iss digest.Issue) string {
+	if iss.IsEdition() {
+		return "/archive/editions/" + strconv.FormatInt(iss.ID, 10)
+	}
+	return "/archive/" + strconv.FormatInt(iss.ID, 10)
+}
+
+// newsletterNames maps each newsletter id to its name in lang; empty when they cannot be read
+// (the list then goes without them).
+func (h *Archive) newsletterNames(r *http.Request, lang string) map[int64]string {
+	all, err := newsletters.List(r.Context(), h.store.DB())
+	if err != nil {
+		h.log.Warn("archive: newsletters", "err", err)
+		return nil
+	}
+	names := make(map[int64]string, len(all))
+	for _, n := range all {
+		names[n.ID] = n.Name(lang)
+	}
+	return names
 }
 
 // publicFigures is what the archive shows of an issue's figures: how many readers it went to and
@@ -108,6 +144,10 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	figures := h.issueFigures(r, issues)
+	var names map[int64]string
+	if slices.ContainsFunc(issues, digest.Issue.IsEdition) {
+		names = h.newsletterNames(r, lang)
+	}
 	page := archivePage{Empty: len(issues) == 0, SubscribeURL: "/"}
 	// The reader's language first, then the others in configured order.
 	order := append([]string{lang}, slices.DeleteFunc(slices.Clone(h.opts.Languages), func(l string) bool { return l == lang })...)
@@ -118,7 +158,10 @@ func (h *Archive) List(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, iss := range issues {
 			if iss.Lang == l {
-				e := archiveEntry{ID: iss.ID, Date: render.FormatDate(lang, iss.WindowEnd), Subject: iss.Subject}
+				e := archiveEntry{ID: iss.ID, Date: render.FormatDate(lang, archiveDate(iss)), Subject: iss.Subject, Path: archivePath(iss)}
+				if iss.IsEdition() {
+					e.Newsletter = names[iss.NewsletterID]
+				}
 				if f, ok := figures[iss.ID]; ok {
 					e.Figures = &publicFigures{Delivered: f.Delivered, Unsubscribes: f.Unsubscribes}
 				}
@@ -301,8 +344,8 @@ func (h *Archive) Feed(w http.ResponseWriter, r *http.Request) {
 		Language:    only,
 	}}
 	for _, iss := range issues {
-		link := h.opts.BaseURL + "/archive/" + strconv.FormatInt(iss.ID, 10)
-		when := iss.WindowEnd
+		link := h.opts.BaseURL + archivePath(iss)
+		when := archiveDate(iss)
 		if iss.FinishedAt != nil {
 			when = *iss.FinishedAt
 		}

@@ -213,7 +213,8 @@ const resendStateSQL = `
 
 func (st resendState) verdict() (ResendBlock, time.Time) {
 	switch {
-	case st.Status == StatusConfirmed:
+	case st.Status == StatusConfirmed && !st.OpenAsked:
+		// A confirmed reader's open request asks for more: its confirmation may go again.
 		return ResendConfirmed, time.Time{}
 	case st.Status == StatusBounced:
 		return ResendBounced, time.Time{}

@@ -47,6 +47,10 @@ func TestResendConfirmationByPriorState(t *testing.T) {
 			}
 		}, ResendNoRequest},
 		{"confirmed", func(t *testing.T, db *sqlx.DB, s *Store) { ownerConfirms(t, db, s) }, ResendConfirmed},
+		{"confirmed, then asked for another digest", func(t *testing.T, db *sqlx.DB, s *Store) {
+			ownerConfirms(t, db, s)
+			asksAgain(t, db, s) // the Russian digest, which they do not get
+		}, ResendAllowed},
 		{"unsubscribed", ownerConsentStates[3].setup, ResendNoRequest},
 		{"unsubscribed, then asked again", func(t *testing.T, db *sqlx.DB, s *Store) {
 			ownerConsentStates[3].setup(t, db, s)

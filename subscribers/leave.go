@@ -53,26 +53,15 @@ func (s *Store) IssueNewsletter(ctx context.Context, subscriberID, issueID int64
 // (issueID 0), or of an issue that is gone, leaves everything (UnsubscribeFrom's old rule).
 func (s *Store) LeaveIssue(ctx context.Context, uuid string, issueID int64) (Subscriber, Departure, error) {
 	var d Departure
-	if _, ok := parseUUID(uuid); !ok {
-		return Subscriber{}, d, ErrNotFound
-	}
 	if issueID <= 0 {
 		sub, err := s.Unsubscribe(ctx, uuid)
 		return sub, d, err
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, sub, err := s.lockReader(ctx, uuid)
 	if err != nil {
-		return Subscriber{}, d, fmt.Errorf("unsubscribe: %w", err)
+		return sub, d, err
 	}
 	defer tx.Rollback()
-	var sub Subscriber
-	err = tx.GetContext(ctx, &sub, `SELECT `+subscriberColumns+` FROM subscribers WHERE uuid = $1 FOR UPDATE`, uuid)
-	if errors.Is(err, sql.ErrNoRows) {
-		return sub, d, ErrNotFound
-	}
-	if err != nil {
-		return sub, d, fmt.Errorf("unsubscribe: %w", err)
-	}
 	var newsletterID int64
 	err = tx.GetContext(ctx, &newsletterID, `SELECT newsletter_id FROM issues WHERE id = $1`, issueID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -95,22 +84,11 @@ func (s *Store) LeaveIssue(ctx context.Context, uuid string, issueID int64) (Sub
 // gone leaves everything.
 func (s *Store) LeaveNewsletter(ctx context.Context, uuid string, newsletterID int64) (Subscriber, Departure, error) {
 	var d Departure
-	if _, ok := parseUUID(uuid); !ok {
-		return Subscriber{}, d, ErrNotFound
-	}
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, sub, err := s.lockReader(ctx, uuid)
 	if err != nil {
-		return Subscriber{}, d, fmt.Errorf("unsubscribe: %w", err)
+		return sub, d, err
 	}
 	defer tx.Rollback()
-	var sub Subscriber
-	err = tx.GetContext(ctx, &sub, `SELECT `+subscriberColumns+` FROM subscribers WHERE uuid = $1 FOR UPDATE`, uuid)
-	if errors.Is(err, sql.ErrNoRows) {
-		return sub, d, ErrNotFound
-	}
-	if err != nil {
-		return sub, d, fmt.Errorf("unsubscribe: %w", err)
-	}
 	n, err := newsletters.Get(ctx, tx, newsletterID)
 	if errors.Is(err, newsletters.ErrNotFound) {
 		tx.Rollback()
@@ -121,6 +99,28 @@ func (s *Store) LeaveNewsletter(ctx context.Context, uuid string, newsletterID i
 		return sub, d, fmt.Errorf("unsubscribe: %w", err)
 	}
 	return s.leave(ctx, tx, sub, n, 0)
+}
+
+// lockReader begins the transaction of an unsubscribe link with the reader's row locked, so
+// departures of one reader (and a Confirm) apply one at a time. The caller rolls tx back.
+func (s *Store) lockReader(ctx context.Context, uuid string) (*sqlx.Tx, Subscriber, error) {
+	var sub Subscriber
+	if _, ok := parseUUID(uuid); !ok {
+		return nil, sub, ErrNotFound
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, sub, fmt.Errorf("unsubscribe: %w", err)
+	}
+	err = tx.GetContext(ctx, &sub, `SELECT `+subscriberColumns+` FROM subscribers WHERE uuid = $1 FOR UPDATE`, uuid)
+	if err != nil {
+		tx.Rollback()
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, sub, ErrNotFound
+		}
+		return nil, sub, fmt.Errorf("unsubscribe: %w", err)
+	}
+	return tx, sub, nil
 }
 
 // leave takes the locked reader sub out of newsletter n in tx and commits: an

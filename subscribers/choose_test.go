@@ -190,9 +190,7 @@ func TestLeaveNewsletter(t *testing.T) {
 		}
 	}
 	wantSubscriptions(t, db, r.ID, "left through the welcome", "digest-en active consent", "investigations left none")
-	var digest int64
-	db.Get(&digest, `SELECT id FROM newsletters WHERE slug = 'digest-en'`)
-	if sub, d, err := s.LeaveNewsletter(ctx, r.UUID, digest); err != nil || sub.Status != StatusUnsubscribed || !d.Left || d.Remaining != 0 {
+	if sub, d, err := s.LeaveNewsletter(ctx, r.UUID, newsletterID(t, db, "digest-en")); err != nil || sub.Status != StatusUnsubscribed || !d.Left || d.Remaining != 0 {
 		t.Fatalf("the last one: %+v, %+v, %v", sub, d, err)
 	}
 	var events []string

@@ -25,24 +25,18 @@ type Departure struct {
 	Remaining int
 }
 
-// IssueNewsletter returns the newsletter of issue issueID and whether the reader subscriberID has
-// an active subscription to it; ErrNotFound when there is no such issue.
+// IssueNewsletter is NewsletterOf the newsletter of issue issueID; ErrNotFound when there is no
+// such issue.
 func (s *Store) IssueNewsletter(ctx context.Context, subscriberID, issueID int64) (newsletters.Newsletter, bool, error) {
-	var row struct {
-		NewsletterID int64 `db:"newsletter_id"`
-		Active       bool  `db:"active"`
-	}
-	err := s.db.GetContext(ctx, &row, `SELECT i.newsletter_id, EXISTS (SELECT 1 FROM subscriptions sub
-			WHERE sub.subscriber_id = $1 AND sub.newsletter_id = i.newsletter_id AND sub.state = 'active') AS active
-		FROM issues i WHERE i.id = $2`, subscriberID, issueID)
+	var newsletterID int64
+	err := s.db.GetContext(ctx, &newsletterID, `SELECT newsletter_id FROM issues WHERE id = $1`, issueID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return newsletters.Newsletter{}, false, ErrNotFound
 	}
 	if err != nil {
 		return newsletters.Newsletter{}, false, fmt.Errorf("issue newsletter: %w", err)
 	}
-	n, err := newsletters.Get(ctx, s.db, row.NewsletterID)
-	return n, row.Active, err
+	return s.NewsletterOf(ctx, subscriberID, newsletterID)
 }
 
 // LeaveIssue is the unsubscribe link of issue issueID: the reader leaves that issue's newsletter,

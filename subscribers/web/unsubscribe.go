@@ -72,10 +72,9 @@ func (h *Handler) UnsubscribePage(w http.ResponseWriter, r *http.Request) {
 
 // Unsubscribe serves POST /unsubscribe/{token}, from the page's buttons or as an RFC 8058 one-click
 // request (body "List-Unsubscribe=One-Click"): the signed token is the only authority needed.
-// Through one issue's link the reader leaves that issue's newsletter only (through a welcome's,
-// that welcome's newsletter) (the page's "leave
-// everything" button, scope=all, leaves every one) and the departure is counted for that issue;
-// a link of no issue leaves everything.
+// Through one issue's link the reader leaves that issue's newsletter only, and the departure is
+// counted for that issue; through a welcome's, that welcome's newsletter. The page's "leave
+// everything" button (scope=all) leaves every one, as does a link of no issue.
 func (h *Handler) Unsubscribe(w http.ResponseWriter, r *http.Request) {
 	all, err := readScope(w, r)
 	if err != nil {

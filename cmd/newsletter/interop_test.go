@@ -108,11 +108,17 @@ func TestInteropMatrix(t *testing.T) {
 	}
 }
 
-// interopWalk subscribes a reader and confirms through the mailed link, adds readers of both
-// languages, runs `digest send --lang all --yes`, and checks what the relay received.
+// interopWalk subscribes a reader and confirms through the mailed link (a welcome follows), adds
+// readers of both languages, runs `digest send --lang all --yes`, and checks what the relay
+// received.
 func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 	ctx := context.Background()
 	const subscriber = "anna@example.org"
+	// The Russian digest has a welcome: it goes out after the confirmation, through the same relay.
+	if _, err := s.DB.Exec(`UPDATE newsletters SET welcome = '{"ru": {"subject": "Добро пожаловать", "markdown": "Спасибо, что вы **с нами**."}}'
+		WHERE slug = 'digest-ru'`); err != nil {
+		t.Fatal(err)
+	}
 	if res := s.PostForm(t, "/subscribe", url.Values{"email": {subscriber}, "name": {"Анна Каренина"}, "lang": {"ru"}}); res.Status != 200 {
 		t.Fatalf("subscribe: %d", res.Status)
 	}
@@ -133,6 +139,14 @@ func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 	if res := s.Do(t, "POST", u.Path, "application/x-www-form-urlencoded", ""); res.Status != 200 {
 		t.Fatalf("confirm: %d", res.Status)
 	}
+	welcome := waitReceived(t, r, 2)[1]
+	checkInteropMessage(t, welcome, subscriber, dkimTXT)
+	checkReturnPath(t, s, welcome, 0)
+	w := parseMail(t, welcome)
+	if w.Get("List-Id") != "<digest-ru.gazette.test>" || w.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" ||
+		!strings.Contains(w.Part(t, "text/plain").Body, "Спасибо, что вы с нами") {
+		t.Errorf("the welcome: List-Id %q, List-Unsubscribe-Post %q", w.Get("List-Id"), w.Get("List-Unsubscribe-Post"))
+	}
 
 	// More readers, as an import would leave them: two more in Russian, three in English.
 	if _, err := s.DB.Exec(`INSERT INTO subscribers (email, name, lang, status, confirmed_at) VALUES
@@ -149,13 +163,13 @@ func interopWalk(t *testing.T, s *service, r relay, dkimTXT string) {
 	if code := runApp(ctx, app, []string{"digest", "send", "--lang", "all", "--yes"}); code != exitOK {
 		t.Fatalf("digest send exited %d:\n%s%s", code, out.String(), errOut.String())
 	}
-	all := waitReceived(t, r, 1+len(readers))
+	all := waitReceived(t, r, 2+len(readers))
 	time.Sleep(300 * time.Millisecond) // a duplicate would show now
 	if again := r.received(t); len(again) != len(all) {
 		t.Fatalf("%d messages arrived, want %d: a duplicate", len(again), len(all))
 	}
 	got := map[string]int{}
-	for _, msg := range all[1:] {
+	for _, msg := range all[2:] {
 		if len(msg.To) != 1 {
 			t.Fatalf("a digest for %v", msg.To)
 		}

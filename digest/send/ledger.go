@@ -192,12 +192,14 @@ func (r *recorder) close() {
 }
 
 // markRetry records a temporary failure: the row is due again after delay, or failed for good when
-// final (the retry policy's last attempt). It reports whether the row is now failed.
+// final (the retry policy's last attempt). It reports whether the row is now failed. A row no
+// longer queued is left alone: a mark written late (the database was away, and meanwhile another
+// sender took the row over and its message was accepted) must not send the reader a second copy.
 func (l ledger) markRetry(ctx context.Context, issueID, subscriberID int64, reason string, delay time.Duration, final bool) (failed bool, err error) {
 	err = l.db.GetContext(ctx, &failed, `UPDATE deliveries SET attempts = attempts + 1, claimed_by = NULL, last_error = $3,
 			next_attempt_at = now() + $4 * interval '1 millisecond',
 			status = CASE WHEN $5 THEN 'failed' ELSE 'queued' END
-		WHERE issue_id = $1 AND subscriber_id = $2 RETURNING status = 'failed'`,
+		WHERE issue_id = $1 AND subscriber_id = $2 AND status = 'queued' RETURNING status = 'failed'`,
 		issueID, subscriberID, textclean.ClipLine(reason, digest.MaxReason), delay.Milliseconds(), final)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
@@ -208,10 +210,10 @@ func (l ledger) markRetry(ctx context.Context, issueID, subscriberID int64, reas
 	return failed, nil
 }
 
-// markFailed records a permanent failure.
+// markFailed records a permanent failure, on a row still queued, like markRetry.
 func (l ledger) markFailed(ctx context.Context, issueID, subscriberID int64, reason string) error {
 	_, err := l.db.ExecContext(ctx, `UPDATE deliveries SET status = 'failed', attempts = attempts + 1, claimed_by = NULL,
-		last_error = $3 WHERE issue_id = $1 AND subscriber_id = $2`, issueID, subscriberID, textclean.ClipLine(reason, digest.MaxReason))
+		last_error = $3 WHERE issue_id = $1 AND subscriber_id = $2 AND status = 'queued'`, issueID, subscriberID, textclean.ClipLine(reason, digest.MaxReason))
 	if err != nil {
 		return fmt.Errorf("mark failed: %w", err)
 	}

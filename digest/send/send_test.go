@@ -561,3 +561,39 @@ func TestRunContinuesAndStopsCleanly(t *testing.T) {
 		t.Errorf("metrics gathered: %d (%v)", n, err)
 	}
 }
+
+// TestLateMarksLeaveSentRowsAlone: a retry or failure mark written late (the database was away
+// while another sender took the row over and had its message accepted) must not turn a sent row
+// back into a queued one, which would send the reader a second copy, nor into a failed one.
+func TestLateMarksLeaveSentRowsAlone(t *testing.T) {
+	f := newSendFixture(t, 2)
+	ctx := context.Background()
+	l := f.ledger()
+	if _, err := l.startSending(ctx, f.issue.ID); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := l.claim(ctx, f.issue.ID, 1, 2, time.Minute, 0)
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("claim = %v, %v", rows, err)
+	}
+	rec, err := l.newRecorder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.close()
+	ids := []int64{rows[0].SubscriberID, rows[1].SubscriberID}
+	if err := rec.markSent(ctx, f.issue.ID, ids); err != nil {
+		t.Fatal(err)
+	}
+	if failed, err := l.markRetry(ctx, f.issue.ID, ids[0], "451 try again later", time.Second, false); err != nil || failed {
+		t.Fatalf("late markRetry = %v, %v", failed, err)
+	}
+	if err := l.markFailed(ctx, f.issue.ID, ids[1], "550 no such user"); err != nil {
+		t.Fatal(err)
+	}
+	for _, email := range []string{rows[0].Email, rows[1].Email} {
+		if status, lastErr, attempts := f.delivery(t, email); status != digest.DeliverySent || lastErr != "" || attempts != 1 {
+			t.Errorf("%s after a late mark: %s (%q), %d attempts; want sent, 1 attempt", email, status, lastErr, attempts)
+		}
+	}
+}
